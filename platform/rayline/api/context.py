@@ -1,0 +1,25 @@
+"""What routes need, built once per control-plane replica by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from rayline.config import Settings
+from rayline.services.executions import ExecutionService
+from rayline.services.pipelines import PipelineService
+from rayline.store.db import Database
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    pipelines: PipelineService
+    executions: ExecutionService
+    sdk_token_hash: str
+
+
+def get_context(request: Request) -> AppContext:
+    return request.app.state.context

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import RedirectResponse
+
+from rayline.api.context import AppContext, get_context
+from rayline.api.schemas import ExecutionOutputs, ExecutionPublic, LogLine, LogsQuery
+from rayline.errors import ExecutionFailed, ExecutionNotFinished
+from rayline.store.executions import FINAL_STATUSES, SUCCEEDED
+
+router = APIRouter(tags=["executions"])
+
+
+def _from_epoch_ms(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+
+
+@router.get("/executions/{execution_id}", response_model=ExecutionPublic)
+def get_execution(execution_id: str, context: AppContext = Depends(get_context)) -> ExecutionPublic:
+    return ExecutionPublic.from_row(context.executions.get(execution_id))
+
+
+@router.get("/executions/{execution_id}/outputs", response_model=ExecutionOutputs,
+            responses={307: {"description": "Still running: ask again (the same URL)."}})
+async def get_execution_outputs(execution_id: str, request: Request, wait_for_completion: bool = False,
+                                context: AppContext = Depends(get_context)) -> Any:
+    """The outputs of an ended execution. With ``wait_for_completion=true`` the request is held a
+    few seconds, then answered 307 to the same URL while the execution still runs."""
+    if wait_for_completion:
+        row = await context.executions.wait_until_final(execution_id, context.settings.wait_hold_s)
+        if row.status not in FINAL_STATUSES:
+            return RedirectResponse(str(request.url), status_code=307)
+    else:
+        row = context.executions.get(execution_id)
+    if row.status == SUCCEEDED:
+        return ExecutionOutputs(outputs=row.outputs)
+    if row.status in FINAL_STATUSES:
+        raise ExecutionFailed(
+            f"Execution {execution_id!r} ended with status {row.status}: {row.error} "
+            f"Read its logs with get_pipeline_execution_logs({execution_id!r}).",
+            additional_data={"execution_id": execution_id, "status": row.status})
+    raise ExecutionNotFinished(f"Execution {execution_id!r} is {row.status}; ask with wait_for_completion=true "
+                               "to wait for its outputs.")
+
+
+@router.post("/executions/{execution_id}/logs")
+def get_execution_logs(execution_id: str, query: LogsQuery = Body(default_factory=LogsQuery),
+                       context: AppContext = Depends(get_context)) -> list[list[dict[str, Any]]]:
+    """What the execution printed, oldest first: a list per pipeline step (one step here)."""
+    rows = context.executions.logs(execution_id, _from_epoch_ms(query.from_), _from_epoch_ms(query.to), query.limit)
+    return [[LogLine.from_row(row).model_dump(mode="json") for row in rows]]
+
+
+@router.delete("/executions/{execution_id}")
+def delete_execution(execution_id: str, context: AppContext = Depends(get_context)) -> dict[str, str]:
+    context.executions.delete(execution_id)
+    return {"execution_id": execution_id}

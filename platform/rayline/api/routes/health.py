@@ -1,0 +1,14 @@
+from fastapi import APIRouter, Depends
+from sqlalchemy import text
+
+from rayline.api.context import AppContext, get_context
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+def health(context: AppContext = Depends(get_context)) -> dict[str, str]:
+    """200 once the control plane serves requests and its database answers. No token needed."""
+    with context.db.session() as session:
+        session.execute(text("SELECT 1"))
+    return {"status": "ok"}

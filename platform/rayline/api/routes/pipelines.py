@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.datastructures import UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from rayline.api.context import AppContext, get_context
+from rayline.api.schemas import (ExecutionListItem, ExecutionStarted, PipelineListItem, PipelinePublic)
+from rayline.domain.forms import declarations, unflatten
+from rayline.errors import InvalidInput, PayloadTooLarge
+from rayline.services.executions import parse_json_field
+from rayline.services.pipelines import PipelineCreate
+
+router = APIRouter(tags=["pipelines"])
+
+# Room for the form fields around the archive itself.
+FORM_OVERHEAD_BYTES = 1024 * 1024
+
+
+@router.get("/project-information")
+def project_information() -> dict[str, Any]:
+    """Defaults craft-ai-sdk asks for before packing a folder: Rayline takes the whole folder."""
+    return {"included_folders": None, "requirements_path": None}
+
+
+@router.post("/pipelines", status_code=201, response_model=PipelinePublic)
+async def create_pipeline(request: Request, context: AppContext = Depends(get_context)) -> PipelinePublic:
+    """Create a pipeline from a multipart form: fields plus the folder as a tar.gz part ``step_file``."""
+    limit = context.settings.max_upload_bytes
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise InvalidInput("Send the upload with a Content-Length header (RaylineSdk does).")
+    if int(length) > limit + FORM_OVERHEAD_BYTES:
+        raise PayloadTooLarge(f"The upload is {length} bytes; the limit is {limit} (RAYLINE_MAX_UPLOAD_BYTES). "
+                              "Upload only what the pipeline needs (container_config['included_folders']).")
+    form = await request.form(max_files=1, max_fields=2000)
+    step_file = form.get("step_file")
+    if not isinstance(step_file, UploadFile):
+        raise InvalidInput("step_file is required: the pipeline's folder as a tar.gz file part.")
+    archive = await step_file.read()
+    fields = unflatten((key, value) for key, value in form.multi_items() if isinstance(value, str))
+    container_config = fields.get("container_config") or {}
+    if not isinstance(container_config, dict):
+        raise InvalidInput("container_config must be an object, e.g. container_config[requirements_path].")
+    params = PipelineCreate(
+        pipeline_name=fields.get("pipeline_name", ""), function_path=fields.get("function_path", ""),
+        function_name=fields.get("function_name", ""), description=fields.get("description"),
+        inputs=declarations("inputs", fields.get("inputs")), outputs=declarations("outputs", fields.get("outputs")),
+        container_config=container_config,
+    )
+    row = await run_in_threadpool(context.pipelines.create, params, archive)
+    return PipelinePublic.from_row(row)
+
+
+@router.get("/pipelines", response_model=list[PipelineListItem])
+def list_pipelines(context: AppContext = Depends(get_context)) -> list[PipelineListItem]:
+    return [PipelineListItem.from_row(row) for row in context.pipelines.list()]
+
+
+@router.get("/pipelines/{pipeline_name}", response_model=PipelinePublic)
+def get_pipeline(pipeline_name: str, wait_for_completion: bool = False,
+                 context: AppContext = Depends(get_context)) -> PipelinePublic:
+    # Pipelines are ready as soon as they are stored, so there is nothing to wait for.
+    return PipelinePublic.from_row(context.pipelines.get(pipeline_name))
+
+
+@router.delete("/pipelines/{pipeline_name}")
+def delete_pipeline(pipeline_name: str, force_deployments_deletion: bool = False,
+                    context: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return context.pipelines.delete(pipeline_name, force_deployments_deletion)
+
+
+@router.post("/pipelines/{pipeline_name}/run", response_model=ExecutionStarted)
+async def run_pipeline(pipeline_name: str, request: Request,
+                       context: AppContext = Depends(get_context)) -> ExecutionStarted:
+    """Start one execution. Form fields ``json_inputs``, ``inputs_mapping``, ``outputs_mapping`` (JSON)."""
+    form = await request.form(max_files=0, max_fields=100)
+    inputs = parse_json_field("json_inputs", form.get("json_inputs"), {})
+    inputs_mapping = parse_json_field("inputs_mapping", form.get("inputs_mapping"), [])
+    outputs_mapping = parse_json_field("outputs_mapping", form.get("outputs_mapping"), [])
+    execution = await run_in_threadpool(context.executions.run_pipeline, pipeline_name, inputs,
+                                        inputs_mapping, outputs_mapping)
+    return ExecutionStarted(execution_id=execution.execution_id)
+
+
+@router.get("/pipelines/{pipeline_name}/executions", response_model=list[ExecutionListItem])
+def list_pipeline_executions(pipeline_name: str, context: AppContext = Depends(get_context)) -> list[ExecutionListItem]:
+    return [ExecutionListItem.from_row(row) for row in context.executions.list_for_pipeline(pipeline_name)]
+
+
+@router.get("/pipelines/{pipeline_name}/executions/latest")
+def latest_pipeline_execution(pipeline_name: str, context: AppContext = Depends(get_context)) -> dict[str, Any]:
+    """The latest execution, or ``{}`` when there is none yet (never a 404: clients rely on it)."""
+    row = context.executions.latest_for_pipeline(pipeline_name)
+    return ExecutionListItem.from_row(row).model_dump(mode="json") if row else {}

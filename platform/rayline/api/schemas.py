@@ -1,0 +1,109 @@
+"""What the API returns, shaped as craft-api.md says (``XPublic``: one resource on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from rayline.store.models import Execution, ExecutionLog, Pipeline
+
+
+class PipelineParameters(BaseModel):
+    pipeline_name: str
+    function_path: str
+    function_name: str
+    description: str | None
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    container_config: dict[str, Any]
+
+
+class PipelineCreationInfo(BaseModel):
+    created_at: datetime
+    status: str
+    origin: str = "local"
+    commit_id: str | None = None
+    last_execution_id: str | None = None
+
+
+class PipelinePublic(BaseModel):
+    parameters: PipelineParameters
+    creation_info: PipelineCreationInfo
+
+    @classmethod
+    def from_row(cls, row: Pipeline) -> "PipelinePublic":
+        inputs = [{k: v for k, v in spec.items() if v is not None} for spec in row.inputs]
+        outputs = [{k: v for k, v in spec.items() if v is not None} for spec in row.outputs]
+        return cls(
+            parameters=PipelineParameters(pipeline_name=row.name, function_path=row.function_path,
+                                          function_name=row.function_name, description=row.description,
+                                          inputs=inputs, outputs=outputs, container_config=row.container_config),
+            creation_info=PipelineCreationInfo(created_at=row.created_at, status=row.status,
+                                               commit_id=row.package_sha256[:16]),
+        )
+
+
+class PipelineListItem(BaseModel):
+    pipeline_name: str
+    created_at: datetime
+    status: str
+
+    @classmethod
+    def from_row(cls, row: Pipeline) -> "PipelineListItem":
+        return cls(pipeline_name=row.name, created_at=row.created_at, status=row.status)
+
+
+class ExecutionStarted(BaseModel):
+    execution_id: str
+
+
+class ExecutionListItem(BaseModel):
+    execution_id: str
+    status: str
+    created_at: datetime
+    start_date: datetime | None
+    end_date: datetime | None
+    pipeline_name: str
+    deployment_name: str | None
+
+    @classmethod
+    def from_row(cls, row: Execution) -> "ExecutionListItem":
+        return cls(execution_id=row.execution_id, status=row.status, created_at=row.created_at,
+                   start_date=row.start_date, end_date=row.end_date, pipeline_name=row.pipeline_name,
+                   deployment_name=row.deployment_name)
+
+
+class ExecutionPublic(ExecutionListItem):
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Execution) -> "ExecutionPublic":
+        return cls(**ExecutionListItem.from_row(row).model_dump(), inputs=row.inputs, outputs=row.outputs,
+                   error=row.error)
+
+
+class ExecutionOutputs(BaseModel):
+    outputs: list[dict[str, Any]]
+
+
+class LogsQuery(BaseModel):
+    """Bounds in epoch milliseconds, as craft-ai-sdk sends them."""
+
+    model_config = {"populate_by_name": True}
+    from_: int | None = Field(None, alias="from")
+    to: int | None = None
+    limit: int | None = None
+
+
+class LogLine(BaseModel):
+    timestamp: datetime
+    message: str
+    stream: str
+
+    @classmethod
+    def from_row(cls, row: ExecutionLog) -> "LogLine":
+        return cls(timestamp=row.timestamp, message=row.message, stream=row.stream)

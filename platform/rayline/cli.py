@@ -1,0 +1,83 @@
+"""``rayline``: the command line. ``rayline up`` starts the whole platform in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from rayline.config import Settings
+
+
+def _up(args: argparse.Namespace) -> int:
+    from rayline.runtime import cluster
+    from rayline.services.credentials import ensure_sdk_token
+    from rayline.store.db import Database
+
+    settings = Settings()
+    settings.home_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.resolved_database_url)
+    db.create_schema()
+    ensure_sdk_token(settings, db)
+    db.dispose()
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"Starting Rayline (state in {settings.home_dir})...", flush=True)
+    try:
+        cluster.start(settings, ray_address=args.ray_address)
+        cluster.wait_until_healthy(settings)
+        token_hint = ("the RAYLINE_SDK_TOKEN it was started with" if settings.sdk_token is not None
+                      else f"cat {settings.token_path}")
+        print(
+            "\nRayline is up.\n"
+            f"  Environment URL: {settings.environment_url}\n"
+            f"  API docs:        {settings.environment_url}/api/v1/docs\n"
+            f"  Ray dashboard:   http://{settings.dashboard_host}:{settings.dashboard_port}\n"
+            f"  SDK token:       {token_hint}\n"
+            "\n  from rayline import RaylineSdk\n"
+            f"  sdk = RaylineSdk(environment_url={settings.environment_url!r})\n"
+            "\nPress Ctrl-C to stop.",
+            flush=True,
+        )
+        while not stop.wait(1.0):
+            pass
+        print("\nStopping Rayline...", flush=True)
+        return 0
+    finally:
+        cluster.stop()
+        print("Rayline stopped.", flush=True)
+
+
+def _token(_: argparse.Namespace) -> int:
+    settings = Settings()
+    if settings.sdk_token is not None:
+        print(settings.sdk_token.get_secret_value())
+        return 0
+    try:
+        print(settings.token_path.read_text().strip())
+    except OSError:
+        print(f"No token yet at {settings.token_path}: run `rayline up` first.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rayline", description="Run Python pipelines on Ray.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the platform in the foreground (Ctrl-C stops it)")
+    up.add_argument("--ray-address", default=None,
+                    help="attach to an existing Ray cluster (e.g. 'auto') instead of starting one")
+    up.set_defaults(run=_up)
+    token = commands.add_parser("token", help="print the SDK token")
+    token.set_defaults(run=_token)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Settings of the platform, from ``RAYLINE_*`` environment variables.
+
+Built once at start-up (``Settings()``), never at import, and handed to each component.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAYLINE_", extra="ignore")
+
+    home: Path = Field(Path("~/.rayline"), description="Where state lives: database, packages, token.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under home.")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    sdk_token: SecretStr | None = Field(None, description="Fixed SDK token; generated once if unset.")
+    num_cpus: int | None = Field(None, description="CPUs the local Ray head offers; default all.")
+    ha_proxy: bool = Field(True, description="Serve's HAProxy ingress (about 8x lower latency).")
+    max_upload_bytes: int = Field(50 * 1024**2, description="Largest pipeline archive accepted.")
+    max_unpacked_bytes: int = Field(500 * 1024**2, description="Largest total size once unpacked.")
+    max_archive_members: int = 20_000
+    wait_hold_s: float = Field(5.0, description="How long a wait_for_completion request is held.")
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'rayline.db'}"
+
+    @property
+    def packages_dir(self) -> Path:
+        return self.home_dir / "packages"
+
+    @property
+    def token_path(self) -> Path:
+        return self.home_dir / "sdk-token"
+
+    @property
+    def environment_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+    def for_cluster(self) -> "Settings":
+        """A copy safe to ship to Ray processes: without the plain SDK token."""
+        return self.model_copy(update={"sdk_token": None})

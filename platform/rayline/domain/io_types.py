@@ -1,0 +1,165 @@
+"""Pipeline inputs and outputs: their declarations, and the checks of values against them."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from pydantic import BaseModel
+
+from rayline.errors import InvalidInput
+
+DATA_TYPES = ("string", "number", "boolean", "json", "array", "file")
+
+
+class InputSpec(BaseModel):
+    name: str
+    data_type: str
+    description: str | None = None
+    is_required: bool = True
+    default_value: Any = None
+
+
+class OutputSpec(BaseModel):
+    name: str
+    data_type: str
+    description: str | None = None
+
+
+def type_error(data_type: str, value: Any) -> str | None:
+    """Why ``value`` is not a ``data_type`` value, or None when it is."""
+    if data_type == "string":
+        ok = isinstance(value, str)
+    elif data_type == "number":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif data_type == "boolean":
+        ok = isinstance(value, bool)
+    elif data_type == "array":
+        ok = isinstance(value, list)
+    elif data_type == "json":
+        try:
+            json.dumps(value, allow_nan=False)
+            ok = True
+        except (TypeError, ValueError):
+            ok = False
+    else:  # file values never travel as JSON
+        return "a file is sent as a multipart file part, not as a JSON value"
+    return None if ok else f"expected a {data_type}, got {type(value).__name__} {_short(value)}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_declaration_name(kind: str, name: Any, seen: set[str]) -> None:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise InvalidInput(f"{kind} name {name!r} must be a valid Python identifier (it is passed as a keyword argument).")
+    if name in seen:
+        raise InvalidInput(f"{kind} {name!r} is declared twice; give each {kind.lower()} a unique name.")
+    seen.add(name)
+
+
+def _check_data_type(kind: str, name: str, data_type: Any) -> None:
+    if data_type not in DATA_TYPES:
+        raise InvalidInput(f"{kind} {name!r}: data_type must be one of {', '.join(DATA_TYPES)}, not {data_type!r}.")
+
+
+def parse_input_specs(raw: list[dict[str, Any]]) -> list[InputSpec]:
+    """Check declared inputs. An input is required unless is_required=False or it has a default."""
+    specs, seen = [], set()
+    for item in raw:
+        name, data_type = item.get("name"), item.get("data_type")
+        _check_declaration_name("Input", name, seen)
+        _check_data_type("Input", name, data_type)
+        default = item.get("default_value")
+        if default is not None:
+            if data_type == "file":
+                raise InvalidInput(f"Input {name!r}: a file input cannot have a default_value.")
+            reason = type_error(data_type, default)
+            if reason:
+                raise InvalidInput(f"Input {name!r}: default_value does not match its data_type: {reason}.")
+        is_required = item.get("is_required")
+        if is_required is None:
+            is_required = default is None
+        specs.append(InputSpec(name=name, data_type=data_type, description=item.get("description"),
+                               is_required=bool(is_required), default_value=default))
+    return specs
+
+
+def parse_output_specs(raw: list[dict[str, Any]]) -> list[OutputSpec]:
+    specs, seen = [], set()
+    for item in raw:
+        name, data_type = item.get("name"), item.get("data_type")
+        _check_declaration_name("Output", name, seen)
+        _check_data_type("Output", name, data_type)
+        specs.append(OutputSpec(name=name, data_type=data_type, description=item.get("description")))
+    return specs
+
+
+def resolve_inputs(specs: list[InputSpec], given: dict[str, Any]) -> dict[str, Any]:
+    """The values an execution receives, after checks and defaults; raises InvalidInput first.
+
+    An optional input that is not given and has no default is left out, so the function's own
+    Python default applies (the worker passes None when the function has none).
+    """
+    if not isinstance(given, dict):
+        raise InvalidInput("inputs must be a JSON object of input name to value.")
+    declared = {spec.name: spec for spec in specs}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        names = ", ".join(declared) or "none"
+        raise InvalidInput(f"Unknown input(s) {', '.join(map(repr, unknown))}: this pipeline declares {names}.")
+    values: dict[str, Any] = {}
+    for spec in specs:
+        value = given.get(spec.name)
+        if value is None:
+            if spec.default_value is not None:
+                values[spec.name] = spec.default_value
+            elif spec.is_required:
+                raise InvalidInput(f"Input {spec.name!r} ({spec.data_type}) is required; give it a value.")
+            continue
+        reason = type_error(spec.data_type, value)
+        if reason:
+            raise InvalidInput(f"Input {spec.name!r}: {reason}.")
+        values[spec.name] = value
+    return values
+
+
+def check_outputs(specs: list[OutputSpec], returned: Any) -> dict[str, Any]:
+    """Check what the function returned against its declared outputs; raise ValueError (a user error)."""
+    if returned is None:
+        returned = {}
+    if not isinstance(returned, dict):
+        raise ValueError(
+            f"The pipeline function must return a dict keyed by output name, not {type(returned).__name__}."
+        )
+    declared = {spec.name: spec for spec in specs}
+    unknown = sorted(set(returned) - set(declared))
+    if unknown:
+        raise ValueError(f"The function returned undeclared output(s) {unknown}; declared: {sorted(declared) or 'none'}.")
+    outputs = {}
+    for spec in specs:
+        value = returned.get(spec.name)
+        if value is not None:
+            reason = type_error(spec.data_type, value)
+            if reason:
+                raise ValueError(f"Output {spec.name!r}: {reason}.")
+        outputs[spec.name] = value
+    return outputs
+
+
+def parse_form_scalar(data_type: str, text: str) -> Any:
+    """A default value sent as multipart text, back to its type (craft-ai-sdk sends ``str(value)``)."""
+    if data_type == "string":
+        return text
+    if data_type == "boolean":
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        raise InvalidInput(f"default_value {text!r} is not a boolean (true or false).")
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise InvalidInput(f"default_value {text!r} is not a valid {data_type}.") from None

@@ -1,0 +1,61 @@
+"""The platform's error family. Domain code raises these; ``rayline.api.errors`` maps them to
+HTTP once, and the SDK turns the JSON body into ``SdkException``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RaylineError(Exception):
+    """Base of every error the platform reports to a user. ``message`` says what to do."""
+
+    name = "RaylineError"
+
+    def __init__(self, message: str, additional_data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.additional_data = additional_data
+
+
+class InvalidInput(RaylineError):
+    """The request is wrong: a field, a name, a value. The message names the field and the fix."""
+
+    name = "InvalidInput"
+
+
+class NotFound(RaylineError):
+    name = "NotFound"
+
+
+class AlreadyExists(RaylineError):
+    name = "AlreadyExists"
+
+
+class Conflict(RaylineError):
+    """The request is right but the current state forbids it (e.g. a pipeline still deployed)."""
+
+    name = "Conflict"
+
+
+class PayloadTooLarge(RaylineError):
+    name = "PayloadTooLarge"
+
+
+class Unauthorized(RaylineError):
+    name = "Unauthorized"
+
+
+class PlatformFailure(RaylineError):
+    """Rayline itself (or Ray under it) failed; the user's request was fine."""
+
+    name = "PlatformError"
+
+
+class ExecutionFailed(Conflict):
+    """The outputs of an execution that ended in Failed or Error were asked for."""
+
+    name = "ExecutionFailed"
+
+
+class ExecutionNotFinished(Conflict):
+    name = "ExecutionNotFinished"

@@ -1,0 +1,84 @@
+"""Starting and stopping the local Ray head, Serve's HTTP entry, and the control plane."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+
+import httpx
+
+from rayline.config import Settings
+
+logger = logging.getLogger(__name__)
+
+# Serve's HAProxy mode listens on fixed ports by default; two platforms on one machine (a
+# user's and the tests') would collide, so each start-up takes free ones.
+_HA_PROXY_PORT_VARIABLES = (
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+    "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+    "RAY_SERVE_HAPROXY_METRICS_PORT",
+    "RAY_SERVE_HAPROXY_STATS_PORT",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _prepare_environment(settings: Settings) -> None:
+    # Read by the processes Ray starts, so it must be set before ray.init.
+    if settings.ha_proxy:
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        for variable in _HA_PROXY_PORT_VARIABLES:
+            os.environ.setdefault(variable, str(_free_port()))
+    else:
+        os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
+
+
+def start(settings: Settings, ray_address: str | None = None) -> None:
+    """Start (or join) Ray, start Serve's HTTP entry, and deploy the control plane."""
+    import ray
+    from ray import serve
+
+    from serve_apps.control_plane import CONTROL_PLANE_APP, build
+
+    _prepare_environment(settings)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    if ray_address:
+        ray.init(address=ray_address, namespace="rayline", log_to_driver=False)
+    else:
+        os.environ.pop("RAY_ADDRESS", None)  # never attach by accident to another cluster
+        ray.init(include_dashboard=True, dashboard_host=settings.dashboard_host,
+                 dashboard_port=settings.dashboard_port, num_cpus=settings.num_cpus,
+                 namespace="rayline", log_to_driver=False, logging_level=logging.WARNING)
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.run(build(settings), name=CONTROL_PLANE_APP, route_prefix="/", blocking=False)
+
+
+def wait_until_healthy(settings: Settings, timeout_s: float = 180.0) -> None:
+    url = f"{settings.environment_url}/api/v1/health"
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=5)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as error:
+            last = str(error) or type(error).__name__
+        time.sleep(0.25)
+    raise TimeoutError(f"Rayline did not answer at {url} within {timeout_s:.0f} s ({last}).")
+
+
+def stop() -> None:
+    """Stop everything this process started. Serve's own shutdown can hang for 30 s waiting for
+    its controller; ending the Ray head ends Serve's processes with it."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

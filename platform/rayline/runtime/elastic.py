@@ -1,0 +1,76 @@
+"""Elastic executions: one Ray task per execution, in a fresh worker process.
+
+``max_calls=1`` makes Ray end the worker process after its one task, so no execution ever
+shares a process, a module global or an import cache with another. The pipeline's package is the
+task's ``working_dir`` and its requirements its ``pip`` environment (built once per node, cached).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+from typing import Any
+
+import ray
+from ray.exceptions import RayTaskError, RuntimeEnvSetupError, TaskCancelledError, WorkerCrashedError
+
+from rayline.runtime.worker import ExecutionJob, execute
+from rayline.store import executions as store
+from rayline.store.db import Database
+from rayline.store.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+
+@ray.remote(max_calls=1, num_cpus=1, max_retries=0)
+def _run_execution(job: ExecutionJob) -> str:
+    return execute(job)
+
+
+def runtime_env(package_uri: str, requirements: list[str]) -> dict[str, Any]:
+    env: dict[str, Any] = {"working_dir": package_uri}
+    if requirements:
+        env["pip"] = {"packages": list(requirements), "pip_check": False}
+    return env
+
+
+def _platform_error(error: BaseException) -> str:
+    if isinstance(error, RuntimeEnvSetupError):
+        return ("The pipeline's environment could not be set up (check its requirements file): "
+                f"{str(error).strip()[-2000:]}")
+    if isinstance(error, WorkerCrashedError):
+        return "The worker process running the execution died (out of memory, or killed)."
+    if isinstance(error, TaskCancelledError):
+        return "The execution was cancelled."
+    if isinstance(error, RayTaskError):
+        return f"Rayline's worker failed: {str(error).strip()[-2000:]}"
+    return f"The execution could not run: {type(error).__name__}: {error}"
+
+
+class ElasticRunner:
+    """Submits executions to Ray and records platform failures that the worker could not."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> None:
+        ref = _run_execution.options(
+            runtime_env=runtime_env(package_uri, requirements),
+            name=f"rayline-execution:{job.execution_id}",
+        ).remote(job)
+        ref.future().add_done_callback(lambda future: self._settle(job.execution_id, future))
+
+    def _settle(self, execution_id: str, future: Future) -> None:
+        # Runs on a Ray thread when the task ends. A worker that reported its own result made
+        # this a no-op; anything else (crash, environment failure) ends the record as Error.
+        try:
+            future.result()
+            message = "The worker ended without recording a result."
+        except BaseException as error:  # noqa: BLE001 - every failure becomes the record's Error
+            message = _platform_error(error)
+        try:
+            if store.finish(self._db, execution_id, store.ERROR, error=message):
+                store.append_logs(self._db, execution_id, [(utcnow(), "stderr", message)])
+                logger.warning("execution %s ended in Error: %s", execution_id, message)
+        except Exception:
+            logger.exception("could not record the end of execution %s", execution_id)

@@ -1,0 +1,133 @@
+"""What runs inside the fresh worker process of an elastic execution.
+
+The worker records its own progress (Running, logs, outputs, final status) straight in the
+store, so nothing is lost if the control plane restarts meanwhile. It runs the user's code in a
+private scratch copy of the pipeline's files: Ray extracts a package once per node and shares
+that folder, so files one execution writes must never be seen by the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from rayline.domain.io_types import OutputSpec, check_outputs
+from rayline.runtime.log_capture import LogSink, capture_output
+from rayline.store import executions as store
+from rayline.store.db import Database
+
+
+@dataclass
+class ExecutionJob:
+    """Everything a worker needs, pickled to it by Ray."""
+
+    execution_id: str
+    database_url: str
+    function_path: str
+    function_name: str
+    inputs: dict[str, Any]
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextmanager
+def scratch_copy(source: Path, execution_id: str) -> Iterator[Path]:
+    """A private copy of the pipeline's files as the working directory, removed afterwards."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"rayline-{execution_id}-"))
+    workdir = scratch / "pipeline"
+    shutil.copytree(source, workdir, symlinks=True)
+    previous_cwd, previous_path = os.getcwd(), list(sys.path)
+    os.chdir(workdir)
+    try:
+        yield workdir
+    finally:
+        os.chdir(previous_cwd)
+        sys.path[:] = previous_path
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def load_function(workdir: Path, function_path: str, function_name: str) -> Callable[..., Any]:
+    """Import the pipeline's file as a module (a dotted import when its path allows one, so that
+    relative imports work) with the pipeline folder and the file's folder on ``sys.path``."""
+    path = workdir / function_path
+    sys.path[:0] = [str(path.parent), str(workdir)]
+    parts = Path(function_path).with_suffix("").parts
+    if all(part.isidentifier() for part in parts):
+        module = importlib.import_module(".".join(parts))
+    else:
+        spec = importlib.util.spec_from_file_location("rayline_pipeline", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise AttributeError(f"{function_path} defines no callable named {function_name!r}")
+    return function
+
+
+def call_function(function: Callable[..., Any], inputs: dict[str, Any]) -> Any:
+    """Call with the inputs as keyword arguments; an optional input that was not given gets the
+    function's own default, or None when the function has none."""
+    kwargs = dict(inputs)
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    for name, parameter in parameters.items():
+        if name not in kwargs and parameter.default is inspect.Parameter.empty and parameter.kind in (
+                inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            kwargs[name] = None
+    result = function(**kwargs)
+    if inspect.isawaitable(result):
+        result = asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def output_records(specs: list[OutputSpec], values: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"pipeline_output_name": spec.name, "data_type": spec.data_type, "mapping_type": "run",
+             "mapping_value": {}, "value": values.get(spec.name)} for spec in specs]
+
+
+def execute(job: ExecutionJob) -> str:
+    """Run one execution and record it. Returns the final status."""
+    db = Database(job.database_url)
+    try:
+        store.mark_running(db, job.execution_id)
+        sink = LogSink(lambda batch: store.append_logs(db, job.execution_id, batch))
+        specs = [OutputSpec(**spec) for spec in job.outputs]
+        outputs, error = None, None
+        try:
+            with scratch_copy(Path.cwd(), job.execution_id) as workdir, capture_output(sink):
+                try:
+                    function = load_function(workdir, job.function_path, job.function_name)
+                    values = check_outputs(specs, call_function(function, job.inputs))
+                    json.dumps(values, allow_nan=False)  # what is returned must be storable as JSON
+                    outputs = output_records(specs, values)
+                except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit too
+                    traceback.print_exc()
+                    error = f"{type(exc).__name__}: {exc}"
+        finally:
+            sink.close()
+        if error is None:
+            store.finish(db, job.execution_id, store.SUCCEEDED, outputs=outputs)
+            return store.SUCCEEDED
+        store.finish(db, job.execution_id, store.FAILED,
+                     error=f"{error}. The traceback is in the execution's logs.")
+        return store.FAILED
+    finally:
+        db.dispose()

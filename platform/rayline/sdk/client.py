@@ -1,0 +1,283 @@
+"""``RaylineSdk``: the notebook's handle on a Rayline platform, over its REST API.
+
+Method names, parameters and return shapes follow craft-ai-sdk 0.74.7, so notebooks written for
+Craft AI's platform run against Rayline with few changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import httpx
+
+from rayline.sdk.errors import SdkException
+from rayline.sdk.io import Input, InputSource, Output, OutputDestination
+from rayline.sdk.packaging import pack_folder
+
+DEFAULT_ENVIRONMENT_URL = "http://127.0.0.1:8000"
+_FINAL_EXECUTION_STATUSES = {"Succeeded", "Failed", "Error"}
+
+
+def _default_token() -> str | None:
+    token = os.environ.get("RAYLINE_SDK_TOKEN")
+    if token:
+        return token
+    path = Path(os.environ.get("RAYLINE_HOME", "~/.rayline")).expanduser() / "sdk-token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _epoch_ms(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # a naive datetime is taken as UTC, like every date of the platform
+        value = value.replace(tzinfo=timezone.utc)
+    return int(value.timestamp() * 1000)
+
+
+def _form_value(value: Any) -> str:
+    """How one scalar travels in a multipart form: the server parses it back by data type."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _flatten_form(data: Any, key: str) -> list[tuple[str, str]]:
+    # Nested fields as `inputs[0][name]`, the form craft-ai-sdk sends, so one parser serves both.
+    if isinstance(data, dict):
+        return [pair for k, v in data.items() for pair in _flatten_form(v, f"{key}[{k}]")]
+    if isinstance(data, list):
+        return [pair for i, v in enumerate(data) for pair in _flatten_form(v, f"{key}[{i}]")]
+    return [(key, _form_value(data))]
+
+
+def _as_list_of(kind: type, values: Any, argument: str) -> list:
+    if values is None:
+        return []
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, kind) for v in values):
+        raise ValueError(f"'{argument}' must be a list of {kind.__name__} objects.")
+    return list(values)
+
+
+class RaylineSdk:
+    """Client for a Rayline environment.
+
+    Args:
+        sdk_token: the platform's SDK token. Defaults to ``RAYLINE_SDK_TOKEN``, then to the file
+            ``$RAYLINE_HOME/sdk-token`` that ``rayline up`` writes on this machine.
+        environment_url: the platform's URL. Defaults to ``RAYLINE_ENVIRONMENT_URL``, then to
+            ``http://127.0.0.1:8000``.
+        http_timeout_s: how long one HTTP request may take.
+    """
+
+    def __init__(self, sdk_token: str | None = None, environment_url: str | None = None,
+                 http_timeout_s: float = 120.0) -> None:
+        self.environment_url = (
+            environment_url or os.environ.get("RAYLINE_ENVIRONMENT_URL") or DEFAULT_ENVIRONMENT_URL
+        ).rstrip("/")
+        token = sdk_token or _default_token()
+        if not token:
+            raise ValueError(
+                "No SDK token: pass sdk_token=..., set RAYLINE_SDK_TOKEN, or run this on the machine "
+                "where `rayline up` wrote $RAYLINE_HOME/sdk-token."
+            )
+        self._client = httpx.Client(
+            base_url=f"{self.environment_url}/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=http_timeout_s,
+        )
+
+    def __repr__(self) -> str:
+        return f"RaylineSdk(environment_url={self.environment_url!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "RaylineSdk":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- HTTP, and the one place errors are mapped to SdkException -----------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._client.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise SdkException(
+                f"Could not reach Rayline at {self.environment_url} ({error}). Is the platform "
+                "running (`make up`), and is environment_url right?",
+                name="RequestError",
+            ) from error
+
+    @staticmethod
+    def _parse(response: httpx.Response) -> Any:
+        if response.status_code < 400:
+            return response.json() if response.content else None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        raise SdkException(
+            body.get("message") or f"The platform answered {response.status_code}: {response.text[:500]}",
+            status_code=response.status_code,
+            name=body.get("name"),
+            request_id=body.get("request_id"),
+            additional_data=body.get("additional_data"),
+        )
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._parse(self._send(method, path, **kwargs))
+
+    # --- Pipelines -------------------------------------------------------------------------------
+
+    def create_pipeline(self, pipeline_name: str, function_path: str, function_name: str,
+                        description: str | None = None, container_config: dict | None = None,
+                        inputs: Sequence[Input] | None = None, outputs: Sequence[Output] | None = None,
+                        wait_for_completion: bool = True, timeout_s: float | None = None) -> dict:
+        """Create a pipeline from a local folder: its code is uploaded and kept by the platform.
+
+        ``container_config`` takes ``local_folder`` (required), ``requirements_path`` (a pip
+        requirements file inside the folder, installed for every execution) and
+        ``included_folders`` (upload only these files and folders of it).
+        """
+        config = dict(container_config or {})
+        if "local_folder" not in config:
+            raise ValueError(
+                "container_config must give 'local_folder', the folder that holds the pipeline's code."
+            )
+        unsupported = sorted(set(config) - {"local_folder", "requirements_path", "included_folders", "language"})
+        if unsupported:
+            raise ValueError(f"container_config keys {unsupported} are not supported by Rayline; "
+                             "give local_folder, requirements_path or included_folders.")
+        inputs = _as_list_of(Input, inputs, "inputs")
+        outputs = _as_list_of(Output, outputs, "outputs")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError("timeout_s must be greater than 0, or None to wait as long as needed.")
+        included = config.pop("included_folders", None)
+        if included:
+            included = list(dict.fromkeys([*included, function_path, config.get("requirements_path")] ))
+            included = [item for item in included if item]
+        archive = pack_folder(config.pop("local_folder"), included)
+
+        fields = [("pipeline_name", pipeline_name), ("function_path", function_path),
+                  ("function_name", function_name)]
+        if description is not None:
+            fields.append(("description", description))
+        for key, value in config.items():
+            if value is not None:
+                fields.append((f"container_config[{key}]", str(value)))
+        fields += _flatten_form([i.to_dict() for i in inputs], "inputs")
+        fields += _flatten_form([o.to_dict() for o in outputs], "outputs")
+        self._request("POST", "/pipelines", data=dict(fields),
+                      files={"step_file": ("pipeline.tar.gz", archive, "application/gzip")})
+        return self.get_pipeline(pipeline_name, wait_for_completion=wait_for_completion, timeout_s=timeout_s)
+
+    def get_pipeline(self, pipeline_name: str, wait_for_completion: bool = False,
+                     timeout_s: float | None = None) -> dict:
+        """Get a pipeline: ``{"parameters": {...}, "creation_info": {...}}``."""
+        start = time.monotonic()
+        while True:
+            pipeline = self._request("GET", f"/pipelines/{pipeline_name}",
+                                     params={"wait_for_completion": "true"} if wait_for_completion else None)
+            status = pipeline["creation_info"]["status"]
+            if not wait_for_completion or status != "creation_pending":
+                break
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                raise SdkException(f"Pipeline {pipeline_name!r} was not ready after {timeout_s} s; "
+                                   "check it later with get_pipeline().", name="TimeoutException")
+        if status == "creation_failed":
+            raise SdkException(f"The creation of pipeline {pipeline_name!r} failed.", name="CreationFailedException")
+        latest = self._request("GET", f"/pipelines/{pipeline_name}/executions/latest")
+        pipeline["creation_info"]["last_execution_id"] = (latest or {}).get("execution_id")
+        return pipeline
+
+    def list_pipelines(self) -> list[dict]:
+        """List pipelines: ``[{pipeline_name, created_at, status}]``."""
+        return self._request("GET", "/pipelines")
+
+    def delete_pipeline(self, pipeline_name: str, force_deployments_deletion: bool = False) -> dict:
+        """Delete a pipeline. Refused while deployments use it, unless ``force_deployments_deletion``."""
+        return self._request("DELETE", f"/pipelines/{pipeline_name}",
+                             params={"force_deployments_deletion": str(bool(force_deployments_deletion)).lower()})
+
+    # --- Executions ------------------------------------------------------------------------------
+
+    def run_pipeline(self, pipeline_name: str, inputs: dict[str, Any] | None = None,
+                     inputs_mapping: Sequence[InputSource] | None = None,
+                     outputs_mapping: Sequence[OutputDestination] | None = None,
+                     wait_for_completion: bool = True) -> dict:
+        """Run a pipeline once, in a fresh worker process.
+
+        Returns ``{"execution_id"}``, plus ``"outputs"`` (a dict by output name) when waiting. A
+        failed execution raises ``SdkException``; its logs say why.
+        """
+        if inputs is not None and not isinstance(inputs, dict):
+            raise ValueError("'inputs' must be a dict of input name to value.")
+        form = {"json_inputs": json.dumps(inputs or {})}
+        if inputs_mapping is not None:
+            form["inputs_mapping"] = json.dumps([m.to_dict() for m in _as_list_of(InputSource, inputs_mapping, "inputs_mapping")])
+        if outputs_mapping is not None:
+            form["outputs_mapping"] = json.dumps(
+                [m.to_dict() for m in _as_list_of(OutputDestination, outputs_mapping, "outputs_mapping")])
+        started = self._request("POST", f"/pipelines/{pipeline_name}/run", data=form)
+        if not wait_for_completion:
+            return {"execution_id": started["execution_id"]}
+        return self.retrieve_pipeline_execution_outputs(started["execution_id"])
+
+    def retrieve_pipeline_execution_outputs(self, execution_id: str) -> dict:
+        """Wait for an execution to end and return ``{"execution_id", "outputs": {name: value}}``."""
+        while True:
+            # The server holds each request a few seconds, then answers 307 while still running.
+            response = self._send("GET", f"/executions/{execution_id}/outputs",
+                                  params={"wait_for_completion": "true"}, follow_redirects=False)
+            if response.status_code != 307:
+                break
+        body = self._parse(response)
+        outputs = {item["pipeline_output_name"]: item.get("value") for item in body["outputs"]}
+        return {"execution_id": execution_id, "outputs": outputs}
+
+    def get_pipeline_execution(self, execution_id: str) -> dict:
+        """Get an execution: status, dates, and each input and output with its source or destination."""
+        execution = self._request("GET", f"/executions/{execution_id}")
+        execution["inputs"] = [_with_kind(item, "source") for item in execution.get("inputs", [])]
+        execution["outputs"] = [_with_kind(item, "destination") for item in execution.get("outputs", [])]
+        return execution
+
+    def list_pipeline_executions(self, pipeline_name: str) -> list[dict]:
+        """List a pipeline's executions, newest first."""
+        return self._request("GET", f"/pipelines/{pipeline_name}/executions")
+
+    def get_pipeline_execution_logs(self, execution_id: str, from_datetime: datetime | None = None,
+                                    to_datetime: datetime | None = None, limit: int | None = None) -> list[dict]:
+        """Get what an execution printed: ``[{timestamp, message, stream}]``, oldest first."""
+        if limit is not None and (not isinstance(limit, int) or limit <= 0):
+            raise ValueError("limit must be a positive integer, or None.")
+        body = {k: v for k, v in (("from", _epoch_ms(from_datetime)), ("to", _epoch_ms(to_datetime)),
+                                  ("limit", limit)) if v is not None}
+        logs_by_step = self._request("POST", f"/executions/{execution_id}/logs", json=body)
+        return logs_by_step[0] if logs_by_step else []
+
+    def delete_pipeline_execution(self, execution_id: str) -> dict:
+        """Delete an ended execution, with its logs."""
+        return self._request("DELETE", f"/executions/{execution_id}")
+
+
+def _with_kind(item: dict, kind: str) -> dict:
+    """Turn the wire's ``mapping_type``/``mapping_value`` into craft-ai-sdk's ``source``/``destination``."""
+    item = dict(item)
+    mapping_value = item.pop("mapping_value", None) or {}
+    item[kind] = item.pop("mapping_type", None)
+    return {**item, **mapping_value}

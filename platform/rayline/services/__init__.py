@@ -1,0 +1,1 @@
+"""The platform's use cases in plain Python: what routes call, with the rules in one place."""

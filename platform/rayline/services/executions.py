@@ -1,0 +1,114 @@
+"""Running pipelines and reading executions back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import delete, select
+
+from rayline.domain.io_types import InputSpec, resolve_inputs
+from rayline.errors import Conflict, InvalidInput, NotFound
+from rayline.runtime.worker import ExecutionJob
+from rayline.services.pipelines import READY, PipelineService
+from rayline.store import executions as store
+from rayline.store.db import Database
+from rayline.store.models import Execution, ExecutionLog
+
+MAX_LOG_LIMIT = 10_000
+
+
+class Runner(Protocol):
+    def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> None: ...
+
+
+def parse_json_field(field: str, text: str | None, default: Any) -> Any:
+    if text is None or text == "":
+        return default
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise InvalidInput(f"{field} must be a JSON string ({error}).") from None
+
+
+class ExecutionService:
+    def __init__(self, db: Database, pipelines: PipelineService, runner: Runner) -> None:
+        self._db = db
+        self._pipelines = pipelines
+        self._runner = runner
+
+    def run_pipeline(self, pipeline_name: str, inputs: dict[str, Any], inputs_mapping: list | None = None,
+                     outputs_mapping: list | None = None) -> Execution:
+        """Check the inputs, record the execution as Pending, and start it in a fresh worker."""
+        pipeline = self._pipelines.get(pipeline_name)
+        if pipeline.status != READY:
+            raise Conflict(f"Pipeline {pipeline_name!r} is {pipeline.status}, not ready; wait for it with get_pipeline().")
+        if inputs_mapping or outputs_mapping:
+            raise InvalidInput("inputs_mapping and outputs_mapping are not supported by run_pipeline yet; "
+                               "pass values with inputs={...}.")
+        specs = [InputSpec(**spec) for spec in pipeline.inputs]
+        values = resolve_inputs(specs, inputs)
+        records = [{"pipeline_input_name": spec.name, "data_type": spec.data_type, "mapping_type": "run",
+                    "mapping_value": {}, "value": values.get(spec.name)} for spec in specs]
+        execution = store.create_execution(self._db, name_prefix=pipeline.name, pipeline_name=pipeline.name,
+                                           deployment_name=None, inputs=records)
+        job = ExecutionJob(execution_id=execution.execution_id, database_url=self._db.url,
+                           function_path=pipeline.function_path, function_name=pipeline.function_name,
+                           inputs=values, outputs=pipeline.outputs)
+        try:
+            self._runner.submit(job, pipeline.package_uri, pipeline.requirements)
+        except Exception as error:  # nothing may stay Pending forever when Ray refuses the task
+            store.finish(self._db, execution.execution_id, store.ERROR, error=f"Could not start the execution: {error}")
+            raise
+        return execution
+
+    def get(self, execution_id: str) -> Execution:
+        with self._db.session() as session:
+            row = store.get(session, execution_id)
+        if row is None:
+            raise NotFound(f"Execution {execution_id!r} does not exist.")
+        return row
+
+    def list_for_pipeline(self, pipeline_name: str) -> list[Execution]:
+        with self._db.session() as session:
+            return list(session.scalars(select(Execution).where(Execution.pipeline_name == pipeline_name)
+                                        .order_by(Execution.created_at.desc())))
+
+    def latest_for_pipeline(self, pipeline_name: str) -> Execution | None:
+        with self._db.session() as session:
+            return session.scalars(select(Execution).where(Execution.pipeline_name == pipeline_name)
+                                   .order_by(Execution.created_at.desc()).limit(1)).first()
+
+    async def wait_until_final(self, execution_id: str, hold_s: float, poll_s: float = 0.02) -> Execution:
+        """The record once it has ended, or as it is after ``hold_s`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + hold_s
+        while True:
+            row = await asyncio.to_thread(self.get, execution_id)
+            if row.status in store.FINAL_STATUSES or loop.time() >= deadline:
+                return row
+            await asyncio.sleep(poll_s)
+
+    def logs(self, execution_id: str, from_ts: datetime | None, to_ts: datetime | None,
+             limit: int | None) -> list[ExecutionLog]:
+        self.get(execution_id)
+        if limit is not None and (limit <= 0 or limit > MAX_LOG_LIMIT):
+            raise InvalidInput(f"limit must be between 1 and {MAX_LOG_LIMIT}.")
+        query = select(ExecutionLog).where(ExecutionLog.execution_id == execution_id)
+        if from_ts is not None:
+            query = query.where(ExecutionLog.timestamp >= from_ts)
+        if to_ts is not None:
+            query = query.where(ExecutionLog.timestamp <= to_ts)
+        query = query.order_by(ExecutionLog.timestamp, ExecutionLog.id).limit(limit or MAX_LOG_LIMIT)
+        with self._db.session() as session:
+            return list(session.scalars(query))
+
+    def delete(self, execution_id: str) -> None:
+        row = self.get(execution_id)
+        if row.status not in store.FINAL_STATUSES:
+            raise Conflict(f"Execution {execution_id!r} is {row.status}; it can be deleted once it has ended.")
+        with self._db.session() as session:
+            session.execute(delete(ExecutionLog).where(ExecutionLog.execution_id == execution_id))
+            session.execute(delete(Execution).where(Execution.execution_id == execution_id))

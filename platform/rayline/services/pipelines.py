@@ -1,0 +1,135 @@
+"""Creating, reading and deleting pipelines."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from rayline.config import Settings
+from rayline.domain.archive import extract_archive, read_text_member, write_package_zip
+from rayline.domain.io_types import parse_input_specs, parse_output_specs
+from rayline.domain.names import validate_name
+from rayline.errors import AlreadyExists, InvalidInput, NotFound, PayloadTooLarge
+from rayline.store.db import Database
+from rayline.store.models import Pipeline, utcnow
+
+READY = "ready"
+
+
+@dataclass
+class PipelineCreate:
+    pipeline_name: str
+    function_path: str
+    function_name: str
+    description: str | None = None
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    container_config: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_function_defined(source: str, function_path: str, function_name: str) -> None:
+    """Refuse at creation, not at the first run, a file that does not define the function."""
+    try:
+        tree = ast.parse(source, filename=function_path)
+    except SyntaxError as error:
+        raise InvalidInput(f"function_path {function_path!r} has a syntax error at line {error.lineno}: {error.msg}.") from None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == function_name:
+            return
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == function_name for t in targets):
+                return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any((alias.asname or alias.name.split(".")[0]) == function_name for alias in node.names):
+                return
+    raise InvalidInput(f"function_name {function_name!r} is not defined at the top level of {function_path!r}.")
+
+
+def _requirements(text: str) -> list[str]:
+    lines = []
+    for line in text.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if line and not line.startswith("#"):
+            lines.append(line)
+    return lines
+
+
+class PipelineService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+
+    def create(self, params: PipelineCreate, archive: bytes) -> Pipeline:
+        name = validate_name("pipeline_name", params.pipeline_name)
+        if not params.function_path or not params.function_name:
+            raise InvalidInput("function_path and function_name are required: the file and the function to run.")
+        if not params.function_name.isidentifier():
+            raise InvalidInput(f"function_name {params.function_name!r} is not a valid Python name.")
+        inputs = parse_input_specs(params.inputs)
+        outputs = parse_output_specs(params.outputs)
+        if len(archive) > self._settings.max_upload_bytes:
+            raise PayloadTooLarge(f"step_file is {len(archive)} bytes; the limit is {self._settings.max_upload_bytes} "
+                                  "(RAYLINE_MAX_UPLOAD_BYTES). Upload only what the pipeline needs.")
+        with self._db.session() as session:
+            if session.get(Pipeline, name) is not None:
+                raise AlreadyExists(f"A pipeline named {name!r} already exists; delete it first or pick another name.")
+
+        config = {k: v for k, v in params.container_config.items() if v not in (None, "")}
+        sha = hashlib.sha256(archive).hexdigest()
+        with tempfile.TemporaryDirectory(prefix="rayline-upload-") as tmp:
+            root = Path(tmp)
+            extract_archive(archive, root, self._settings.max_unpacked_bytes, self._settings.max_archive_members)
+            if not params.function_path.endswith(".py"):
+                raise InvalidInput(f"function_path must be a .py file, not {params.function_path!r}.")
+            source = read_text_member(root, params.function_path, "function_path")
+            _check_function_defined(source, params.function_path, params.function_name)
+            requirements: list[str] = []
+            if config.get("requirements_path"):
+                requirements = _requirements(read_text_member(root, config["requirements_path"], "requirements_path"))
+            package = self._settings.packages_dir / name / f"{sha[:16]}.zip"
+            write_package_zip(root, package)
+
+        row = Pipeline(name=name, function_path=params.function_path, function_name=params.function_name,
+                       description=params.description, inputs=[i.model_dump() for i in inputs],
+                       outputs=[o.model_dump() for o in outputs], container_config=config,
+                       requirements=requirements, package_uri=package.as_uri(), package_sha256=sha,
+                       status=READY, created_at=utcnow())
+        try:
+            with self._db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            raise AlreadyExists(f"A pipeline named {name!r} already exists; delete it first or pick another name.") from None
+        return row
+
+    def get(self, name: str) -> Pipeline:
+        with self._db.session() as session:
+            row = session.get(Pipeline, name)
+        if row is None:
+            raise NotFound(f"Pipeline {name!r} does not exist; list_pipelines() shows the ones that do.")
+        return row
+
+    def list(self) -> list[Pipeline]:
+        with self._db.session() as session:
+            return list(session.scalars(select(Pipeline).order_by(Pipeline.created_at.desc())))
+
+    def delete(self, name: str, force_deployments_deletion: bool = False) -> dict[str, Any]:
+        """Delete a pipeline and its package. Its past executions stay readable."""
+        row = self.get(name)
+        # Deployments arrive with endpoint deployments; until then no pipeline is in use, and
+        # force_deployments_deletion has nothing to delete.
+        deleted_deployments: list[dict[str, str]] = []
+        with self._db.session() as session:
+            current = session.get(Pipeline, name)
+            if current is not None:
+                session.delete(current)
+        shutil.rmtree(self._settings.packages_dir / row.name, ignore_errors=True)
+        return {"pipeline": {"name": name}, "deployments": deleted_deployments}

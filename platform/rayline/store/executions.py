@@ -1,0 +1,80 @@
+"""Writes to execution records, shared by the control plane and the worker processes.
+
+A record only moves forward: Pending -> Running -> Succeeded / Failed / Error. Every "finish"
+is guarded so that the first final status written wins (a worker's result and the control
+plane's crash report can race).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from rayline.store.db import Database
+from rayline.store.models import Counter, Execution, ExecutionLog, utcnow
+
+PENDING, RUNNING, SUCCEEDED, FAILED, ERROR = "Pending", "Running", "Succeeded", "Failed", "Error"
+FINAL_STATUSES = (SUCCEEDED, FAILED, ERROR)
+UNFINISHED_STATUSES = (PENDING, RUNNING)
+
+
+def next_number(db: Database, counter: str) -> int:
+    """Atomically take the next number of a counter (a row lock / SQLite write lock serializes it)."""
+    for _ in range(5):
+        try:
+            with db.session() as session:
+                bumped = session.execute(update(Counter).where(Counter.name == counter)
+                                         .values(value=Counter.value + 1))
+                if bumped.rowcount == 0:
+                    session.add(Counter(name=counter, value=1))
+                    return 1
+                return session.execute(select(Counter.value).where(Counter.name == counter)).scalar_one()
+        except IntegrityError:  # two first numbers at once: the loser retries the update
+            continue
+    raise RuntimeError(f"could not take a number from counter {counter!r}")
+
+
+def create_execution(db: Database, *, name_prefix: str, pipeline_name: str, deployment_name: str | None,
+                     inputs: list[dict[str, Any]]) -> Execution:
+    execution_id = f"{name_prefix}-{next_number(db, f'execution:{name_prefix}')}"
+    with db.session() as session:
+        row = Execution(execution_id=execution_id, pipeline_name=pipeline_name, deployment_name=deployment_name,
+                        status=PENDING, inputs=inputs, outputs=[], created_at=utcnow())
+        session.add(row)
+    return row
+
+
+def mark_running(db: Database, execution_id: str) -> None:
+    with db.session() as session:
+        session.execute(update(Execution).where(Execution.execution_id == execution_id,
+                                                Execution.status == PENDING)
+                        .values(status=RUNNING, start_date=utcnow()))
+
+
+def finish(db: Database, execution_id: str, status: str, *, outputs: list[dict[str, Any]] | None = None,
+           error: str | None = None) -> bool:
+    """Record the end of an execution, unless it already ended. Returns whether this call did."""
+    values: dict[str, Any] = {"status": status, "end_date": utcnow(), "error": error}
+    if outputs is not None:
+        values["outputs"] = outputs
+    with db.session() as session:
+        done = session.execute(update(Execution).where(Execution.execution_id == execution_id,
+                                                       Execution.status.in_(UNFINISHED_STATUSES))
+                               .values(**values))
+        return done.rowcount == 1
+
+
+def append_logs(db: Database, execution_id: str, records: Iterable[tuple[datetime, str, str]]) -> None:
+    rows = [{"execution_id": execution_id, "timestamp": ts, "stream": stream, "message": message}
+            for ts, stream, message in records]
+    if rows:
+        with db.session() as session:
+            session.execute(insert(ExecutionLog), rows)
+
+
+def get(session: Session, execution_id: str) -> Execution | None:
+    return session.get(Execution, execution_id)

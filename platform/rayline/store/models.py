@@ -1,0 +1,89 @@
+"""Tables. Dates are stored as naive UTC and read back as aware UTC (SQLite keeps no zone)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Credential(Base):
+    """Hashes of platform secrets (the SDK token); never the secrets themselves."""
+
+    __tablename__ = "credentials"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Counter(Base):
+    """Monotonic counters that name executions (``my-pipeline-1``, ``-2``...), never reused."""
+
+    __tablename__ = "counters"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Pipeline(Base):
+    __tablename__ = "pipelines"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    function_path: Mapped[str] = mapped_column(String(1024))
+    function_name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    inputs: Mapped[list] = mapped_column(JSON, default=list)
+    outputs: Mapped[list] = mapped_column(JSON, default=list)
+    container_config: Mapped[dict] = mapped_column(JSON, default=dict)
+    requirements: Mapped[list] = mapped_column(JSON, default=list)
+    package_uri: Mapped[str] = mapped_column(String(2048))
+    package_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Execution(Base):
+    __tablename__ = "executions"
+    execution_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    pipeline_name: Mapped[str] = mapped_column(String(63), index=True)
+    deployment_name: Mapped[str | None] = mapped_column(String(63), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    inputs: Mapped[list] = mapped_column(JSON, default=list)
+    outputs: Mapped[list] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    start_date: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    end_date: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ExecutionLog(Base):
+    __tablename__ = "execution_logs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(
+        String(160), ForeignKey("executions.execution_id", ondelete="CASCADE"))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    stream: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_execution_logs_execution_time", "execution_id", "timestamp"),)

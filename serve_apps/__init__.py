@@ -1,0 +1,1 @@
+"""Ray Serve applications that run in the cluster. Each module holds one deployment."""
