@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import time
 
@@ -13,8 +14,10 @@ from rayline.config import Settings
 
 logger = logging.getLogger(__name__)
 
-# Serve's HAProxy mode listens on fixed ports by default; two platforms on one machine (a
-# user's and the tests') would collide, so each start-up takes free ones.
+# Serve's HAProxy mode listens on fixed ports by default (and, for its stats page and Prometheus
+# endpoint, on every interface: Ray 2.60 has no host setting for them). Two platforms on one
+# machine (a user's and the tests') would collide, so each start-up takes free ones, from a range
+# Ray draws none of its own ports from (its workers use 10002-19999, the rest is ephemeral).
 _HA_PROXY_PORT_VARIABLES = (
     "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
     "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
@@ -23,10 +26,19 @@ _HA_PROXY_PORT_VARIABLES = (
 )
 
 
+_QUIET_PORTS = range(20000, 32768)
+
+
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    for _ in range(200):
+        port = random.choice(_QUIET_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found for Serve's HAProxy")
 
 
 def _prepare_environment(settings: Settings) -> None:
