@@ -23,12 +23,15 @@ def _up(args: argparse.Namespace) -> int:
     ensure_sdk_token(settings, db)
     db.dispose()
 
+    # Where a Ray driver can attach (`ray.init(address=...)`), e.g. a benchmark's baseline.
+    address_file = settings.home_dir / "ray-address"
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     print(f"Starting Rayline (state in {settings.home_dir})...", flush=True)
     try:
-        cluster.start(settings, ray_address=args.ray_address)
+        address = cluster.start(settings, ray_address=args.ray_address)
+        address_file.write_text(address + "\n")
         cluster.wait_until_healthy(settings)
         token_hint = ("the RAYLINE_SDK_TOKEN it was started with" if settings.sdk_token is not None
                       else f"cat {settings.token_path}")
@@ -48,6 +51,7 @@ def _up(args: argparse.Namespace) -> int:
         print("\nStopping Rayline...", flush=True)
         return 0
     finally:
+        address_file.unlink(missing_ok=True)
         cluster.stop()
         print("Rayline stopped.", flush=True)
 

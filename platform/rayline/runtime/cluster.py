@@ -51,8 +51,9 @@ def _prepare_environment(settings: Settings) -> None:
         os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
 
 
-def start(settings: Settings, ray_address: str | None = None) -> None:
-    """Start (or join) Ray, start Serve's HTTP entry, and deploy the control plane."""
+def start(settings: Settings, ray_address: str | None = None) -> str:
+    """Start (or join) Ray, start Serve's HTTP entry, and deploy the control plane.
+    Returns the Ray cluster's address."""
     import ray
     from ray import serve
 
@@ -61,14 +62,17 @@ def start(settings: Settings, ray_address: str | None = None) -> None:
     _prepare_environment(settings)
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     if ray_address:
-        ray.init(address=ray_address, namespace="rayline", log_to_driver=False)
+        context = ray.init(address=ray_address, namespace="rayline", log_to_driver=False)
     else:
         os.environ.pop("RAY_ADDRESS", None)  # never attach by accident to another cluster
-        ray.init(include_dashboard=True, dashboard_host=settings.dashboard_host,
-                 dashboard_port=settings.dashboard_port, num_cpus=settings.num_cpus,
-                 namespace="rayline", log_to_driver=False, logging_level=logging.WARNING)
+        # Ray's own servers (GCS, raylet) listen on every interface whatever the node address;
+        # Ray 2.60 protects them with its token authentication, on by default for local clusters.
+        context = ray.init(include_dashboard=True, dashboard_host=settings.dashboard_host,
+                           dashboard_port=settings.dashboard_port, num_cpus=settings.num_cpus,
+                           namespace="rayline", log_to_driver=False, logging_level=logging.WARNING)
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(build(settings), name=CONTROL_PLANE_APP, route_prefix="/", blocking=False)
+    return context.address_info["gcs_address"]
 
 
 def wait_until_healthy(settings: Settings, timeout_s: float = 180.0) -> None:
