@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -13,14 +14,22 @@ from rayline.config import Settings
 
 def _up(args: argparse.Namespace) -> int:
     from rayline.runtime import cluster
-    from rayline.services.credentials import ensure_sdk_token
+    from rayline.services.credentials import ensure_secret_key, ensure_sdk_token
     from rayline.store.db import Database
+    from rayline.store.executions import end_unfinished_executions
 
     settings = Settings()
+    # Ray's processes (and so the users' code) inherit this environment: the token stays here.
+    os.environ.pop("RAYLINE_SDK_TOKEN", None)
     settings.home_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = Database(settings.resolved_database_url)
     db.create_schema()
     ensure_sdk_token(settings, db)
+    ensure_secret_key(settings)
+    if not args.ray_address:  # a new cluster: nothing from before is still running
+        ended = end_unfinished_executions(db, "The platform stopped before this execution ended.")
+        if ended:
+            print(f"Marked {ended} execution(s) left unfinished by the last run as Error.", flush=True)
     db.dispose()
 
     # Where a Ray driver can attach (`ray.init(address=...)`), e.g. a benchmark's baseline.

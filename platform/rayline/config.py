@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     max_unpacked_bytes: int = Field(500 * 1024**2, description="Largest total size once unpacked.")
     max_archive_members: int = 20_000
     wait_hold_s: float = Field(5.0, description="How long a wait_for_completion request is held.")
+    endpoint_wait_s: float = Field(60.0, description="How long an endpoint call waits before redirecting.")
 
     @property
     def home_dir(self) -> Path:
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
     @property
     def token_path(self) -> Path:
         return self.home_dir / "sdk-token"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.home_dir / "secret-key"
 
     @property
     def environment_url(self) -> str:

@@ -80,7 +80,7 @@ def test_a_malicious_archive_is_refused_and_nothing_is_stored(api, sdk, platform
     assert response.status_code == 400
     assert "contains '..'" in response.json()["message"]
     assert name not in [p["pipeline_name"] for p in sdk.list_pipelines()]
-    assert not list(platform.home.parent.rglob("escaped.py"))
+    assert not (platform.home / "packages" / name).exists()
 
 
 def test_an_upload_over_the_limit_is_413(api):

@@ -1,8 +1,10 @@
+import sqlite3
 import stat
 
 import httpx
 
 from rayline import Input, Output
+from rayline.domain.tokens import hash_token
 from tests.integration.conftest import unique, write_folder
 
 
@@ -25,12 +27,13 @@ def test_every_other_route_needs_the_sdk_token(platform):
 def test_the_token_file_is_private_and_only_its_hash_is_stored(platform):
     token_file = platform.home / "sdk-token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-    database = (platform.home / "rayline.db").read_bytes()
+    with sqlite3.connect(platform.home / "rayline.db") as connection:
+        stored = connection.execute("SELECT token_hash FROM credentials WHERE name = 'sdk'").fetchone()[0]
+    assert stored == hash_token(platform.token)
     for suffix in ("", "-wal"):
         path = platform.home / f"rayline.db{suffix}"
         if path.exists():
             assert platform.token.encode() not in path.read_bytes()
-    assert database
 
 
 def test_unknown_routes_answer_json(api):

@@ -189,3 +189,12 @@ def test_a_broken_requirement_is_an_error_not_a_hang(sdk, tmp_path):
     assert execution["status"] == "Error"
     assert "environment could not be set up" in execution["error"]
     sdk.delete_pipeline(name)
+
+
+def test_a_pipeline_file_named_like_a_standard_module_runs(sdk, tmp_path):
+    name = unique("stdlibname")
+    folder = write_folder(tmp_path, {"json.py": "def run():\n    return {'ok': True}\n"})
+    sdk.create_pipeline(name, "json.py", "run", container_config={"local_folder": str(folder)},
+                        outputs=[Output("ok", "boolean")])
+    assert sdk.run_pipeline(name)["outputs"] == {"ok": True}
+    sdk.delete_pipeline(name)

@@ -89,8 +89,12 @@ def test_the_sdk_refuses_links_leaving_the_folder(tmp_path):
     (tmp_path / "secret").write_text("s")
     src = tmp_path / "src"
     src.mkdir()
-    os.symlink(tmp_path / "secret", src / "leak")
+    os.symlink("../secret", src / "leak")
     with pytest.raises(ValueError, match="outside the pipeline folder"):
+        pack_folder(src)
+    os.remove(src / "leak")
+    os.symlink(tmp_path / "secret", src / "absolute")
+    with pytest.raises(ValueError, match="absolute target"):
         pack_folder(src)
     with pytest.raises(ValueError, match="existing folder"):
         pack_folder(tmp_path / "missing")
@@ -103,3 +107,11 @@ def test_package_zip_has_one_top_folder(tmp_path):
     write_package_zip(tmp_path / "src", target)
     names = zipfile.ZipFile(target).namelist()
     assert names == [f"{PACKAGE_TOP}/", f"{PACKAGE_TOP}/main.py"]
+
+
+def test_a_chain_of_links_leaving_the_folder_is_refused(tmp_path):
+    # Each link looks inside on its own; followed together they end outside.
+    archive = tar_with(link_member("d/l1", ".."), link_member("l2", "d/l1/.."), file_member("l2/escaped", b"x"))
+    with pytest.raises(InvalidInput):
+        extract_archive(archive, tmp_path / "dest", LIMIT, MEMBERS)
+    assert not (tmp_path / "escaped").exists()

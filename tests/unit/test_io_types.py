@@ -88,3 +88,17 @@ def test_malformed_form_fields_are_refused():
         unflatten([("inputs[0", "x")])
     with pytest.raises(InvalidInput):
         declarations("inputs", [{"name": "a", "data_type": "boolean", "default_value": "maybe"}])
+
+
+@pytest.mark.parametrize("data_type, default", [
+    ("array", [1, 2]), ("array", []), ("json", {"0": "x", "k": [1]}), ("json", "text"), ("number", 2.5),
+    ("boolean", False), ("string", "3"), ("string", ""),
+])
+def test_defaults_round_trip_from_the_sdk_form_to_the_declaration(data_type, default):
+    from rayline import Input
+    from rayline.sdk.client import _encoded_default, _flatten_form
+
+    fields = _flatten_form([_encoded_default(Input("x", data_type, default_value=default).to_dict())], "inputs")
+    parsed = parse_input_specs(declarations("inputs", unflatten(fields)["inputs"]))
+    assert parsed[0].default_value == default and type(parsed[0].default_value) is type(default)
+    assert parsed[0].is_required is False

@@ -2,8 +2,8 @@
 
 An archive is refused whole, with a message naming the bad member, when it holds an absolute
 path, a ``..`` component, a link leaving the folder, a device or FIFO, too many members, or more
-bytes than allowed once unpacked. Extraction then runs with tarfile's ``data`` filter as a second
-line of defence.
+bytes than allowed once unpacked. Extraction (into a temporary folder) then runs with tarfile's
+``data`` filter as a second line of defence, which also catches chains of links.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import io
 import os
 import posixpath
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -72,6 +73,9 @@ def extract_archive(data: bytes, dest: Path, max_unpacked_bytes: int, max_member
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
             members = check_members(tar, max_unpacked_bytes, max_members)
             tar.extractall(dest, members=members, filter="data")
+    except tarfile.FilterError as error:  # e.g. a chain of links that ends outside the folder
+        member = error.tarinfo.name if getattr(error, "tarinfo", None) else "?"
+        raise InvalidInput(f"Archive member {member!r} was refused: {error}.") from error
     except (tarfile.TarError, EOFError, OSError) as error:
         raise InvalidInput(f"step_file is not a readable tar.gz archive ({error}).") from error
 
@@ -95,7 +99,9 @@ def resolve_inside(root: Path, relative: str, field: str) -> Path:
 def write_package_zip(src: Path, zip_path: Path) -> None:
     """Zip ``src`` under one top folder, atomically (a reader never sees half a zip)."""
     zip_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = zip_path.with_suffix(".partial")
+    fd, name = tempfile.mkstemp(dir=zip_path.parent, suffix=".partial")
+    os.close(fd)
+    partial = Path(name)
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(f"{PACKAGE_TOP}/", "")
         for dirpath, dirnames, filenames in os.walk(src):

@@ -63,7 +63,9 @@ def load_function(workdir: Path, function_path: str, function_name: str) -> Call
     path = workdir / function_path
     sys.path[:0] = [str(path.parent), str(workdir)]
     parts = Path(function_path).with_suffix("").parts
-    if all(part.isidentifier() for part in parts):
+    # A file named like a module already imported (json.py, inspect.py...) must not resolve to it.
+    if all(part.isidentifier() for part in parts) and parts[0] not in sys.modules \
+            and parts[0] not in sys.stdlib_module_names:
         module = importlib.import_module(".".join(parts))
     else:
         spec = importlib.util.spec_from_file_location("rayline_pipeline", path)
@@ -76,9 +78,9 @@ def load_function(workdir: Path, function_path: str, function_name: str) -> Call
     return function
 
 
-def call_function(function: Callable[..., Any], inputs: dict[str, Any]) -> Any:
-    """Call with the inputs as keyword arguments; an optional input that was not given gets the
-    function's own default, or None when the function has none."""
+def call_kwargs(function: Callable[..., Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs as keyword arguments; an optional input that was not given gets the function's
+    own default, or None when the function has none."""
     kwargs = dict(inputs)
     try:
         parameters = inspect.signature(function).parameters
@@ -88,7 +90,12 @@ def call_function(function: Callable[..., Any], inputs: dict[str, Any]) -> Any:
         if name not in kwargs and parameter.default is inspect.Parameter.empty and parameter.kind in (
                 inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
             kwargs[name] = None
-    result = function(**kwargs)
+    return kwargs
+
+
+def call_function(function: Callable[..., Any], inputs: dict[str, Any]) -> Any:
+    """Call the function in this process (an elastic worker), running a coroutine to its end."""
+    result = function(**call_kwargs(function, inputs))
     if inspect.isawaitable(result):
         result = asyncio.run(_await(result))
     return result
@@ -122,7 +129,10 @@ def execute(job: ExecutionJob) -> str:
                     traceback.print_exc()
                     error = f"{type(exc).__name__}: {exc}"
         finally:
-            sink.close()
+            try:
+                sink.close()
+            except Exception:  # the logs are lost, but the result must still be recorded
+                traceback.print_exc()
         if error is None:
             store.finish(db, job.execution_id, store.SUCCEEDED, outputs=outputs)
             return store.SUCCEEDED

@@ -20,7 +20,6 @@ from rayline.sdk.io import Input, InputSource, Output, OutputDestination
 from rayline.sdk.packaging import pack_folder
 
 DEFAULT_ENVIRONMENT_URL = "http://127.0.0.1:8000"
-_FINAL_EXECUTION_STATUSES = {"Succeeded", "Failed", "Error"}
 
 
 def _default_token() -> str | None:
@@ -49,6 +48,14 @@ def _form_value(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value)
     return str(value)
+
+
+def _encoded_default(declaration: dict) -> dict:
+    """A default value travels as one form field: as is for a string input, else as JSON (the
+    server parses it back by data type), so lists and dicts keep their shape and types."""
+    if "default_value" in declaration and declaration["data_type"] != "string":
+        declaration = {**declaration, "default_value": json.dumps(declaration["default_value"])}
+    return declaration
 
 
 def _flatten_form(data: Any, key: str) -> list[tuple[str, str]]:
@@ -179,7 +186,7 @@ class RaylineSdk:
         for key, value in config.items():
             if value is not None:
                 fields.append((f"container_config[{key}]", str(value)))
-        fields += _flatten_form([i.to_dict() for i in inputs], "inputs")
+        fields += _flatten_form([_encoded_default(i.to_dict()) for i in inputs], "inputs")
         fields += _flatten_form([o.to_dict() for o in outputs], "outputs")
         self._request("POST", "/pipelines", data=dict(fields),
                       files={"step_file": ("pipeline.tar.gz", archive, "application/gzip")})
@@ -195,6 +202,7 @@ class RaylineSdk:
             status = pipeline["creation_info"]["status"]
             if not wait_for_completion or status != "creation_pending":
                 break
+            time.sleep(0.5)
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 raise SdkException(f"Pipeline {pipeline_name!r} was not ready after {timeout_s} s; "
                                    "check it later with get_pipeline().", name="TimeoutException")

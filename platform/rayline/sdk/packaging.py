@@ -16,6 +16,8 @@ SKIPPED_NAMES = {".git", ".venv", "venv", "__pycache__", ".ipynb_checkpoints", "
 
 
 def _check_link(root: Path, path: Path) -> None:
+    if os.readlink(path).startswith("/"):
+        raise ValueError(f"{path} is a link with an absolute target; make it relative to the pipeline folder.")
     target = path.resolve()
     if not target.is_relative_to(root):
         raise ValueError(
@@ -47,6 +49,8 @@ def pack_folder(local_folder: str | os.PathLike, included: list[str] | None = No
             for path in _walk(start):
                 if path.is_symlink():
                     _check_link(root, path)
+                elif not path.is_file():  # FIFOs, sockets, devices
+                    continue
                 tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False)
     return buffer.getvalue()
 

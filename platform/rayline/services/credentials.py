@@ -29,6 +29,8 @@ def ensure_sdk_token(settings: Settings, db: Database) -> str:
         token = settings.sdk_token.get_secret_value().strip()
         if len(token) < MIN_CHOSEN_TOKEN_LENGTH:
             raise InvalidInput(f"RAYLINE_SDK_TOKEN must be at least {MIN_CHOSEN_TOKEN_LENGTH} characters long.")
+        # The file is where RaylineSdk() looks on this machine: it must not hold an older token.
+        _write_private(settings.token_path, token)
     else:
         path = settings.token_path
         token = path.read_text().strip() if path.exists() else ""
@@ -50,3 +52,31 @@ def load_sdk_token_hash(db: Database) -> str:
     if row is None:
         raise PlatformFailure("No SDK token is set up; start the platform with `rayline up`.")
     return row.token_hash
+
+
+class SecretBox:
+    """Symmetric encryption with the platform's secret key, for secrets that must be shown again
+    (endpoint tokens in get_deployment); comparisons still use hashes."""
+
+    def __init__(self, key: bytes) -> None:
+        from cryptography.fernet import Fernet
+
+        self._fernet = Fernet(key)
+
+    def seal(self, text: str) -> str:
+        return self._fernet.encrypt(text.encode()).decode()
+
+    def open(self, sealed: str) -> str:
+        return self._fernet.decrypt(sealed.encode()).decode()
+
+
+def ensure_secret_key(settings: Settings) -> None:
+    """Generate the secret key once ($RAYLINE_HOME/secret-key, mode 0600)."""
+    from cryptography.fernet import Fernet
+
+    if not settings.secret_key_path.exists():
+        _write_private(settings.secret_key_path, Fernet.generate_key().decode())
+
+
+def load_secret_box(settings: Settings) -> SecretBox:
+    return SecretBox(settings.secret_key_path.read_text().strip().encode())

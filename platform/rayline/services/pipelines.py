@@ -74,6 +74,8 @@ class PipelineService:
             raise InvalidInput("function_path and function_name are required: the file and the function to run.")
         if not params.function_name.isidentifier():
             raise InvalidInput(f"function_name {params.function_name!r} is not a valid Python name.")
+        if not params.function_path.endswith(".py"):
+            raise InvalidInput(f"function_path must be a .py file, not {params.function_path!r}.")
         inputs = parse_input_specs(params.inputs)
         outputs = parse_output_specs(params.outputs)
         if len(archive) > self._settings.max_upload_bytes:
@@ -88,8 +90,6 @@ class PipelineService:
         with tempfile.TemporaryDirectory(prefix="rayline-upload-") as tmp:
             root = Path(tmp)
             extract_archive(archive, root, self._settings.max_unpacked_bytes, self._settings.max_archive_members)
-            if not params.function_path.endswith(".py"):
-                raise InvalidInput(f"function_path must be a .py file, not {params.function_path!r}.")
             source = read_text_member(root, params.function_path, "function_path")
             _check_function_defined(source, params.function_path, params.function_name)
             requirements: list[str] = []

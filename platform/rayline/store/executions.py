@@ -22,25 +22,32 @@ FINAL_STATUSES = (SUCCEEDED, FAILED, ERROR)
 UNFINISHED_STATUSES = (PENDING, RUNNING)
 
 
-def next_number(db: Database, counter: str) -> int:
-    """Atomically take the next number of a counter (a row lock / SQLite write lock serializes it)."""
+def take_numbers(db: Database, counter: str, count: int = 1) -> range:
+    """Atomically take the next ``count`` numbers of a counter (a row lock, or SQLite's write lock,
+    serializes takers)."""
     for _ in range(5):
         try:
             with db.session() as session:
                 bumped = session.execute(update(Counter).where(Counter.name == counter)
-                                         .values(value=Counter.value + 1))
+                                         .values(value=Counter.value + count))
                 if bumped.rowcount == 0:
-                    session.add(Counter(name=counter, value=1))
-                    return 1
-                return session.execute(select(Counter.value).where(Counter.name == counter)).scalar_one()
+                    session.add(Counter(name=counter, value=count))
+                    last = count
+                else:
+                    last = session.execute(select(Counter.value).where(Counter.name == counter)).scalar_one()
+                return range(last - count + 1, last + 1)
         except IntegrityError:  # two first numbers at once: the loser retries the update
             continue
     raise RuntimeError(f"could not take a number from counter {counter!r}")
 
 
+def execution_counter(name_prefix: str) -> str:
+    return f"execution:{name_prefix}"
+
+
 def create_execution(db: Database, *, name_prefix: str, pipeline_name: str, deployment_name: str | None,
                      inputs: list[dict[str, Any]]) -> Execution:
-    execution_id = f"{name_prefix}-{next_number(db, f'execution:{name_prefix}')}"
+    execution_id = f"{name_prefix}-{take_numbers(db, execution_counter(name_prefix))[0]}"
     with db.session() as session:
         row = Execution(execution_id=execution_id, pipeline_name=pipeline_name, deployment_name=deployment_name,
                         status=PENDING, inputs=inputs, outputs=[], created_at=utcnow())
@@ -78,3 +85,11 @@ def append_logs(db: Database, execution_id: str, records: Iterable[tuple[datetim
 
 def get(session: Session, execution_id: str) -> Execution | None:
     return session.get(Execution, execution_id)
+
+
+def end_unfinished_executions(db: Database, reason: str) -> int:
+    """End as Error every execution still Pending or Running (none can be, on a new cluster)."""
+    with db.session() as session:
+        done = session.execute(update(Execution).where(Execution.status.in_(UNFINISHED_STATUSES))
+                               .values(status=ERROR, end_date=utcnow(), error=reason))
+        return done.rowcount

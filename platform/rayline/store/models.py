@@ -87,3 +87,55 @@ class ExecutionLog(Base):
     message: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (Index("ix_execution_logs_execution_time", "execution_id", "timestamp"),)
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    pipeline_name: Mapped[str] = mapped_column(String(63), index=True)
+    execution_rule: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    endpoint_url_path: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True)
+    endpoint_token_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # Encrypted with the platform's secret key so get_deployment can show it; checks use the hash.
+    endpoint_token_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    inputs_mapping: Mapped[list] = mapped_column(JSON, default=list)
+    outputs_mapping: Mapped[list] = mapped_column(JSON, default=list)
+    enable_parallel_executions: Mapped[bool] = mapped_column(default=False)
+    max_parallel_executions_per_pod: Mapped[int] = mapped_column(Integer, default=1)
+    ram_request: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    gpu_request: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    execution_timeout_s: Mapped[float | None] = mapped_column(nullable=True)
+    is_enabled: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[str] = mapped_column(String(32))
+    has_been_up: Mapped[bool] = mapped_column(default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    version_updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeploymentLog(Base):
+    __tablename__ = "deployment_logs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_name: Mapped[str] = mapped_column(String(63))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    stream: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    pod_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    type: Mapped[str] = mapped_column(String(16), default="deployment")
+
+    __table_args__ = (Index("ix_deployment_logs_name_time", "deployment_name", "timestamp"),)
+
+
+class Pod(Base):
+    """A low-latency replica, as it reports itself."""
+
+    __tablename__ = "pods"
+    pod_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deployment_name: Mapped[str] = mapped_column(String(63), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

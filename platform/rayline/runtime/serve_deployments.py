@@ -1,0 +1,82 @@
+"""Low-latency deployments as Ray Serve applications: deploy, delete, observe, call.
+
+Called from the control plane, itself a Serve replica, which Serve allows. Each deployment is an
+application named after it, with route prefix ``/endpoints/<path>``; Serve's longest-prefix
+routing sends everything else (including the paths of elastic or stopped deployments) to the
+control plane at ``/``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ray import serve
+
+from rayline.domain.deployments import parse_memory
+from rayline.runtime.elastic import runtime_env
+
+
+@dataclass
+class AppState:
+    status: str  # Serve's: DEPLOYING, RUNNING, DEPLOY_FAILED, UNHEALTHY, DELETING, NOT_STARTED
+    message: str
+    replica_states: dict[str, int]
+
+
+def replica_options(package_uri: str, requirements: list[str], ram_request: str | None,
+                    gpu_request: int | None) -> dict[str, Any]:
+    # No CPU reserved unless asked: many warm deployments fit on a small machine.
+    options: dict[str, Any] = {"num_cpus": 0, "runtime_env": runtime_env(package_uri, requirements)}
+    if ram_request:
+        options["memory"] = parse_memory(ram_request)
+    if gpu_request:
+        options["num_gpus"] = gpu_request
+    return options
+
+
+def deploy(config, *, token_hash: str, ram_request: str | None, gpu_request: int | None,
+           package_uri: str, requirements: list[str]) -> None:
+    from serve_apps.low_latency import build
+
+    app = build(config, token_hash=token_hash, max_ongoing_requests=config.max_parallel_executions,
+                ray_actor_options=replica_options(package_uri, requirements, ram_request, gpu_request))
+    serve._run(app, name=config.deployment_name, route_prefix=config.route_prefix, _blocking=False)
+
+
+def delete(name: str) -> None:
+    try:
+        serve.delete(name, _blocking=False)
+    except Exception:  # already gone
+        pass
+
+
+def states() -> dict[str, AppState]:
+    result = {}
+    for name, app in serve.status().applications.items():
+        replicas: dict[str, int] = {}
+        for deployment in app.deployments.values():
+            for state, count in deployment.replica_states.items():
+                key = str(getattr(state, "value", state))
+                replicas[key] = replicas.get(key, 0) + count
+        result[name] = AppState(str(getattr(app.status, "value", app.status)), app.message or "", replicas)
+    return result
+
+
+def confirm_token(name: str, token_hash: str, timeout_s: float = 15.0) -> bool:
+    """Wait until the replica serves with this token hash (an in-place reconfigure)."""
+    handle = serve.get_app_handle(name)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if handle.token_hash_fingerprint.remote().result(timeout_s=5) == token_hash[:12]:
+                return True
+        except Exception:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+async def execute(name: str, values: dict[str, Any]) -> dict[str, Any]:
+    return await serve.get_app_handle(name).execute.remote(values)

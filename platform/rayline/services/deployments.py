@@ -1,0 +1,276 @@
+"""Deployments: creating, observing, updating and deleting them, and their endpoint tokens.
+
+SQL is the truth and Serve the runtime: a low-latency deployment is a row here and, while it is
+enabled, a Serve application; ``reconcile`` makes the second follow the first (after a restart).
+Elastic deployments hold nothing in Ray while idle.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import delete, select
+
+from rayline.config import Settings
+from rayline.domain import deployments as rules
+from rayline.domain.io_types import InputSpec, OutputSpec
+from rayline.domain.names import validate_name
+from rayline.domain.tokens import MIN_CHOSEN_TOKEN_LENGTH, generate_token, hash_token, token_matches
+from rayline.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from rayline.services.credentials import SecretBox
+from rayline.services.pipelines import READY, PipelineService
+from rayline.store.db import Database
+from rayline.store.models import Deployment, DeploymentLog, Pipeline, Pod, utcnow
+
+logger = logging.getLogger(__name__)
+
+ENDPOINT_PREFIX = "/endpoints"
+
+
+class ServeRuntime(Protocol):
+    """The Ray Serve operations a low-latency deployment needs (rayline.runtime.serve_deployments)."""
+
+    def deploy(self, config: rules.ReplicaConfig, *, token_hash: str, ram_request: str | None,
+               gpu_request: int | None, package_uri: str, requirements: list[str]) -> None: ...
+    def delete(self, name: str) -> None: ...
+    def states(self) -> dict[str, Any]: ...
+    def confirm_token(self, name: str, token_hash: str, timeout_s: float = 15.0) -> bool: ...
+
+
+# Serve application status -> deployment status, for an enabled low-latency deployment.
+def _status_from_serve(app_status: str | None, has_been_up: bool) -> str:
+    if app_status == "RUNNING":
+        return rules.UP
+    if app_status == "DEPLOY_FAILED":
+        return rules.CREATION_FAILED
+    if app_status == "UNHEALTHY" or (has_been_up and app_status in ("DEPLOYING", None, "NOT_STARTED")):
+        return rules.DOWN_RETRYING
+    return rules.CREATION_PENDING
+
+
+class DeploymentService:
+    def __init__(self, db: Database, settings: Settings, pipelines: PipelineService, box: SecretBox,
+                 serve_runtime: ServeRuntime) -> None:
+        self._db = db
+        self._settings = settings
+        self._pipelines = pipelines
+        self._box = box
+        self._serve = serve_runtime
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _row(self, name: str) -> Deployment:
+        with self._db.session() as session:
+            row = session.get(Deployment, name)
+        if row is None:
+            raise NotFound(f"Deployment {name!r} does not exist; list_deployments() shows the ones that do.")
+        return row
+
+    def get(self, name: str) -> Deployment:
+        """The deployment, its status refreshed from Serve for a low-latency one."""
+        row = self._row(name)
+        if row.mode == "low_latency" and row.is_enabled:
+            state = self._serve.states().get(name)
+            status = _status_from_serve(state.status if state else None, row.has_been_up)
+            if status != row.status or (status == rules.UP and not row.has_been_up):
+                with self._db.session() as session:
+                    current = session.get(Deployment, name)
+                    if current is not None:
+                        current.status = status
+                        current.has_been_up = current.has_been_up or status == rules.UP
+                        row = current
+        return row
+
+    def list(self) -> list[Deployment]:
+        with self._db.session() as session:
+            return list(session.scalars(select(Deployment).order_by(Deployment.created_at.desc())))
+
+    def find_by_path(self, path: str) -> Deployment | None:
+        with self._db.session() as session:
+            return session.scalars(select(Deployment).where(Deployment.endpoint_url_path == path)).first()
+
+    def endpoint_token(self, row: Deployment) -> str | None:
+        return self._box.open(row.endpoint_token_sealed) if row.endpoint_token_sealed else None
+
+    def check_endpoint_token(self, row: Deployment, token: str | None) -> bool:
+        return token_matches(token, row.endpoint_token_hash)
+
+    def pods(self, name: str) -> list[Pod]:
+        with self._db.session() as session:
+            return list(session.scalars(select(Pod).where(Pod.deployment_name == name,
+                                                          Pod.status.in_(("pending", "running", "restarting",
+                                                                          "failed", "stopping")))
+                                        .order_by(Pod.started_at.desc()).limit(5)))
+
+    def logs(self, name: str, from_ts: datetime | None, to_ts: datetime | None, limit: int | None) -> list[DeploymentLog]:
+        self._row(name)
+        if limit is not None and (limit <= 0 or limit > 10_000):
+            raise InvalidInput("limit must be between 1 and 10000.")
+        query = select(DeploymentLog).where(DeploymentLog.deployment_name == name)
+        if from_ts is not None:
+            query = query.where(DeploymentLog.timestamp >= from_ts)
+        if to_ts is not None:
+            query = query.where(DeploymentLog.timestamp <= to_ts)
+        with self._db.session() as session:
+            return list(session.scalars(query.order_by(DeploymentLog.timestamp, DeploymentLog.id).limit(limit or 10_000)))
+
+    # --- changing ------------------------------------------------------------------------------
+
+    def _log(self, name: str, message: str, stream: str = "stdout") -> None:
+        with self._db.session() as session:
+            session.add(DeploymentLog(deployment_name=name, timestamp=utcnow(), stream=stream, message=message,
+                                      pod_id=None, type="deployment"))
+
+    def _new_token(self, chosen: str | None) -> tuple[str, str, str]:
+        if chosen is not None and (not isinstance(chosen, str) or len(chosen) < MIN_CHOSEN_TOKEN_LENGTH):
+            raise InvalidInput(f"endpoint_token must be a string of at least {MIN_CHOSEN_TOKEN_LENGTH} characters.")
+        token = chosen or generate_token()
+        return token, hash_token(token), self._box.seal(token)
+
+    def create(self, body: dict[str, Any]) -> Deployment:
+        name = validate_name("deployment name", body.get("name"))
+        options = rules.check_options(name, body)
+        if options.execution_rule == "periodic":
+            raise InvalidInput("Periodic deployments are not available yet; use execution_rule='endpoint'.")
+        pipeline = self._pipelines.get(body.get("pipeline_name") or "")
+        if pipeline.status != READY:
+            raise Conflict(f"Pipeline {pipeline.name!r} is {pipeline.status}; deploy it once it is ready.")
+        rules.endpoint_io([InputSpec(**i) for i in pipeline.inputs], [OutputSpec(**o) for o in pipeline.outputs],
+                          body.get("inputs_mapping") or [], body.get("outputs_mapping") or [])
+        _, token_hash, sealed = self._new_token(body.get("endpoint_token"))
+        low_latency = options.mode == "low_latency"
+        row = Deployment(
+            name=name, pipeline_name=pipeline.name, execution_rule=options.execution_rule, mode=options.mode,
+            description=body.get("description"), endpoint_url_path=options.endpoint_url_path,
+            endpoint_token_hash=token_hash, endpoint_token_sealed=sealed, inputs_mapping=[], outputs_mapping=[],
+            enable_parallel_executions=options.enable_parallel_executions,
+            max_parallel_executions_per_pod=options.max_parallel_executions_per_pod,
+            ram_request=options.ram_request, gpu_request=options.gpu_request,
+            execution_timeout_s=options.execution_timeout_s, is_enabled=True,
+            status=rules.CREATION_PENDING if low_latency else rules.UP, has_been_up=not low_latency,
+            version=1, version_updated_at=utcnow(), created_at=utcnow(), updated_at=utcnow())
+        with self._db.session() as session:
+            if session.get(Deployment, name) is not None:
+                raise AlreadyExists(f"A deployment named {name!r} already exists; delete it first or pick another name.")
+            taken = session.scalars(select(Deployment.name).where(
+                Deployment.endpoint_url_path == options.endpoint_url_path)).first()
+            if taken:
+                raise AlreadyExists(f"endpoint_url_path {options.endpoint_url_path!r} is used by deployment {taken!r}; "
+                                    "choose another endpoint_url_path.")
+            session.add(row)
+        self._log(name, f"Deployment created ({options.mode}, {options.execution_rule}) from pipeline {pipeline.name!r}.")
+        if low_latency:
+            self._start(row, pipeline)
+        return row
+
+    def _start(self, row: Deployment, pipeline: Pipeline | None = None) -> None:
+        pipeline = pipeline or self._pipelines.get(row.pipeline_name)
+        config = rules.ReplicaConfig(
+            deployment_name=row.name, pipeline_name=pipeline.name, function_path=pipeline.function_path,
+            function_name=pipeline.function_name, database_url=self._db.url,
+            route_prefix=f"{ENDPOINT_PREFIX}/{row.endpoint_url_path}", version=row.version,
+            inputs=pipeline.inputs, outputs=pipeline.outputs,
+            max_parallel_executions=row.max_parallel_executions_per_pod, execution_timeout_s=row.execution_timeout_s)
+        try:
+            self._serve.deploy(config, token_hash=row.endpoint_token_hash, ram_request=row.ram_request,
+                               gpu_request=row.gpu_request, package_uri=pipeline.package_uri,
+                               requirements=pipeline.requirements)
+        except Exception as error:
+            self._set(row.name, status=rules.CREATION_FAILED)
+            self._log(row.name, f"The pod could not be started: {error}", "stderr")
+            raise
+
+    def _set(self, name: str, **values: Any) -> Deployment:
+        with self._db.session() as session:
+            row = session.get(Deployment, name)
+            if row is None:
+                raise NotFound(f"Deployment {name!r} does not exist.")
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
+        return row
+
+    def update(self, name: str, body: dict[str, Any]) -> Deployment:
+        """Enable, disable, or (called with no change on a low-latency deployment) reload the pod."""
+        row = self._row(name)
+        unknown = sorted(set(body) - {"is_enabled", "inputs_mapping", "outputs_mapping", "schedule"})
+        if unknown:
+            raise InvalidInput(f"update_deployment cannot change {', '.join(unknown)}; it takes is_enabled, "
+                               "inputs_mapping, outputs_mapping and schedule.")
+        if body.get("schedule") is not None:
+            raise InvalidInput("schedule only goes with periodic deployments.")
+        if body.get("inputs_mapping") or body.get("outputs_mapping"):
+            raise InvalidInput("inputs_mapping and outputs_mapping cannot be updated yet.")
+        enabled = body.get("is_enabled")
+        if enabled is not None and not isinstance(enabled, bool):
+            raise InvalidInput("is_enabled must be true or false.")
+        low_latency = row.mode == "low_latency"
+        if enabled is False:
+            if row.is_enabled:
+                row = self._set(name, is_enabled=False, status=rules.DISABLED)
+                if low_latency:
+                    self._serve.delete(name)
+                self._log(name, "Deployment disabled: calls are refused" + (" and the pod is stopped." if low_latency else "."))
+            return row
+        if enabled is True and not row.is_enabled:
+            row = self._set(name, is_enabled=True, status=rules.CREATION_PENDING if low_latency else rules.UP,
+                            has_been_up=not low_latency, version=row.version + 1, version_updated_at=utcnow())
+            self._log(name, "Deployment enabled" + (": starting a new pod." if low_latency else "."))
+            if low_latency:
+                self._start(row)
+            return row
+        if low_latency and row.is_enabled:
+            # No change asked: reload the pod (re-import the module), a new version.
+            row = self._set(name, version=row.version + 1, version_updated_at=utcnow())
+            self._log(name, f"Reloading the pod (version {row.version}).")
+            self._start(row)
+        return row
+
+    def rotate_token(self, name: str, chosen: str | None = None) -> str:
+        """A new endpoint token; the old one stops working once this returns."""
+        row = self._row(name)
+        if row.execution_rule != "endpoint":
+            raise InvalidInput(f"Deployment {name!r} is not an endpoint; it has no endpoint token.")
+        token, token_hash, sealed = self._new_token(chosen)
+        row = self._set(name, endpoint_token_hash=token_hash, endpoint_token_sealed=sealed)
+        if row.mode == "low_latency" and row.is_enabled:
+            self._start(row)  # same version: Serve reconfigures the running pod in place
+            if not self._serve.confirm_token(name, token_hash):
+                logger.warning("the pod of %s did not confirm its new token in time", name)
+        self._log(name, "Endpoint token rotated.")
+        return token
+
+    def delete(self, name: str) -> Deployment:
+        row = self._row(name)
+        if row.mode == "low_latency":
+            self._serve.delete(name)
+        with self._db.session() as session:
+            session.execute(delete(Pod).where(Pod.deployment_name == name))
+            session.execute(delete(DeploymentLog).where(DeploymentLog.deployment_name == name))
+            session.execute(delete(Deployment).where(Deployment.name == name))
+        return row
+
+    def delete_for_pipeline(self, pipeline_name: str, force: bool) -> list[dict[str, str]]:
+        with self._db.session() as session:
+            rows = list(session.scalars(select(Deployment).where(Deployment.pipeline_name == pipeline_name)))
+        if rows and not force:
+            names = ", ".join(repr(r.name) for r in rows)
+            raise Conflict(f"Pipeline {pipeline_name!r} is used by deployment(s) {names}; delete them first or pass "
+                           "force_deployments_deletion=True.")
+        return [{"name": self.delete(r.name).name, "execution_rule": r.execution_rule} for r in rows]
+
+    def reconcile(self) -> int:
+        """Start every enabled low-latency deployment that Serve is not running (after a restart)."""
+        running = self._serve.states()
+        started = 0
+        for row in self.list():
+            if row.mode == "low_latency" and row.is_enabled and row.name not in running:
+                self._log(row.name, "Platform started: restoring the pod.")
+                try:
+                    self._start(row)
+                    started += 1
+                except Exception:
+                    logger.exception("could not restore deployment %s", row.name)
+        return started

@@ -1,0 +1,222 @@
+"""A low-latency deployment: one Ray Serve application whose warm replica imports the pipeline's
+module once and runs every execution in-process, sharing its globals.
+
+HTTP goes from Serve's ingress straight to this replica (route prefix ``/endpoints/<path>``).
+The endpoint token's hash arrives through Serve's ``user_config``, so rotating it reconfigures the
+replica in place instead of restarting it. Records and logs go to SQL through a background batch
+writer, off the response's path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from rayline.domain.deployments import ReplicaConfig
+from rayline.domain.io_types import InputSpec, OutputSpec, check_outputs, resolve_inputs
+from rayline.domain.tokens import token_matches
+from rayline.errors import InvalidInput
+from rayline.execution_context import ExecutionScope, current_scope
+from rayline.runtime.log_capture import install_routing
+from rayline.runtime.worker import call_kwargs, load_function, output_records
+from rayline.store import executions as store
+from rayline.store.db import Database
+from rayline.store.models import Pod, utcnow
+from rayline.store.record_writer import RecordWriter
+
+ID_BLOCK = 20
+
+
+def _error(status: int, message: str, name: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"message": message, "name": name, **extra}, status_code=status)
+
+
+class LowLatencyReplica:
+    def __init__(self, config: ReplicaConfig) -> None:
+        self._config = config
+        self._pod_id = serve.get_replica_context().replica_id.unique_id
+        self._db = Database(config.database_url)
+        self._writer = RecordWriter(self._db)
+        self._token_hash: str | None = None
+        self._inputs = [InputSpec(**spec) for spec in config.inputs]
+        self._outputs = [OutputSpec(**spec) for spec in config.outputs]
+        self._ids: list[int] = []
+        self._executor = ThreadPoolExecutor(max_workers=config.max_parallel_executions,
+                                            thread_name_prefix="rayline-execution")
+        self._deployment_scope = ExecutionScope(None, self._deployment_line)
+        install_routing(self._deployment_scope)
+        self._register_pod()
+        self._log(f"Pod {self._pod_id} created (version {config.version}).")
+        self._function = self._import()
+
+    # --- start-up ----------------------------------------------------------------------------
+
+    def _log(self, message: str, stream: str = "stdout") -> None:
+        self._writer.deployment_log(self._config.deployment_name, message, stream, self._pod_id)
+
+    def _deployment_line(self, stream: str, line: str) -> None:
+        self._log(line, stream)
+
+    def _set_pod_status(self, status: str) -> None:
+        def write(session) -> None:
+            pod = session.get(Pod, self._pod_id)
+            if pod is not None:
+                pod.status, pod.updated_at = status, utcnow()
+        self._writer.call(write)
+
+    def _register_pod(self) -> None:
+        # One replica per deployment: the executions its predecessors left running died with them.
+        name = self._config.deployment_name
+        with self._db.session() as session:
+            for pod in session.query(Pod).filter(Pod.deployment_name == name, Pod.pod_id != self._pod_id):
+                if pod.status in ("pending", "running", "restarting"):
+                    pod.status = "failed"
+            session.merge(Pod(pod_id=self._pod_id, deployment_name=name, version=self._config.version,
+                              status="pending", started_at=utcnow(), updated_at=utcnow()))
+            stale = session.query(store.Execution).filter(
+                store.Execution.deployment_name == name, store.Execution.status.in_(store.UNFINISHED_STATUSES))
+            for execution in stale:
+                execution.status, execution.end_date = store.ERROR, utcnow()
+                execution.error = "The pod running this execution stopped (crashed or was replaced) before it ended."
+
+    def _import(self):
+        config = self._config
+        # A private copy of the package: Ray's extracted working_dir is shared by the node.
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"rayline-{config.deployment_name}-")) / "pipeline"
+        shutil.copytree(Path.cwd(), self._workdir, symlinks=True)
+        os.chdir(self._workdir)
+        self._log(f"Importing pipeline module {config.function_path}...")
+        began = time.perf_counter()
+        try:
+            function = load_function(self._workdir, config.function_path, config.function_name)
+        except BaseException:
+            self._deployment_scope.drain()
+            self._log(f"Importing {config.function_path} failed:\n{traceback.format_exc()}", "stderr")
+            self._set_pod_status("failed")
+            self._writer.flush()
+            raise
+        self._deployment_scope.drain()
+        self._log(f"Module imported in {time.perf_counter() - began:.2f} s; {config.function_name} is ready.")
+        self._set_pod_status("running")
+        self._writer.flush()
+        return function
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        self._token_hash = user_config.get("token_hash")
+
+    def __del__(self) -> None:
+        try:
+            self._set_pod_status("stopped")
+            self._log(f"Pod {self._pod_id} stopping.")
+            self._writer.close()
+        except Exception:
+            pass
+
+    # --- serving -----------------------------------------------------------------------------
+
+    def token_hash_fingerprint(self) -> str | None:
+        """Lets the control plane confirm that a rotated token reached this replica."""
+        return self._token_hash[:12] if self._token_hash else None
+
+    def _next_execution_id(self) -> str:
+        if not self._ids:  # numbers are taken in blocks: one SQL round trip per ID_BLOCK calls
+            name = self._config.deployment_name
+            self._ids = list(store.take_numbers(self._db, store.execution_counter(name), ID_BLOCK))
+        return f"{self._config.deployment_name}-{self._ids.pop(0)}"
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        if request.url.path.rstrip("/") != self._config.route_prefix or request.method != "POST":
+            return _error(404 if request.method == "POST" else 405,
+                          f"Call this endpoint with POST {self._config.route_prefix}.", "NotFound")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme != "EndpointToken" or not token_matches(token.strip(), self._token_hash):
+            return _error(401, "Missing or invalid endpoint token: send 'Authorization: EndpointToken <token>' "
+                               "(get_deployment shows the deployment's endpoint_token).", "Unauthorized")
+        try:
+            body = await request.body()
+            given = json.loads(body) if body.strip() else {}
+            values = resolve_inputs(self._inputs, given)
+        except ValueError as error:
+            message = error.message if isinstance(error, InvalidInput) else f"The body must be a JSON object ({error})."
+            return _error(400, message, "InvalidInput")
+        except InvalidInput as error:
+            return _error(400, error.message, "InvalidInput")
+        result = await self.execute(values)
+        if result["status"] == store.SUCCEEDED:
+            return JSONResponse({"execution_id": result["execution_id"], "output": result["output"]})
+        return _error(500, result["error"], "ExecutionFailed", execution_id=result["execution_id"])
+
+    async def execute(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Run one execution with checked input values; also called through a handle by the API."""
+        execution_id = self._next_execution_id()
+        records = [{"pipeline_input_name": spec.name, "data_type": spec.data_type, "mapping_type": "endpoint",
+                    "mapping_value": {"endpoint_input_name": spec.name}, "value": values.get(spec.name)}
+                   for spec in self._inputs]
+        self._writer.execution_started(execution_id, self._config.pipeline_name, self._config.deployment_name,
+                                       records, utcnow())
+        self._log(f"Execution {execution_id} started.")
+        scope = ExecutionScope(execution_id, lambda stream, line: self._writer.execution_log(execution_id, stream, line))
+        outputs, error = None, None
+        try:
+            returned = await self._call(scope, values)
+            checked = check_outputs(self._outputs, returned)
+            json.dumps(checked, allow_nan=False)
+            outputs = checked
+        except asyncio.TimeoutError:
+            error = f"The execution exceeded execution_timeout_s={self._config.execution_timeout_s}."
+        except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
+            trace = traceback.format_exc()
+            for line in trace.rstrip().split("\n"):
+                self._writer.execution_log(execution_id, "stderr", line)
+            self._log(f"Execution {execution_id} failed: {type(exc).__name__}: {exc}", "stderr")
+            error = f"{type(exc).__name__}: {exc}. The traceback is in the execution's logs."
+        scope.drain()
+        if error is None:
+            self._writer.execution_finished(execution_id, store.SUCCEEDED, output_records(self._outputs, outputs), None)
+            return {"execution_id": execution_id, "status": store.SUCCEEDED, "output": outputs}
+        self._writer.execution_finished(execution_id, store.FAILED, None, error)
+        return {"execution_id": execution_id, "status": store.FAILED, "error": error}
+
+    async def _call(self, scope: ExecutionScope, values: dict[str, Any]) -> Any:
+        token = current_scope.set(scope)
+        values = call_kwargs(self._function, values)
+        try:
+            if inspect.iscoroutinefunction(self._function):
+                call = self._function(**values)
+            else:
+                context = contextvars.copy_context()
+                call = asyncio.get_running_loop().run_in_executor(
+                    self._executor, lambda: context.run(self._function, **values))
+            return await asyncio.wait_for(call, self._config.execution_timeout_s)
+        finally:
+            current_scope.reset(token)
+
+
+def build(config: ReplicaConfig, *, token_hash: str, max_ongoing_requests: int, ray_actor_options: dict[str, Any]):
+    deployment = serve.deployment(
+        LowLatencyReplica,
+        name="pipeline",
+        num_replicas=1,
+        max_ongoing_requests=max_ongoing_requests,
+        ray_actor_options=ray_actor_options,
+        user_config={"token_hash": token_hash},
+        version=f"v{config.version}",
+        health_check_period_s=5,
+        graceful_shutdown_timeout_s=5,
+    )
+    return deployment.bind(config)
