@@ -8,6 +8,8 @@ the one place where the store, the services and the Ray runtime are wired togeth
 
 from __future__ import annotations
 
+import threading
+
 from ray import serve
 
 from rayline.config import Settings
@@ -20,19 +22,23 @@ CONTROL_PLANE_APP = "rayline"
 class ControlPlane:
     def __init__(self, settings: Settings) -> None:
         from rayline.api.context import AppContext
+        from rayline.runtime import serve_deployments
         from rayline.runtime.elastic import ElasticRunner
-        from rayline.services.credentials import load_sdk_token_hash
+        from rayline.services.credentials import load_sdk_token_hash, load_secret_box
+        from rayline.services.deployments import DeploymentService
         from rayline.services.executions import ExecutionService
         from rayline.services.pipelines import PipelineService
         from rayline.store.db import Database
 
         db = Database(settings.resolved_database_url)
         pipelines = PipelineService(db, settings)
-        self._context = AppContext(
-            settings=settings, db=db, pipelines=pipelines,
-            executions=ExecutionService(db, pipelines, ElasticRunner(db)),
-            sdk_token_hash=load_sdk_token_hash(db),
-        )
+        executions = ExecutionService(db, pipelines, ElasticRunner(db))
+        deployments = DeploymentService(db, settings, pipelines, executions, load_secret_box(settings),
+                                        serve_deployments)
+        self._context = AppContext(settings=settings, db=db, pipelines=pipelines, executions=executions,
+                                   deployments=deployments, sdk_token_hash=load_sdk_token_hash(db))
+        # SQL is the truth, Serve the runtime: bring back every enabled low-latency deployment.
+        threading.Thread(target=deployments.reconcile, name="rayline-reconcile", daemon=True).start()
 
     def __serve_build_asgi_app__(self):
         from rayline.api.app import create_app

@@ -150,19 +150,25 @@ class LowLatencyReplica:
         try:
             body = await request.body()
             given = json.loads(body) if body.strip() else {}
-            values = resolve_inputs(self._inputs, given)
         except ValueError as error:
-            message = error.message if isinstance(error, InvalidInput) else f"The body must be a JSON object ({error})."
-            return _error(400, message, "InvalidInput")
-        except InvalidInput as error:
-            return _error(400, error.message, "InvalidInput")
-        result = await self.execute(values)
+            return _error(400, f"The body must be a JSON object of inputs ({error}).", "InvalidInput")
+        result = await self.run(given)
         if result["status"] == store.SUCCEEDED:
             return JSONResponse({"execution_id": result["execution_id"], "output": result["output"]})
+        if result["status"] == "refused":
+            return _error(400, result["message"], "InvalidInput")
         return _error(500, result["error"], "ExecutionFailed", execution_id=result["execution_id"])
 
-    async def execute(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Run one execution with checked input values; also called through a handle by the API."""
+    async def run(self, given: Any) -> dict[str, Any]:
+        """Check the inputs, then run one execution. Also called through a handle by the API.
+        Returns ``{"status": "refused", "message"}`` for bad inputs (no execution is recorded)."""
+        try:
+            values = resolve_inputs(self._inputs, given)
+        except InvalidInput as error:
+            return {"status": "refused", "message": error.message}
+        return await self._execute(values)
+
+    async def _execute(self, values: dict[str, Any]) -> dict[str, Any]:
         execution_id = self._next_execution_id()
         records = [{"pipeline_input_name": spec.name, "data_type": spec.data_type, "mapping_type": "endpoint",
                     "mapping_value": {"endpoint_input_name": spec.name}, "value": values.get(spec.name)}
@@ -215,7 +221,6 @@ def build(config: ReplicaConfig, *, token_hash: str, max_ongoing_requests: int, 
         max_ongoing_requests=max_ongoing_requests,
         ray_actor_options=ray_actor_options,
         user_config={"token_hash": token_hash},
-        version=f"v{config.version}",
         health_check_period_s=5,
         graceful_shutdown_timeout_s=5,
     )

@@ -59,3 +59,13 @@ class ExecutionFailed(Conflict):
 
 class ExecutionNotFinished(Conflict):
     name = "ExecutionNotFinished"
+
+
+class Unavailable(RaylineError):
+    """The target exists but cannot serve now (disabled, starting, failed); retry later or fix it."""
+
+    name = "Unavailable"
+
+
+class NotImplementedYet(RaylineError):
+    name = "NotImplemented"

@@ -8,7 +8,7 @@ from rayline import __version__
 from rayline.api.auth import require_sdk_token
 from rayline.api.context import AppContext
 from rayline.api.errors import install_error_handlers
-from rayline.api.routes import executions, health, pipelines
+from rayline.api.routes import deployments, endpoints, executions, health, pipelines
 
 API_PREFIX = "/api/v1"
 
@@ -22,5 +22,7 @@ def create_app(context: AppContext) -> FastAPI:
     protected = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_sdk_token)])
     protected.include_router(pipelines.router)
     protected.include_router(executions.router)
+    protected.include_router(deployments.router)
     app.include_router(protected)
+    app.include_router(endpoints.router)  # endpoint-token routes, outside /api/v1
     return app

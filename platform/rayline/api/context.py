@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from rayline.config import Settings
+from rayline.services.deployments import DeploymentService
 from rayline.services.executions import ExecutionService
 from rayline.services.pipelines import PipelineService
 from rayline.store.db import Database
@@ -18,6 +19,7 @@ class AppContext:
     db: Database
     pipelines: PipelineService
     executions: ExecutionService
+    deployments: DeploymentService
     sdk_token_hash: str
 
 

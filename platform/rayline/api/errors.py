@@ -21,6 +21,8 @@ STATUS = {
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
     errors.PlatformFailure: 500,
+    errors.NotImplementedYet: 501,
+    errors.Unavailable: 503,
 }
 
 

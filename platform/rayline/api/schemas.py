@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from rayline.store.models import Execution, ExecutionLog, Pipeline
+from rayline.store.models import Deployment, Execution, ExecutionLog, Pipeline, Pod
 
 
 class PipelineParameters(BaseModel):
@@ -107,3 +107,69 @@ class LogLine(BaseModel):
     @classmethod
     def from_row(cls, row: ExecutionLog) -> "LogLine":
         return cls(timestamp=row.timestamp, message=row.message, stream=row.stream)
+
+
+class DeploymentListItem(BaseModel):
+    name: str
+    pipeline_name: str
+    execution_rule: str
+    mode: str
+    is_enabled: bool
+    status: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Deployment) -> "DeploymentListItem":
+        return cls(name=row.name, pipeline_name=row.pipeline_name, execution_rule=row.execution_rule,
+                   mode=row.mode, is_enabled=row.is_enabled, status=row.status, created_at=row.created_at)
+
+
+class PodPublic(BaseModel):
+    pod_id: str
+    status: str
+    version: int
+
+
+class DeploymentVersion(BaseModel):
+    """Which code and settings the pods should run: bumped by every update or reload."""
+
+    number: int
+    updated_at: datetime
+
+
+class DeploymentPublic(BaseModel):
+    name: str
+    mode: str
+    pipeline: dict[str, str]
+    execution_rule: str
+    status: str
+    is_enabled: bool
+    description: str | None
+    inputs_mapping: list[dict[str, Any]]
+    outputs_mapping: list[dict[str, Any]]
+    enable_parallel_executions: bool
+    max_parallel_executions_per_pod: int
+    ram_request: str | None
+    gpu_request: int | None
+    execution_timeout_s: float | None
+    created_at: datetime
+    updated_at: datetime
+    version: DeploymentVersion
+    endpoint_url_path: str | None = None
+    endpoint_token: str | None = None
+    pods: list[PodPublic] | None = None
+
+    @classmethod
+    def from_row(cls, row: Deployment, endpoint_token: str | None, pods: list[Pod]) -> "DeploymentPublic":
+        return cls(
+            name=row.name, mode=row.mode, pipeline={"name": row.pipeline_name}, execution_rule=row.execution_rule,
+            status=row.status, is_enabled=row.is_enabled, description=row.description,
+            inputs_mapping=row.inputs_mapping, outputs_mapping=row.outputs_mapping,
+            enable_parallel_executions=row.enable_parallel_executions,
+            max_parallel_executions_per_pod=row.max_parallel_executions_per_pod, ram_request=row.ram_request,
+            gpu_request=row.gpu_request, execution_timeout_s=row.execution_timeout_s, created_at=row.created_at,
+            updated_at=row.updated_at, version=DeploymentVersion(number=row.version, updated_at=row.version_updated_at),
+            endpoint_url_path=row.endpoint_url_path, endpoint_token=endpoint_token,
+            pods=[PodPublic(pod_id=p.pod_id, status=p.status, version=p.version) for p in pods]
+            if row.mode == "low_latency" else None,
+        )

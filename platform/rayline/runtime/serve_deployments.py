@@ -78,5 +78,6 @@ def confirm_token(name: str, token_hash: str, timeout_s: float = 15.0) -> bool:
     return False
 
 
-async def execute(name: str, values: dict[str, Any]) -> dict[str, Any]:
-    return await serve.get_app_handle(name).execute.remote(values)
+async def run(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """One execution in the deployment's replica, through a Serve handle (not HTTP)."""
+    return await serve.get_app_handle(name).run.remote(given)

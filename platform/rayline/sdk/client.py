@@ -282,6 +282,144 @@ class RaylineSdk:
         """Delete an ended execution, with its logs."""
         return self._request("DELETE", f"/executions/{execution_id}")
 
+    # --- Deployments -----------------------------------------------------------------------------
+
+    def create_deployment(self, pipeline_name: str, deployment_name: str, execution_rule: str,
+                          mode: str = "elastic", schedule: str | None = None, endpoint_url_path: str | None = None,
+                          inputs_mapping: Sequence[InputSource] | None = None,
+                          outputs_mapping: Sequence[OutputDestination] | None = None,
+                          description: str | None = None, enable_parallel_executions: bool | None = None,
+                          max_parallel_executions_per_pod: int | None = None, ram_request: str | None = None,
+                          gpu_request: int | None = None, wait_for_completion: bool = True,
+                          timeout_s: float | None = None, execution_timeout_s: float | None = None,
+                          endpoint_token: str | None = None) -> dict:
+        """Deploy a pipeline. ``execution_rule="endpoint"`` makes it callable at
+        ``POST {environment_url}/endpoints/<endpoint_url_path>`` with its endpoint token.
+
+        ``mode="elastic"`` runs each call in a fresh worker process; ``mode="low_latency"`` keeps a
+        warm pod that imports the pipeline's module once (its globals are shared by every call).
+        Waits until the deployment is up unless ``wait_for_completion=False``.
+        """
+        if execution_rule not in ("endpoint", "periodic"):
+            raise ValueError("execution_rule must be 'endpoint' or 'periodic'.")
+        if mode not in ("elastic", "low_latency"):
+            raise ValueError("mode must be 'elastic' or 'low_latency'.")
+        if schedule is not None and execution_rule != "periodic":
+            raise ValueError("schedule only goes with execution_rule='periodic'.")
+        if execution_rule != "endpoint" and (endpoint_url_path is not None or endpoint_token is not None):
+            raise ValueError("endpoint_url_path and endpoint_token only go with execution_rule='endpoint'.")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError("timeout_s must be greater than 0, or None to wait as long as needed.")
+        body = {
+            "pipeline_name": pipeline_name, "name": deployment_name, "description": description, "mode": mode,
+            "enable_parallel_executions": enable_parallel_executions,
+            "max_parallel_executions_per_pod": max_parallel_executions_per_pod, "ram_request": ram_request,
+            "gpu_request": gpu_request, "execution_timeout_s": execution_timeout_s, "schedule": schedule,
+            "endpoint_url_path": endpoint_url_path, "endpoint_token": endpoint_token,
+            "inputs_mapping": [m.to_dict() for m in _as_list_of(InputSource, inputs_mapping, "inputs_mapping")]
+            if inputs_mapping is not None else None,
+            "outputs_mapping": [m.to_dict() for m in _as_list_of(OutputDestination, outputs_mapping, "outputs_mapping")]
+            if outputs_mapping is not None else None,
+        }
+        path = "/endpoints" if execution_rule == "endpoint" else "/periodic-deployment"
+        self._request("POST", path, json={k: v for k, v in body.items() if v is not None})
+        return self.get_deployment(deployment_name, wait_for_completion=wait_for_completion, timeout_s=timeout_s)
+
+    def get_deployment(self, deployment_name: str, wait_for_completion: bool = False,
+                       timeout_s: float | None = None) -> dict:
+        """Get a deployment; with ``wait_for_completion``, wait until its status is final
+        (``up``, ``creation_failed``, ``disabled`` or ``standby``)."""
+        start = time.monotonic()
+        while True:
+            deployment = self._request("GET", f"/deployments/{deployment_name}",
+                                       params={"wait_for_completion": "true"} if wait_for_completion else None)
+            status = deployment["status"]
+            if not wait_for_completion or status in ("up", "creation_failed", "disabled", "standby"):
+                break
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                raise SdkException(f"Deployment {deployment_name!r} is still {status} after {timeout_s} s; "
+                                   "check it later with get_deployment().", name="TimeoutException")
+        if wait_for_completion and status == "creation_failed":
+            lines = self.get_deployment_logs(deployment_name)[-15:]
+            tail = "\n".join(f"  {line['message']}" for line in lines)
+            raise SdkException(f"The deployment {deployment_name!r} failed to start. Its last log lines:\n{tail}",
+                               name="CreationFailedException")
+        latest = self._request("GET", f"/deployments/{deployment_name}/executions/latest")
+        deployment["last_execution_id"] = (latest or {}).get("execution_id")
+        return deployment
+
+    def list_deployments(self) -> list[dict]:
+        """List deployments: ``[{name, pipeline_name, execution_rule, mode, is_enabled, status, created_at}]``."""
+        return self._request("GET", "/deployments")
+
+    def update_deployment(self, deployment_name: str, is_enabled: bool | None = None,
+                          inputs_mapping: Sequence[InputSource] | None = None,
+                          outputs_mapping: Sequence[OutputDestination] | None = None, schedule: str | None = None,
+                          wait_for_completion: bool = True, timeout_s: float | None = None) -> dict:
+        """Enable or disable a deployment. Called with no change on a low-latency deployment, it
+        reloads the pod (the module is imported again; the new pod is a new ``version``)."""
+        body = {"is_enabled": is_enabled, "schedule": schedule,
+                "inputs_mapping": [m.to_dict() for m in inputs_mapping] if inputs_mapping is not None else None,
+                "outputs_mapping": [m.to_dict() for m in outputs_mapping] if outputs_mapping is not None else None}
+        self._request("PATCH", f"/deployments/{deployment_name}", json={k: v for k, v in body.items() if v is not None})
+        return self.get_deployment(deployment_name, wait_for_completion=wait_for_completion, timeout_s=timeout_s)
+
+    def delete_deployment(self, deployment_name: str) -> dict:
+        """Delete a deployment; its endpoint disappears. Its past executions stay readable."""
+        return self._request("DELETE", f"/deployments/{deployment_name}")
+
+    def get_deployment_logs(self, deployment_name: str, from_datetime: datetime | None = None,
+                            to_datetime: datetime | None = None, type: str = "deployment",
+                            limit: int | None = None) -> list[dict]:
+        """The deployment's own logs (pods created, module imported, what it printed at import,
+        executions started, failures): ``[{timestamp, message, stream, pod_id, type}]``."""
+        if type != "deployment":
+            raise ValueError("type must be 'deployment'.")
+        if limit is not None and (not isinstance(limit, int) or limit <= 0):
+            raise ValueError("limit must be a positive integer, or None.")
+        body = {k: v for k, v in (("from", _epoch_ms(from_datetime)), ("to", _epoch_ms(to_datetime)),
+                                  ("limit", limit)) if v is not None}
+        return self._request("POST", f"/deployments/{deployment_name}/logs", json=body)
+
+    # --- Endpoints -------------------------------------------------------------------------------
+
+    def _endpoint_url(self, endpoint_name: str) -> str:
+        path = self._request("GET", f"/deployments/{endpoint_name}").get("endpoint_url_path") or endpoint_name
+        return f"{self.environment_url}/endpoints/{path}"
+
+    def trigger_endpoint(self, endpoint_name: str, endpoint_token: str | None = None,
+                         inputs: dict[str, Any] | None = None, wait_for_completion: bool = True) -> dict:
+        """Call an endpoint deployment: with its endpoint token over its HTTP route, or without one
+        through the API with the SDK token. Returns ``{"execution_id"}``, plus ``"outputs"`` when waiting."""
+        if inputs is not None and not isinstance(inputs, dict):
+            raise ValueError("'inputs' must be a dict of input name to value.")
+        if endpoint_token is None:
+            started = self._request("POST", f"/deployments/{endpoint_name}/executions", json=inputs or {})
+            if not wait_for_completion:
+                return {"execution_id": started["execution_id"]}
+            return self.retrieve_pipeline_execution_outputs(started["execution_id"])
+        response = self._send("POST", self._endpoint_url(endpoint_name), json=inputs or {}, follow_redirects=True,
+                              headers={"Authorization": f"EndpointToken {endpoint_token}"})
+        body = self._parse(response)
+        if not wait_for_completion:
+            return {"execution_id": body["execution_id"]}
+        return {"execution_id": body["execution_id"], "outputs": body.get("output", {})}
+
+    def retrieve_endpoint_results(self, endpoint_name: str, execution_id: str,
+                                  endpoint_token: str | None = None) -> dict:
+        """The outputs of an endpoint's execution, waiting for it to end."""
+        if endpoint_token is None:
+            return self.retrieve_pipeline_execution_outputs(execution_id)
+        url = f"{self._endpoint_url(endpoint_name).replace('/endpoints/', '/endpoints/v1/', 1)}/executions/{execution_id}"
+        body = self._parse(self._send("GET", url, params={"token": endpoint_token}, follow_redirects=True))
+        outputs = {name: item.get("value") for name, item in body.get("outputs", {}).items()}
+        return {"execution_id": execution_id, "outputs": outputs}
+
+    def generate_new_endpoint_token(self, endpoint_name: str, endpoint_token: str | None = None) -> dict:
+        """Replace an endpoint's token (a chosen one, or a generated one); the old one stops working."""
+        data = {"endpoint_token": endpoint_token} if endpoint_token is not None else {}
+        return self._request("POST", f"/endpoints/{endpoint_name}/generate-new-token", data=data)
+
 
 def _with_kind(item: dict, kind: str) -> dict:
     """Turn the wire's ``mapping_type``/``mapping_value`` into craft-ai-sdk's ``source``/``destination``."""

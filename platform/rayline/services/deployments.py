@@ -7,6 +7,7 @@ Elastic deployments hold nothing in Ray while idle.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,8 +19,9 @@ from rayline.domain import deployments as rules
 from rayline.domain.io_types import InputSpec, OutputSpec
 from rayline.domain.names import validate_name
 from rayline.domain.tokens import MIN_CHOSEN_TOKEN_LENGTH, generate_token, hash_token, token_matches
-from rayline.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from rayline.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unavailable
 from rayline.services.credentials import SecretBox
+from rayline.services.executions import ExecutionService
 from rayline.services.pipelines import READY, PipelineService
 from rayline.store.db import Database
 from rayline.store.models import Deployment, DeploymentLog, Pipeline, Pod, utcnow
@@ -37,6 +39,7 @@ class ServeRuntime(Protocol):
     def delete(self, name: str) -> None: ...
     def states(self) -> dict[str, Any]: ...
     def confirm_token(self, name: str, token_hash: str, timeout_s: float = 15.0) -> bool: ...
+    async def run(self, name: str, given: dict[str, Any]) -> dict[str, Any]: ...
 
 
 # Serve application status -> deployment status, for an enabled low-latency deployment.
@@ -51,11 +54,12 @@ def _status_from_serve(app_status: str | None, has_been_up: bool) -> str:
 
 
 class DeploymentService:
-    def __init__(self, db: Database, settings: Settings, pipelines: PipelineService, box: SecretBox,
-                 serve_runtime: ServeRuntime) -> None:
+    def __init__(self, db: Database, settings: Settings, pipelines: PipelineService, executions: ExecutionService,
+                 box: SecretBox, serve_runtime: ServeRuntime) -> None:
         self._db = db
         self._settings = settings
         self._pipelines = pipelines
+        self._executions = executions
         self._box = box
         self._serve = serve_runtime
 
@@ -115,6 +119,32 @@ class DeploymentService:
             query = query.where(DeploymentLog.timestamp <= to_ts)
         with self._db.session() as session:
             return list(session.scalars(query.order_by(DeploymentLog.timestamp, DeploymentLog.id).limit(limit or 10_000)))
+
+    # --- calling -------------------------------------------------------------------------------
+
+    def ensure_callable(self, row: Deployment) -> None:
+        if row.execution_rule != "endpoint":
+            raise InvalidInput(f"Deployment {row.name!r} is {row.execution_rule}, not an endpoint.")
+        if not row.is_enabled:
+            raise Unavailable(f"Deployment {row.name!r} is disabled; enable it with "
+                              f"update_deployment({row.name!r}, is_enabled=True).")
+        if row.mode == "low_latency" and row.status != rules.UP:
+            hint = ("its pod failed to start: get_deployment_logs shows why" if row.status == rules.CREATION_FAILED
+                    else "its pod is starting; retry in a few seconds")
+            raise Unavailable(f"Deployment {row.name!r} is {row.status}: {hint}.")
+
+    async def trigger(self, row: Deployment, given: dict[str, Any]) -> dict[str, Any]:
+        """Start one execution: in the warm replica (waiting for it) or in a fresh worker.
+        Returns ``{"execution_id", "status", ...}``."""
+        self.ensure_callable(row)
+        if row.mode == "low_latency":
+            result = await self._serve.run(row.name, given)
+            if result.get("status") == "refused":
+                raise InvalidInput(result["message"])
+            return result
+        execution = await asyncio.to_thread(self._executions.run_elastic_deployment, row.name,
+                                            row.pipeline_name, given)
+        return {"execution_id": execution.execution_id, "status": execution.status}
 
     # --- changing ------------------------------------------------------------------------------
 

@@ -10,14 +10,15 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select
 
 from rayline.domain.io_types import InputSpec, resolve_inputs
-from rayline.errors import Conflict, InvalidInput, NotFound
+from rayline.errors import Conflict, InvalidInput, NotFound, PlatformFailure
 from rayline.runtime.worker import ExecutionJob
 from rayline.services.pipelines import READY, PipelineService
 from rayline.store import executions as store
 from rayline.store.db import Database
-from rayline.store.models import Execution, ExecutionLog
+from rayline.store.models import Execution, ExecutionLog, Pipeline
 
 MAX_LOG_LIMIT = 10_000
+RECORD_DELAY_S = 1.0
 
 
 class Runner(Protocol):
@@ -48,21 +49,37 @@ class ExecutionService:
         if inputs_mapping or outputs_mapping:
             raise InvalidInput("inputs_mapping and outputs_mapping are not supported by run_pipeline yet; "
                                "pass values with inputs={...}.")
+        return self._start(pipeline, inputs, deployment_name=None)
+
+    def run_elastic_deployment(self, deployment_name: str, pipeline_name: str, inputs: dict[str, Any]) -> Execution:
+        """One execution of an elastic endpoint deployment, named after it, in a fresh worker."""
+        return self._start(self._pipelines.get(pipeline_name), inputs, deployment_name=deployment_name)
+
+    def _start(self, pipeline: Pipeline, inputs: dict[str, Any], deployment_name: str | None) -> Execution:
         specs = [InputSpec(**spec) for spec in pipeline.inputs]
         values = resolve_inputs(specs, inputs)
-        records = [{"pipeline_input_name": spec.name, "data_type": spec.data_type, "mapping_type": "run",
-                    "mapping_value": {}, "value": values.get(spec.name)} for spec in specs]
-        execution = store.create_execution(self._db, name_prefix=pipeline.name, pipeline_name=pipeline.name,
-                                           deployment_name=None, inputs=records)
+        mapping_type, mapping = ("run", lambda _: {}) if deployment_name is None else \
+            ("endpoint", lambda spec: {"endpoint_input_name": spec.name})
+        records = [{"pipeline_input_name": spec.name, "data_type": spec.data_type, "mapping_type": mapping_type,
+                    "mapping_value": mapping(spec), "value": values.get(spec.name)} for spec in specs]
+        execution = store.create_execution(self._db, name_prefix=deployment_name or pipeline.name,
+                                           pipeline_name=pipeline.name, deployment_name=deployment_name,
+                                           inputs=records)
         job = ExecutionJob(execution_id=execution.execution_id, database_url=self._db.url,
                            function_path=pipeline.function_path, function_name=pipeline.function_name,
                            inputs=values, outputs=pipeline.outputs)
         try:
             self._runner.submit(job, pipeline.package_uri, pipeline.requirements)
         except Exception as error:  # nothing may stay Pending forever when Ray refuses the task
-            store.finish(self._db, execution.execution_id, store.ERROR, error=f"Could not start the execution: {error}")
-            raise
+            message = f"Could not start the execution: {error}"
+            store.finish(self._db, execution.execution_id, store.ERROR, error=message)
+            raise PlatformFailure(message, additional_data={"execution_id": execution.execution_id}) from error
         return execution
+
+    def latest_for_deployment(self, deployment_name: str) -> Execution | None:
+        with self._db.session() as session:
+            return session.scalars(select(Execution).where(Execution.deployment_name == deployment_name)
+                                   .order_by(Execution.created_at.desc()).limit(1)).first()
 
     def get(self, execution_id: str) -> Execution:
         with self._db.session() as session:
@@ -82,12 +99,19 @@ class ExecutionService:
                                    .order_by(Execution.created_at.desc()).limit(1)).first()
 
     async def wait_until_final(self, execution_id: str, hold_s: float, poll_s: float = 0.02) -> Execution:
-        """The record once it has ended, or as it is after ``hold_s`` seconds."""
+        """The record once it has ended, or as it is after ``hold_s`` seconds. A warm replica
+        writes its records in batches, so a record may appear up to ``RECORD_DELAY_S`` late."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + hold_s
+        began = loop.time()
         while True:
-            row = await asyncio.to_thread(self.get, execution_id)
-            if row.status in store.FINAL_STATUSES or loop.time() >= deadline:
+            try:
+                row = await asyncio.to_thread(self.get, execution_id)
+            except NotFound:
+                if loop.time() - began >= min(hold_s, RECORD_DELAY_S):
+                    raise
+                await asyncio.sleep(poll_s)
+                continue
+            if row.status in store.FINAL_STATUSES or loop.time() - began >= hold_s:
                 return row
             await asyncio.sleep(poll_s)
 

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -121,12 +121,11 @@ class PipelineService:
         with self._db.session() as session:
             return list(session.scalars(select(Pipeline).order_by(Pipeline.created_at.desc())))
 
-    def delete(self, name: str, force_deployments_deletion: bool = False) -> dict[str, Any]:
-        """Delete a pipeline and its package. Its past executions stay readable."""
+    def delete(self, name: str, delete_deployments: Callable[[str], list[dict[str, str]]]) -> dict[str, Any]:
+        """Delete a pipeline and its package (after its deployments, through ``delete_deployments``,
+        which refuses unless forced). Its past executions stay readable."""
         row = self.get(name)
-        # Deployments arrive with endpoint deployments; until then no pipeline is in use, and
-        # force_deployments_deletion has nothing to delete.
-        deleted_deployments: list[dict[str, str]] = []
+        deleted_deployments = delete_deployments(name)
         with self._db.session() as session:
             current = session.get(Pipeline, name)
             if current is not None:

@@ -14,7 +14,7 @@ from rayline.store.executions import FINAL_STATUSES, SUCCEEDED
 router = APIRouter(tags=["executions"])
 
 
-def _from_epoch_ms(value: int | None) -> datetime | None:
+def from_epoch_ms(value: int | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value / 1000, tz=timezone.utc)
 
 
@@ -50,7 +50,7 @@ async def get_execution_outputs(execution_id: str, request: Request, wait_for_co
 def get_execution_logs(execution_id: str, query: LogsQuery = Body(default_factory=LogsQuery),
                        context: AppContext = Depends(get_context)) -> list[list[dict[str, Any]]]:
     """What the execution printed, oldest first: a list per pipeline step (one step here)."""
-    rows = context.executions.logs(execution_id, _from_epoch_ms(query.from_), _from_epoch_ms(query.to), query.limit)
+    rows = context.executions.logs(execution_id, from_epoch_ms(query.from_), from_epoch_ms(query.to), query.limit)
     return [[LogLine.from_row(row).model_dump(mode="json") for row in rows]]
 
 

@@ -69,7 +69,8 @@ def get_pipeline(pipeline_name: str, wait_for_completion: bool = False,
 @router.delete("/pipelines/{pipeline_name}")
 def delete_pipeline(pipeline_name: str, force_deployments_deletion: bool = False,
                     context: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return context.pipelines.delete(pipeline_name, force_deployments_deletion)
+    return context.pipelines.delete(
+        pipeline_name, lambda name: context.deployments.delete_for_pipeline(name, force_deployments_deletion))
 
 
 @router.post("/pipelines/{pipeline_name}/run", response_model=ExecutionStarted)

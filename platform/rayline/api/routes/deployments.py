@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from rayline.api.context import AppContext, get_context
+from rayline.api.routes.executions import from_epoch_ms
+from rayline.api.schemas import DeploymentListItem, DeploymentPublic, ExecutionListItem, ExecutionStarted, LogsQuery
+from rayline.domain.deployments import FINAL_STATUSES
+from rayline.api.routes.endpoints import json_body
+from rayline.errors import NotImplementedYet
+from rayline.store.models import Deployment
+
+router = APIRouter(tags=["deployments"])
+
+
+def public(context: AppContext, row: Deployment) -> DeploymentPublic:
+    return DeploymentPublic.from_row(row, context.deployments.endpoint_token(row), context.deployments.pods(row.name))
+
+
+@router.post("/endpoints", status_code=201, response_model=DeploymentPublic)
+def create_endpoint_deployment(body: dict[str, Any] = Body(...), context: AppContext = Depends(get_context)):
+    """Create an endpoint deployment (``POST {env}/endpoints/<endpoint_url_path>``)."""
+    return public(context, context.deployments.create({**body, "execution_rule": "endpoint"}))
+
+
+@router.post("/periodic-deployment", status_code=501)
+def create_periodic_deployment() -> None:
+    raise NotImplementedYet("Periodic deployments are not supported by this Rayline version yet.")
+
+
+@router.get("/deployments", response_model=list[DeploymentListItem])
+def list_deployments(context: AppContext = Depends(get_context)):
+    return [DeploymentListItem.from_row(row) for row in context.deployments.list()]
+
+
+@router.get("/deployments/{name}", response_model=DeploymentPublic)
+async def get_deployment(name: str, wait_for_completion: bool = False, context: AppContext = Depends(get_context)):
+    """With ``wait_for_completion=true`` the request is held a few seconds while the status is not
+    final (``up``, ``creation_failed``, ``disabled``, ``standby``), so clients need not spin."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (context.settings.wait_hold_s if wait_for_completion else 0)
+    while True:
+        row = await run_in_threadpool(context.deployments.get, name)
+        if row.status in FINAL_STATUSES or loop.time() >= deadline:
+            return await run_in_threadpool(public, context, row)
+        await asyncio.sleep(0.25)
+
+
+@router.patch("/deployments/{name}", response_model=DeploymentPublic)
+def update_deployment(name: str, body: dict[str, Any] = Body(default_factory=dict),
+                      context: AppContext = Depends(get_context)):
+    return public(context, context.deployments.update(name, body))
+
+
+@router.delete("/deployments/{name}")
+def delete_deployment(name: str, context: AppContext = Depends(get_context)) -> dict[str, str]:
+    row = context.deployments.delete(name)
+    return {"name": row.name, "execution_rule": row.execution_rule}
+
+
+@router.post("/deployments/{name}/logs")
+def get_deployment_logs(name: str, query: LogsQuery = Body(default_factory=LogsQuery),
+                        context: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    rows = context.deployments.logs(name, from_epoch_ms(query.from_), from_epoch_ms(query.to), query.limit)
+    return [{"timestamp": row.timestamp.isoformat().replace("+00:00", "Z"), "message": row.message,
+             "stream": row.stream, "pod_id": row.pod_id, "type": row.type} for row in rows]
+
+
+@router.get("/deployments/{name}/executions/latest")
+def latest_deployment_execution(name: str, context: AppContext = Depends(get_context)) -> dict[str, Any]:
+    """The latest execution, or ``{}`` when there is none yet (never a 404: clients rely on it)."""
+    row = context.executions.latest_for_deployment(name)
+    return ExecutionListItem.from_row(row).model_dump(mode="json") if row else {}
+
+
+@router.post("/deployments/{name}/executions", response_model=ExecutionStarted)
+async def trigger_deployment(name: str, request: Request, context: AppContext = Depends(get_context)):
+    """Trigger an endpoint with the SDK token instead of the endpoint token."""
+    row = await run_in_threadpool(context.deployments.get, name)
+    result = await context.deployments.trigger(row, await json_body(request))
+    return ExecutionStarted(execution_id=result["execution_id"])
+
+
+@router.post("/endpoints/{name}/generate-new-token")
+async def generate_new_endpoint_token(name: str, request: Request, context: AppContext = Depends(get_context)):
+    form = await request.form(max_files=0, max_fields=10)
+    chosen = form.get("endpoint_token") or None
+    return {"endpoint_token": await run_in_threadpool(context.deployments.rotate_token, name, chosen)}
+
+
