@@ -2,9 +2,10 @@
 module once and runs every execution in-process, sharing its globals.
 
 HTTP goes from Serve's ingress straight to this replica (route prefix ``/endpoints/<path>``).
-The endpoint token's hash arrives through Serve's ``user_config``, so rotating it reconfigures the
-replica in place instead of restarting it. Records and logs go to SQL through a background batch
-writer, off the response's path.
+The replica watches its deployment's endpoint token hash in SQL (one indexed read every
+``TOKEN_WATCH_S``), so a rotated token takes effect without restarting it; it reports the hash it
+uses in its pod row, and the rotation waits for that. Records and logs go to SQL through a
+background batch writer, off the response's path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import serve
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -36,10 +39,11 @@ from rayline.runtime.log_capture import install_routing
 from rayline.runtime.worker import call_kwargs, load_function, output_records
 from rayline.store import executions as store
 from rayline.store.db import Database
-from rayline.store.models import Pod, utcnow
+from rayline.store.models import Deployment, Pod, utcnow
 from rayline.store.record_writer import RecordWriter
 
 ID_BLOCK = 20
+TOKEN_WATCH_S = 0.2
 
 
 def _error(status: int, message: str, name: str, **extra: Any) -> JSONResponse:
@@ -63,6 +67,9 @@ class LowLatencyReplica:
         self._register_pod()
         self._log(f"Pod {self._pod_id} created (version {config.version}).")
         self._function = self._import()
+        self._stop_watch = threading.Event()
+        self._watch_token()
+        threading.Thread(target=self._watch_loop, name="rayline-token-watch", daemon=True).start()
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -116,11 +123,26 @@ class LowLatencyReplica:
         self._writer.flush()
         return function
 
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
-        self._token_hash = user_config.get("token_hash")
+    def _watch_token(self) -> None:
+        with self._db.session() as session:
+            token_hash = session.scalar(select(Deployment.endpoint_token_hash)
+                                        .where(Deployment.name == self._config.deployment_name))
+            if token_hash != self._token_hash:
+                self._token_hash = token_hash
+                pod = session.get(Pod, self._pod_id)
+                if pod is not None:
+                    pod.token_fingerprint = token_hash[:16] if token_hash else None
+
+    def _watch_loop(self) -> None:
+        while not self._stop_watch.wait(TOKEN_WATCH_S):
+            try:
+                self._watch_token()
+            except Exception:  # the database may be briefly locked: the next round retries
+                pass
 
     def __del__(self) -> None:
         try:
+            self._stop_watch.set()
             self._set_pod_status("stopped")
             self._log(f"Pod {self._pod_id} stopping.")
             self._writer.close()
@@ -128,10 +150,6 @@ class LowLatencyReplica:
             pass
 
     # --- serving -----------------------------------------------------------------------------
-
-    def token_hash_fingerprint(self) -> str | None:
-        """Lets the control plane confirm that a rotated token reached this replica."""
-        return self._token_hash[:12] if self._token_hash else None
 
     def _next_execution_id(self) -> str:
         if not self._ids:  # numbers are taken in blocks: one SQL round trip per ID_BLOCK calls
@@ -213,14 +231,13 @@ class LowLatencyReplica:
             current_scope.reset(token)
 
 
-def build(config: ReplicaConfig, *, token_hash: str, max_ongoing_requests: int, ray_actor_options: dict[str, Any]):
+def build(config: ReplicaConfig, *, max_ongoing_requests: int, ray_actor_options: dict[str, Any]):
     deployment = serve.deployment(
         LowLatencyReplica,
         name="pipeline",
         num_replicas=1,
         max_ongoing_requests=max_ongoing_requests,
         ray_actor_options=ray_actor_options,
-        user_config={"token_hash": token_hash},
         health_check_period_s=5,
         graceful_shutdown_timeout_s=5,
     )

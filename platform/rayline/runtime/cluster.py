@@ -45,6 +45,9 @@ def _prepare_environment(settings: Settings) -> None:
     # Read by the processes Ray starts, so it must be set before ray.init.
     if settings.ha_proxy:
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        # A replacing or deleted replica is drained 30 s by default before it stops; HAProxy
+        # stops sending to it within about a second, and a disabled pod must free its resources.
+        os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "3")
         for variable in _HA_PROXY_PORT_VARIABLES:
             os.environ.setdefault(variable, str(_free_port()))
     else:

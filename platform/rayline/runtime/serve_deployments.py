@@ -8,7 +8,6 @@ control plane at ``/``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,11 +35,11 @@ def replica_options(package_uri: str, requirements: list[str], ram_request: str 
     return options
 
 
-def deploy(config, *, token_hash: str, ram_request: str | None, gpu_request: int | None,
-           package_uri: str, requirements: list[str]) -> None:
+def deploy(config, *, ram_request: str | None, gpu_request: int | None, package_uri: str,
+           requirements: list[str]) -> None:
     from serve_apps.low_latency import build
 
-    app = build(config, token_hash=token_hash, max_ongoing_requests=config.max_parallel_executions,
+    app = build(config, max_ongoing_requests=config.max_parallel_executions,
                 ray_actor_options=replica_options(package_uri, requirements, ram_request, gpu_request))
     serve._run(app, name=config.deployment_name, route_prefix=config.route_prefix, _blocking=False)
 
@@ -62,20 +61,6 @@ def states() -> dict[str, AppState]:
                 replicas[key] = replicas.get(key, 0) + count
         result[name] = AppState(str(getattr(app.status, "value", app.status)), app.message or "", replicas)
     return result
-
-
-def confirm_token(name: str, token_hash: str, timeout_s: float = 15.0) -> bool:
-    """Wait until the replica serves with this token hash (an in-place reconfigure)."""
-    handle = serve.get_app_handle(name)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if handle.token_hash_fingerprint.remote().result(timeout_s=5) == token_hash[:12]:
-                return True
-        except Exception:
-            pass
-        time.sleep(0.05)
-    return False
 
 
 async def run(name: str, given: dict[str, Any]) -> dict[str, Any]:

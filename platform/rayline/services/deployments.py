@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from rayline.config import Settings
 from rayline.domain import deployments as rules
@@ -34,21 +35,24 @@ ENDPOINT_PREFIX = "/endpoints"
 class ServeRuntime(Protocol):
     """The Ray Serve operations a low-latency deployment needs (rayline.runtime.serve_deployments)."""
 
-    def deploy(self, config: rules.ReplicaConfig, *, token_hash: str, ram_request: str | None,
-               gpu_request: int | None, package_uri: str, requirements: list[str]) -> None: ...
+    def deploy(self, config: rules.ReplicaConfig, *, ram_request: str | None, gpu_request: int | None,
+               package_uri: str, requirements: list[str]) -> None: ...
     def delete(self, name: str) -> None: ...
     def states(self) -> dict[str, Any]: ...
-    def confirm_token(self, name: str, token_hash: str, timeout_s: float = 15.0) -> bool: ...
     async def run(self, name: str, given: dict[str, Any]) -> dict[str, Any]: ...
 
 
-# Serve application status -> deployment status, for an enabled low-latency deployment.
-def _status_from_serve(app_status: str | None, has_been_up: bool) -> str:
+def _status_from_serve(state: Any, has_been_up: bool) -> str:
+    """Serve's application status -> the deployment's, for an enabled low-latency deployment.
+    A reload (a new pod started while the old one still serves) is ``creation_pending``; a pod
+    that was up and is being restarted with none serving is ``down_retrying``."""
+    app_status = state.status if state else None
     if app_status == "RUNNING":
         return rules.UP
     if app_status == "DEPLOY_FAILED":
         return rules.CREATION_FAILED
-    if app_status == "UNHEALTHY" or (has_been_up and app_status in ("DEPLOYING", None, "NOT_STARTED")):
+    serving = bool(state and state.replica_states.get("RUNNING"))
+    if has_been_up and not serving and app_status in ("DEPLOYING", "UNHEALTHY", None, "NOT_STARTED"):
         return rules.DOWN_RETRYING
     return rules.CREATION_PENDING
 
@@ -76,8 +80,7 @@ class DeploymentService:
         """The deployment, its status refreshed from Serve for a low-latency one."""
         row = self._row(name)
         if row.mode == "low_latency" and row.is_enabled:
-            state = self._serve.states().get(name)
-            status = _status_from_serve(state.status if state else None, row.has_been_up)
+            status = _status_from_serve(self._serve.states().get(name), row.has_been_up)
             if status != row.status or (status == rules.UP and not row.has_been_up):
                 with self._db.session() as session:
                     current = session.get(Deployment, name)
@@ -204,7 +207,7 @@ class DeploymentService:
             inputs=pipeline.inputs, outputs=pipeline.outputs,
             max_parallel_executions=row.max_parallel_executions_per_pod, execution_timeout_s=row.execution_timeout_s)
         try:
-            self._serve.deploy(config, token_hash=row.endpoint_token_hash, ram_request=row.ram_request,
+            self._serve.deploy(config, ram_request=row.ram_request,
                                gpu_request=row.gpu_request, package_uri=pipeline.package_uri,
                                requirements=pipeline.requirements)
         except Exception as error:
@@ -266,11 +269,22 @@ class DeploymentService:
         token, token_hash, sealed = self._new_token(chosen)
         row = self._set(name, endpoint_token_hash=token_hash, endpoint_token_sealed=sealed)
         if row.mode == "low_latency" and row.is_enabled:
-            self._start(row)  # same version: Serve reconfigures the running pod in place
-            if not self._serve.confirm_token(name, token_hash):
-                logger.warning("the pod of %s did not confirm its new token in time", name)
+            self._wait_for_pods_token(name, token_hash)
         self._log(name, "Endpoint token rotated.")
         return token
+
+    def _wait_for_pods_token(self, name: str, token_hash: str, timeout_s: float = 5.0) -> None:
+        """Return once every running pod checks calls against the new token (each watches it)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._db.session() as session:
+                behind = session.scalar(select(func.count()).select_from(Pod).where(
+                    Pod.deployment_name == name, Pod.status == "running",
+                    (Pod.token_fingerprint.is_(None)) | (Pod.token_fingerprint != token_hash[:16])))
+            if not behind:
+                return
+            time.sleep(0.05)
+        logger.warning("a pod of %s did not confirm its new endpoint token within %s s", name, timeout_s)
 
     def delete(self, name: str) -> Deployment:
         row = self._row(name)

@@ -137,5 +137,8 @@ class Pod(Base):
     deployment_name: Mapped[str] = mapped_column(String(63), index=True)
     version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
+    # The start of the endpoint token hash the pod checks calls against, so that a rotation can
+    # wait until every pod refuses the old token.
+    token_fingerprint: Mapped[str | None] = mapped_column(String(16), nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
