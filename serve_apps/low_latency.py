@@ -40,7 +40,7 @@ from rayline.runtime.worker import call_kwargs, load_function, output_records
 from rayline.store import executions as store
 from rayline.store.db import Database
 from rayline.store.models import Deployment, Pod, utcnow
-from rayline.store.record_writer import RecordWriter
+from rayline.store.record_writer import RecordWriter, replay_orphans
 
 ID_BLOCK = 20
 TOKEN_WATCH_S = 0.2
@@ -55,8 +55,11 @@ class LowLatencyReplica:
         self._config = config
         self._pod_id = serve.get_replica_context().replica_id.unique_id
         self._db = Database(config.database_url)
-        self._writer = RecordWriter(self._db)
+        journals = Path(config.journal_dir)
+        replayed = replay_orphans(self._db, journals)  # what a crashed predecessor had not committed
+        self._writer = RecordWriter(self._db, journals / f"{self._pod_id}.journal")
         self._token_hash: str | None = None
+        self._refusing: str | None = None  # "disabled" or "deleted" once the pod sees it
         self._inputs = [InputSpec(**spec) for spec in config.inputs]
         self._outputs = [OutputSpec(**spec) for spec in config.outputs]
         self._ids: list[int] = []
@@ -66,6 +69,8 @@ class LowLatencyReplica:
         install_routing(self._deployment_scope)
         self._register_pod()
         self._log(f"Pod {self._pod_id} created (version {config.version}).")
+        if replayed:
+            self._log(f"Recovered {replayed} record(s) a previous pod had not saved before it stopped.")
         self._function = self._import()
         self._stop_watch = threading.Event()
         self._watch_token()
@@ -124,14 +129,20 @@ class LowLatencyReplica:
         return function
 
     def _watch_token(self) -> None:
+        """Follow the deployment's row: its token, and whether it is still enabled, or deleted.
+        What the pod now uses is written to its pod row, which the control plane waits for."""
         with self._db.session() as session:
-            token_hash = session.scalar(select(Deployment.endpoint_token_hash)
-                                        .where(Deployment.name == self._config.deployment_name))
-            if token_hash != self._token_hash:
-                self._token_hash = token_hash
+            row = session.execute(select(Deployment.endpoint_token_hash, Deployment.is_enabled)
+                                  .where(Deployment.name == self._config.deployment_name)).first()
+            refusing = "deleted" if row is None else (None if row.is_enabled else "disabled")
+            token_hash = row.endpoint_token_hash if row is not None else None
+            if token_hash != self._token_hash or refusing != self._refusing:
+                self._token_hash, self._refusing = token_hash, refusing
                 pod = session.get(Pod, self._pod_id)
                 if pod is not None:
                     pod.token_fingerprint = token_hash[:16] if token_hash else None
+                    if refusing:
+                        pod.status, pod.updated_at = "stopping", utcnow()
 
     def _watch_loop(self) -> None:
         while not self._stop_watch.wait(TOKEN_WATCH_S):
@@ -161,6 +172,11 @@ class LowLatencyReplica:
         if request.url.path.rstrip("/") != self._config.route_prefix or request.method != "POST":
             return _error(404 if request.method == "POST" else 405,
                           f"Call this endpoint with POST {self._config.route_prefix}.", "NotFound")
+        if self._refusing == "deleted":
+            return _error(404, f"No endpoint at {self._config.route_prefix}: the deployment was deleted.", "NotFound")
+        if self._refusing == "disabled":
+            return _error(503, f"Deployment {self._config.deployment_name!r} is disabled; enable it with "
+                               f"update_deployment({self._config.deployment_name!r}, is_enabled=True).", "Unavailable")
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme != "EndpointToken" or not token_matches(token.strip(), self._token_hash):
             return _error(401, "Missing or invalid endpoint token: send 'Authorization: EndpointToken <token>' "

@@ -191,10 +191,8 @@ def test_a_broken_requirement_is_an_error_not_a_hang(sdk, tmp_path):
     sdk.delete_pipeline(name)
 
 
-def test_a_pipeline_file_named_like_a_standard_module_runs(sdk, tmp_path):
-    name = unique("stdlibname")
-    folder = write_folder(tmp_path, {"json.py": "def run():\n    return {'ok': True}\n"})
-    sdk.create_pipeline(name, "json.py", "run", container_config={"local_folder": str(folder)},
-                        outputs=[Output("ok", "boolean")])
-    assert sdk.run_pipeline(name)["outputs"] == {"ok": True}
-    sdk.delete_pipeline(name)
+def test_a_file_hiding_a_standard_module_is_refused_at_creation(sdk, tmp_path):
+    folder = write_folder(tmp_path, {"json.py": "def run():\n    return {}\n"})
+    with pytest.raises(SdkException) as info:
+        sdk.create_pipeline(unique("stdlibname"), "json.py", "run", container_config={"local_folder": str(folder)})
+    assert info.value.status_code == 400 and "'json.py'" in info.value.message and "rename it" in info.value.message

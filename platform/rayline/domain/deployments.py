@@ -111,3 +111,4 @@ class ReplicaConfig:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     max_parallel_executions: int = 1
     execution_timeout_s: float | None = None
+    journal_dir: str = ""

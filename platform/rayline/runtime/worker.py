@@ -63,9 +63,8 @@ def load_function(workdir: Path, function_path: str, function_name: str) -> Call
     path = workdir / function_path
     sys.path[:0] = [str(path.parent), str(workdir)]
     parts = Path(function_path).with_suffix("").parts
-    # A file named like a module already imported (json.py, inspect.py...) must not resolve to it.
-    if all(part.isidentifier() for part in parts) and parts[0] not in sys.modules \
-            and parts[0] not in sys.stdlib_module_names:
+    # A path whose top module is already imported must not resolve to that module.
+    if all(part.isidentifier() for part in parts) and parts[0] not in sys.modules:
         module = importlib.import_module(".".join(parts))
     else:
         spec = importlib.util.spec_from_file_location("rayline_pipeline", path)

@@ -205,7 +205,8 @@ class DeploymentService:
             function_name=pipeline.function_name, database_url=self._db.url,
             route_prefix=f"{ENDPOINT_PREFIX}/{row.endpoint_url_path}", version=row.version,
             inputs=pipeline.inputs, outputs=pipeline.outputs,
-            max_parallel_executions=row.max_parallel_executions_per_pod, execution_timeout_s=row.execution_timeout_s)
+            max_parallel_executions=row.max_parallel_executions_per_pod, execution_timeout_s=row.execution_timeout_s,
+            journal_dir=str(self._settings.home_dir / "journal" / row.name))
         try:
             self._serve.deploy(config, ram_request=row.ram_request,
                                gpu_request=row.gpu_request, package_uri=pipeline.package_uri,
@@ -244,6 +245,7 @@ class DeploymentService:
             if row.is_enabled:
                 row = self._set(name, is_enabled=False, status=rules.DISABLED)
                 if low_latency:
+                    self._wait_for_pods(name, Pod.status == "running")
                     self._serve.delete(name)
                 self._log(name, "Deployment disabled: calls are refused" + (" and the pod is stopped." if low_latency else "."))
             return row
@@ -269,31 +271,34 @@ class DeploymentService:
         token, token_hash, sealed = self._new_token(chosen)
         row = self._set(name, endpoint_token_hash=token_hash, endpoint_token_sealed=sealed)
         if row.mode == "low_latency" and row.is_enabled:
-            self._wait_for_pods_token(name, token_hash)
+            self._wait_for_pods(name, Pod.status == "running", Pod.token_fingerprint.is_(None)
+                                | (Pod.token_fingerprint != token_hash[:16]))
         self._log(name, "Endpoint token rotated.")
         return token
 
-    def _wait_for_pods_token(self, name: str, token_hash: str, timeout_s: float = 5.0) -> None:
-        """Return once every running pod checks calls against the new token (each watches it)."""
+    def _wait_for_pods(self, name: str, *behind: Any, timeout_s: float = 5.0) -> None:
+        """Return once no pod of ``name`` matches ``behind`` (each pod watches its deployment's row
+        every 0.2 s and records what it now applies), or after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._db.session() as session:
-                behind = session.scalar(select(func.count()).select_from(Pod).where(
-                    Pod.deployment_name == name, Pod.status == "running",
-                    (Pod.token_fingerprint.is_(None)) | (Pod.token_fingerprint != token_hash[:16])))
-            if not behind:
+                count = session.scalar(select(func.count()).select_from(Pod).where(Pod.deployment_name == name, *behind))
+            if not count:
                 return
             time.sleep(0.05)
-        logger.warning("a pod of %s did not confirm its new endpoint token within %s s", name, timeout_s)
+        logger.warning("a pod of %s did not catch up with its deployment within %s s", name, timeout_s)
 
     def delete(self, name: str) -> Deployment:
+        """Delete the row first: pods watch it and refuse calls (404) before this returns."""
         row = self._row(name)
+        with self._db.session() as session:
+            session.execute(delete(DeploymentLog).where(DeploymentLog.deployment_name == name))
+            session.execute(delete(Deployment).where(Deployment.name == name))
         if row.mode == "low_latency":
+            self._wait_for_pods(name, Pod.status == "running")
             self._serve.delete(name)
         with self._db.session() as session:
             session.execute(delete(Pod).where(Pod.deployment_name == name))
-            session.execute(delete(DeploymentLog).where(DeploymentLog.deployment_name == name))
-            session.execute(delete(Deployment).where(Deployment.name == name))
         return row
 
     def delete_for_pipeline(self, pipeline_name: str, force: bool) -> list[dict[str, str]]:

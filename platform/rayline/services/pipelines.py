@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from rayline.store.db import Database
 from rayline.store.models import Pipeline, utcnow
 
 READY = "ready"
+# Modules the processes running a pipeline import themselves: a pipeline may not hide them.
+PLATFORM_MODULES = ("ray", "rayline", "serve_apps", "pydantic", "sqlalchemy", "starlette", "fastapi", "httpx")
 
 
 @dataclass
@@ -52,6 +55,17 @@ def _check_function_defined(source: str, function_path: str, function_name: str)
             if any((alias.asname or alias.name.split(".")[0]) == function_name for alias in node.names):
                 return
     raise InvalidInput(f"function_name {function_name!r} is not defined at the top level of {function_path!r}.")
+
+
+def _check_no_shadowing(root: Path) -> None:
+    """The package is the working directory of Python processes (Ray's workers among them): a
+    top-level json.py or logging/ would replace the standard module for them and break them."""
+    for entry in root.iterdir():
+        module = entry.stem if entry.suffix == ".py" else entry.name if entry.is_dir() else None
+        if module in sys.stdlib_module_names or module in PLATFORM_MODULES:
+            raise InvalidInput(f"The pipeline folder has {entry.name!r} at its top, which hides Python's own "
+                               f"{module!r} module from the processes that run it; rename it (e.g. "
+                               f"'{module}_step{entry.suffix}') or move it into a sub-folder.")
 
 
 def _requirements(text: str) -> list[str]:
@@ -90,6 +104,7 @@ class PipelineService:
         with tempfile.TemporaryDirectory(prefix="rayline-upload-") as tmp:
             root = Path(tmp)
             extract_archive(archive, root, self._settings.max_unpacked_bytes, self._settings.max_archive_members)
+            _check_no_shadowing(root)
             source = read_text_member(root, params.function_path, "function_path")
             _check_function_defined(source, params.function_path, params.function_name)
             requirements: list[str] = []

@@ -1,20 +1,30 @@
-"""A background writer that commits execution records and logs in batches.
+"""A background writer that commits execution records and logs in batches, with a journal.
 
 A warm replica answers in about a millisecond; one SQL commit per call would double that. Calls
-queue what they record here and return; a thread commits everything queued every
-``interval_s`` in one transaction, in order. ``flush()`` waits until all queued work is
-committed (on shutdown, and where a reader must see it at once).
+hand their events to this writer and return; a thread commits everything queued every
+``interval_s`` in one transaction, in order. ``flush()`` waits until all queued events are
+committed.
+
+So that a replica that dies (a user's ``os._exit``, the OOM killer) loses nothing, each event is
+first appended to the replica's journal file (one ``os.write``, which outlives the process), and
+the file is emptied once its events are committed. The journal is held under an exclusive
+``flock``, released by the kernel when the process dies: the next replica of the deployment
+replays the journals nobody holds (``replay_orphans``). Replaying is idempotent.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
+import os
 import queue
 import threading
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from rayline.store import executions as store
@@ -23,46 +33,130 @@ from rayline.store.models import DeploymentLog, Execution, ExecutionLog, utcnow
 
 logger = logging.getLogger(__name__)
 
-Operation = Callable[[Session], None]
+Event = dict[str, Any]
+
+
+def _encode(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _decode_times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {**row, **{k: datetime.fromisoformat(row[k]) for k in keys if isinstance(row.get(k), str)}}
+
+
+def apply(session: Session, event: Event) -> None:
+    """Write one event. Safe to apply twice (a replayed journal may hold committed events)."""
+    kind = event["kind"]
+    if kind == "started":
+        row = _decode_times(event["row"], "created_at", "start_date")
+        if session.get(Execution, row["execution_id"]) is None:
+            session.execute(insert(Execution), [row])
+    elif kind == "finished":
+        values = _decode_times(event["values"], "end_date")
+        session.execute(update(Execution).where(Execution.execution_id == event["execution_id"],
+                                                Execution.status.in_(store.UNFINISHED_STATUSES)).values(**values))
+    elif kind == "execution_log":
+        session.execute(insert(ExecutionLog), [_decode_times(event["row"], "timestamp")])
+    elif kind == "deployment_log":
+        session.execute(insert(DeploymentLog), [_decode_times(event["row"], "timestamp")])
+
+
+class Journal:
+    """An append-only file of events, exclusively locked by its writer while it lives."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Held around "append then enqueue" and around "queue empty? then truncate", so a
+        # truncation never drops an event that is not committed yet.
+        self.lock = threading.Lock()
+
+    def append(self, event: Event) -> None:
+        os.write(self._fd, (json.dumps(event, default=_encode, separators=(",", ":")) + "\n").encode())
+
+    def truncate(self) -> None:
+        os.ftruncate(self._fd, 0)
+
+    def close(self, remove: bool) -> None:
+        if remove:
+            self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+
+
+def replay_orphans(db: Database, folder: Path) -> int:
+    """Apply the events of every journal in ``folder`` whose writer is gone; returns how many."""
+    replayed = 0
+    for path in sorted(folder.glob("*.journal")) if folder.exists() else []:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live replica holds it
+            events = []
+            for line in path.read_text().splitlines():
+                try:
+                    events.append(json.loads(line))
+                except ValueError:  # a line cut short by the crash
+                    continue
+            with db.session() as session:
+                for event in events:
+                    apply(session, event)
+            replayed += len(events)
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return replayed
 
 
 class RecordWriter:
-    def __init__(self, db: Database, interval_s: float = 0.05, max_batch: int = 2000) -> None:
+    def __init__(self, db: Database, journal_path: Path | None = None, interval_s: float = 0.05,
+                 max_batch: int = 2000) -> None:
         self._db = db
-        self._queue: queue.Queue[Operation | threading.Event | None] = queue.Queue()
+        self._journal = Journal(journal_path) if journal_path else None
+        self._queue: queue.Queue[Event | Callable | threading.Event | None] = queue.Queue()
         self._interval_s, self._max_batch = interval_s, max_batch
         self._thread = threading.Thread(target=self._run, name="rayline-record-writer", daemon=True)
         self._thread.start()
+
+    def _put(self, event: Event) -> None:
+        if self._journal is None:
+            self._queue.put(event)
+            return
+        with self._journal.lock:
+            self._journal.append(event)
+            self._queue.put(event)
 
     # --- what callers record -------------------------------------------------------------------
 
     def execution_started(self, execution_id: str, pipeline_name: str, deployment_name: str,
                           inputs: list[dict[str, Any]], started_at: datetime) -> None:
-        row = {"execution_id": execution_id, "pipeline_name": pipeline_name, "deployment_name": deployment_name,
-               "status": store.RUNNING, "inputs": inputs, "outputs": [], "created_at": started_at,
-               "start_date": started_at}
-        self._queue.put(lambda session: session.execute(insert(Execution), [row]))
+        self._put({"kind": "started", "row": {
+            "execution_id": execution_id, "pipeline_name": pipeline_name, "deployment_name": deployment_name,
+            "status": store.RUNNING, "inputs": inputs, "outputs": [], "created_at": started_at,
+            "start_date": started_at}})
 
     def execution_finished(self, execution_id: str, status: str, outputs: list[dict[str, Any]] | None,
                            error: str | None) -> None:
-        values = {"status": status, "end_date": utcnow(), "error": error}
+        values: dict[str, Any] = {"status": status, "end_date": utcnow(), "error": error}
         if outputs is not None:
             values["outputs"] = outputs
-        self._queue.put(lambda session: session.execute(
-            update(Execution).where(Execution.execution_id == execution_id,
-                                    Execution.status.in_(store.UNFINISHED_STATUSES)).values(**values)))
+        self._put({"kind": "finished", "execution_id": execution_id, "values": values})
 
     def execution_log(self, execution_id: str, stream: str, message: str) -> None:
-        row = {"execution_id": execution_id, "timestamp": utcnow(), "stream": stream, "message": message}
-        self._queue.put(lambda session: session.execute(insert(ExecutionLog), [row]))
+        self._put({"kind": "execution_log", "row": {"execution_id": execution_id, "timestamp": utcnow(),
+                                                     "stream": stream, "message": message}})
 
     def deployment_log(self, deployment_name: str, message: str, stream: str = "stdout",
                        pod_id: str | None = None) -> None:
-        row = {"deployment_name": deployment_name, "timestamp": utcnow(), "stream": stream, "message": message,
-               "pod_id": pod_id, "type": "deployment"}
-        self._queue.put(lambda session: session.execute(insert(DeploymentLog), [row]))
+        self._put({"kind": "deployment_log", "row": {"deployment_name": deployment_name, "timestamp": utcnow(),
+                                                      "stream": stream, "message": message, "pod_id": pod_id,
+                                                      "type": "deployment"}})
 
-    def call(self, operation: Operation) -> None:
+    def call(self, operation: Callable[[Session], None]) -> None:
+        """A write that needs no journal (it describes the replica, which a successor rewrites)."""
         self._queue.put(operation)
 
     # --- committing ----------------------------------------------------------------------------
@@ -73,14 +167,16 @@ class RecordWriter:
         return done.wait(timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
-        self.flush(timeout_s)
+        committed = self.flush(timeout_s)
         self._queue.put(None)
         self._thread.join(timeout_s)
+        if self._journal is not None:
+            self._journal.close(remove=committed)
 
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            batch: list[Operation] = []
+            batch: list[Event | Callable] = []
             markers: list[threading.Event] = []
             item = self._queue.get()
             while True:
@@ -96,19 +192,23 @@ class RecordWriter:
                     item = self._queue.get(timeout=self._interval_s if not markers else 0.001)
                 except queue.Empty:
                     break
-            self._commit(batch)
+            if self._commit(batch) and self._journal is not None:
+                with self._journal.lock:
+                    if self._queue.empty():  # everything journaled so far is committed
+                        self._journal.truncate()
             for marker in markers:
                 marker.set()
 
-    def _commit(self, batch: list[Operation]) -> None:
+    def _commit(self, batch: list[Event | Callable]) -> bool:
         if not batch:
-            return
+            return True
         for attempt in range(3):
             try:
                 with self._db.session() as session:
-                    for operation in batch:
-                        operation(session)
-                return
-            except Exception:  # keep the replica serving; retry, then report what was lost
+                    for item in batch:
+                        item(session) if callable(item) else apply(session, item)
+                return True
+            except Exception:  # keep the replica serving; the journal keeps the events
                 logger.exception("record batch failed (attempt %d)", attempt + 1)
-        logger.error("dropped %d records after 3 failed attempts", len(batch))
+        logger.error("%d records not committed after 3 attempts; they stay in the journal", len(batch))
+        return False
