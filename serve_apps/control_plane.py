@@ -32,7 +32,7 @@ class ControlPlane:
 
         db = Database(settings.resolved_database_url)
         pipelines = PipelineService(db, settings)
-        executions = ExecutionService(db, pipelines, ElasticRunner(db))
+        executions = ExecutionService(db, pipelines, ElasticRunner(db, settings.elastic_spare_workers))
         deployments = DeploymentService(db, settings, pipelines, executions, load_secret_box(settings),
                                         serve_deployments)
         self._context = AppContext(settings=settings, db=db, pipelines=pipelines, executions=executions,

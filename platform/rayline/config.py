@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     max_unpacked_bytes: int = Field(500 * 1024**2, description="Largest total size once unpacked.")
     max_archive_members: int = 20_000
     wait_hold_s: float = Field(5.0, description="How long a wait_for_completion request is held.")
+    elastic_spare_workers: int = Field(2, ge=0, description="Fresh workers kept ready for elastic "
+                                       "executions, platform-wide (0: start each one on demand).")
     endpoint_wait_s: float = Field(60.0, description="How long an endpoint call waits before redirecting.")
 
     @property

@@ -12,8 +12,10 @@ from concurrent.futures import Future
 from typing import Any
 
 import ray
-from ray.exceptions import RayTaskError, RuntimeEnvSetupError, TaskCancelledError, WorkerCrashedError
+from ray.exceptions import (ActorDiedError, RayTaskError, RuntimeEnvSetupError, TaskCancelledError,
+                            WorkerCrashedError)
 
+from rayline.runtime.spare_workers import SparePool
 from rayline.runtime.worker import ExecutionJob, execute
 from rayline.store import executions as store
 from rayline.store.db import Database
@@ -38,7 +40,7 @@ def _platform_error(error: BaseException) -> str:
     if isinstance(error, RuntimeEnvSetupError):
         return ("The pipeline's environment could not be set up (check its requirements file): "
                 f"{str(error).strip()[-2000:]}")
-    if isinstance(error, WorkerCrashedError):
+    if isinstance(error, (WorkerCrashedError, ActorDiedError)):
         return "The worker process running the execution died (out of memory, or killed)."
     if isinstance(error, TaskCancelledError):
         return "The execution was cancelled."
@@ -48,17 +50,35 @@ def _platform_error(error: BaseException) -> str:
 
 
 class ElasticRunner:
-    """Submits executions to Ray and records platform failures that the worker could not."""
+    """Submits executions to Ray and records platform failures that the worker could not.
 
-    def __init__(self, db: Database) -> None:
+    An execution runs on a spare single-use worker when one is ready for its environment, else
+    as a ``max_calls=1`` task; either way in a process that serves no other execution.
+    """
+
+    def __init__(self, db: Database, spare_workers: int = 0) -> None:
         self._db = db
+        self._spares = SparePool(spare_workers, db.url)
 
-    def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> None:
-        ref = _run_execution.options(
-            runtime_env=runtime_env(package_uri, requirements),
-            name=f"rayline-execution:{job.execution_id}",
-        ).remote(job)
-        ref.future().add_done_callback(lambda future: self._settle(job.execution_id, future))
+    def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> Future:
+        """Start the execution; the returned future is done once it has ended and is recorded."""
+        env = runtime_env(package_uri, requirements)
+        spare = self._spares.take((package_uri, tuple(requirements)), env)
+        if spare is not None:
+            ref = spare.run.remote(job)
+        else:
+            ref = _run_execution.options(runtime_env=env, name=f"rayline-execution:{job.execution_id}").remote(job)
+
+        recorded: Future = Future()
+
+        def settle(future: Future) -> None:
+            if spare is not None:
+                self._spares.retire(spare)
+            self._settle(job.execution_id, future)
+            recorded.set_result(None)
+
+        ref.future().add_done_callback(settle)
+        return recorded
 
     def _settle(self, execution_id: str, future: Future) -> None:
         # Runs on a Ray thread when the task ends. A worker that reported its own result made

@@ -109,9 +109,9 @@ def output_records(specs: list[OutputSpec], values: dict[str, Any]) -> list[dict
              "mapping_value": {}, "value": values.get(spec.name)} for spec in specs]
 
 
-def execute(job: ExecutionJob) -> str:
+def execute(job: ExecutionJob, db: Database | None = None) -> str:
     """Run one execution and record it. Returns the final status."""
-    db = Database(job.database_url)
+    db = db or Database(job.database_url)
     try:
         store.mark_running(db, job.execution_id)
         sink = LogSink(lambda batch: store.append_logs(db, job.execution_id, batch))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -22,7 +23,8 @@ RECORD_DELAY_S = 1.0
 
 
 class Runner(Protocol):
-    def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> None: ...
+    def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> Future:
+        """Start the execution; the future is done once it has ended and is recorded."""
 
 
 def parse_json_field(field: str, text: str | None, default: Any) -> Any:
@@ -39,6 +41,9 @@ class ExecutionService:
         self._db = db
         self._pipelines = pipelines
         self._runner = runner
+        # Executions this process started, until they end: a waiter is woken by the end itself
+        # instead of polling SQL.
+        self._running: dict[str, Future] = {}
 
     def run_pipeline(self, pipeline_name: str, inputs: dict[str, Any], inputs_mapping: list | None = None,
                      outputs_mapping: list | None = None) -> Execution:
@@ -69,7 +74,9 @@ class ExecutionService:
                            function_path=pipeline.function_path, function_name=pipeline.function_name,
                            inputs=values, outputs=pipeline.outputs)
         try:
-            self._runner.submit(job, pipeline.package_uri, pipeline.requirements)
+            ended = self._runner.submit(job, pipeline.package_uri, pipeline.requirements)
+            self._running[execution.execution_id] = ended
+            ended.add_done_callback(lambda _: self._running.pop(execution.execution_id, None))
         except Exception as error:  # nothing may stay Pending forever when Ray refuses the task
             message = f"Could not start the execution: {error}"
             store.finish(self._db, execution.execution_id, store.ERROR, error=message)
@@ -103,6 +110,12 @@ class ExecutionService:
         writes its records in batches, so a record may appear up to ``RECORD_DELAY_S`` late."""
         loop = asyncio.get_running_loop()
         began = loop.time()
+        ended = self._running.get(execution_id)
+        if ended is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ended)), hold_s)
+            except asyncio.TimeoutError:
+                pass
         while True:
             try:
                 row = await asyncio.to_thread(self.get, execution_id)
