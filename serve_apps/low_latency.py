@@ -11,6 +11,7 @@ background batch writer, off the response's path.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import inspect
 import json
@@ -42,7 +43,7 @@ from rayline.store.db import Database
 from rayline.store.models import Deployment, Pod, utcnow
 from rayline.store.record_writer import RecordWriter, replay_orphans
 
-ID_BLOCK = 20
+ID_BLOCK = 200
 TOKEN_WATCH_S = 0.2
 
 
@@ -62,7 +63,9 @@ class LowLatencyReplica:
         self._refusing: str | None = None  # "disabled" or "deleted" once the pod sees it
         self._inputs = [InputSpec(**spec) for spec in config.inputs]
         self._outputs = [OutputSpec(**spec) for spec in config.outputs]
-        self._ids: list[int] = []
+        self._ids: collections.deque[int] = collections.deque()
+        self._ids_lock = threading.Lock()
+        self._refilling = False
         self._executor = ThreadPoolExecutor(max_workers=config.max_parallel_executions,
                                             thread_name_prefix="rayline-execution")
         self._deployment_scope = ExecutionScope(None, self._deployment_line)
@@ -162,11 +165,27 @@ class LowLatencyReplica:
 
     # --- serving -----------------------------------------------------------------------------
 
+    def _take_id_block(self) -> None:
+        numbers = store.take_numbers(self._db, store.execution_counter(self._config.deployment_name), ID_BLOCK)
+        with self._ids_lock:
+            self._ids.extend(numbers)
+            self._refilling = False
+
     def _next_execution_id(self) -> str:
-        if not self._ids:  # numbers are taken in blocks: one SQL round trip per ID_BLOCK calls
-            name = self._config.deployment_name
-            self._ids = list(store.take_numbers(self._db, store.execution_counter(name), ID_BLOCK))
-        return f"{self._config.deployment_name}-{self._ids.pop(0)}"
+        """Numbers are taken in blocks, the next block in the background before this one runs out,
+        so a call never waits for SQL (unless a burst empties the whole block)."""
+        with self._ids_lock:
+            number = self._ids.popleft() if self._ids else None
+            if len(self._ids) < ID_BLOCK // 2 and not self._refilling:
+                self._refilling = True
+                threading.Thread(target=self._take_id_block, daemon=True).start()
+        if number is None:
+            with self._ids_lock:
+                self._refilling = True
+            self._take_id_block()
+            with self._ids_lock:
+                number = self._ids.popleft()
+        return f"{self._config.deployment_name}-{number}"
 
     async def __call__(self, request: Request) -> JSONResponse:
         if request.url.path.rstrip("/") != self._config.route_prefix or request.method != "POST":

@@ -48,3 +48,21 @@ def test_a_live_writers_journal_is_left_alone_and_emptied_after_commits(tmp_path
     assert journal.stat().st_size == 0
     writer.close()
     assert not journal.exists()
+
+
+def test_a_batch_of_many_executions_is_written_whole(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db.create_schema()
+    writer = RecordWriter(db, interval_s=0.5)
+    for i in range(50):
+        writer.execution_started(f"dep-{i}", "pipe", "dep", [], utcnow())
+        writer.execution_log(f"dep-{i}", "stdout", f"line {i}")
+        writer.execution_finished(f"dep-{i}", "Succeeded" if i % 2 else "Failed", [{"value": i}] if i % 2 else None,
+                                  None if i % 2 else "boom")
+    assert writer.flush()
+    with db.session() as session:
+        rows = {row.execution_id: row for row in session.query(Execution)}
+        assert len(rows) == 50 and session.query(ExecutionLog).count() == 50
+        assert rows["dep-3"].status == "Succeeded" and rows["dep-3"].outputs == [{"value": 3}]
+        assert rows["dep-4"].status == "Failed" and rows["dep-4"].error == "boom"
+    writer.close()

@@ -62,8 +62,8 @@ class ElasticRunner:
 
     def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> Future:
         """Start the execution; the returned future is done once it has ended and is recorded."""
-        env = runtime_env(package_uri, requirements)
-        spare = self._spares.take((package_uri, tuple(requirements)), env)
+        env, key = runtime_env(package_uri, requirements), (package_uri, tuple(requirements))
+        spare = self._spares.take(key, env)
         if spare is not None:
             ref = spare.run.remote(job)
         else:
@@ -73,7 +73,7 @@ class ElasticRunner:
 
         def settle(future: Future) -> None:
             if spare is not None:
-                self._spares.retire(spare)
+                self._spares.retire(spare, key, env)
             self._settle(job.execution_id, future)
             recorded.set_result(None)
 

