@@ -24,9 +24,12 @@ up: install
 test: install
 	$(BIN)/python -m pytest
 
-## Measure run_pipeline against a bare Ray task (prints JSON).
+## Measure against baselines in the same run (prints JSON): run_pipeline vs a bare Ray task,
+## endpoints vs bare uvicorn and raw Serve (needs wrk, installed from Debian's packages if missing).
 bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python benchmarks/run_pipeline_latency.py
+	$(BIN)/python benchmarks/endpoint_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info platform/*.egg-info

@@ -32,8 +32,10 @@ class SpareWorker:
     def __init__(self, database_url: str) -> None:
         # Import and connect now, while nobody waits. The user's code is not imported ahead: its
         # import belongs to the execution (its time, and what it prints, are the execution's).
+        from rayline.runtime.worker import execute
         from rayline.store.db import Database
 
+        self._execute = execute
         self._db = Database(database_url)
         with self._db.engine.connect():
             pass
@@ -42,9 +44,7 @@ class SpareWorker:
         return True
 
     def run(self, job: ExecutionJob) -> str:
-        from rayline.runtime.worker import execute
-
-        return execute(job, self._db)
+        return self._execute(job, self._db)
 
 
 class SparePool:

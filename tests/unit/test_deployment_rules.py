@@ -1,0 +1,35 @@
+import pytest
+
+from rayline.domain.deployments import check_options, parse_memory
+from rayline.errors import InvalidInput
+from rayline.runtime.serve_deployments import replica_options
+
+
+def test_memory_sizes():
+    assert parse_memory("512MiB") == 512 * 1024**2
+    assert parse_memory("1GiB") == parse_memory("1Gi") == 1024**3
+    assert parse_memory("1.5GB") == 1_500_000_000
+    for bad in ("lots", "12XB", "-1GiB", "1MiB"):
+        with pytest.raises(InvalidInput, match="ram_request"):
+            parse_memory(bad)
+
+
+def test_resources_map_to_ray_and_nothing_is_reserved_by_default():
+    bare = replica_options("file:///p.zip", [], None, None)
+    assert bare == {"num_cpus": 0, "runtime_env": {"working_dir": "file:///p.zip"}}
+    sized = replica_options("file:///p.zip", ["six"], "1GiB", 1)
+    assert sized["memory"] == 1024**3 and sized["num_gpus"] == 1 and sized["num_cpus"] == 0
+    assert sized["runtime_env"]["pip"]["packages"] == ["six"]
+
+
+def test_options_defaults_and_refusals():
+    options = check_options("my-dep", {"mode": "low_latency", "enable_parallel_executions": True})
+    assert options.endpoint_url_path == "my-dep" and options.max_parallel_executions_per_pod == 6
+    assert check_options("d", {}).max_parallel_executions_per_pod == 1
+    for body, fragment in [({"mode": "warm"}, "mode must be"), ({"execution_rule": "cron"}, "execution_rule"),
+                           ({"gpu_request": 1}, "only go with mode='low_latency'"),
+                           ({"mode": "low_latency", "gpu_request": -1}, "gpu_request"),
+                           ({"endpoint_url_path": "Bad/Path"}, "endpoint_url_path"),
+                           ({"execution_rule": "periodic", "endpoint_url_path": "x"}, "only goes with")]:
+        with pytest.raises(InvalidInput, match=fragment):
+            check_options("d", body)
