@@ -196,3 +196,30 @@ def test_a_file_hiding_a_standard_module_is_refused_at_creation(sdk, tmp_path):
     with pytest.raises(SdkException) as info:
         sdk.create_pipeline(unique("stdlibname"), "json.py", "run", container_config={"local_folder": str(folder)})
     assert info.value.status_code == 400 and "'json.py'" in info.value.message and "rename it" in info.value.message
+
+
+def test_a_long_execution_s_logs_are_readable_while_it_runs(sdk, tmp_path):
+    name = unique("long")
+    folder = write_folder(tmp_path, {"main.py": """
+        import time
+
+        def slow():
+            print("first step done", flush=True)
+            time.sleep(4)
+            print("second step done")
+            return {}
+    """})
+    sdk.create_pipeline(name, "main.py", "slow", container_config={"local_folder": str(folder)})
+    execution_id = sdk.run_pipeline(name, wait_for_completion=False)["execution_id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        messages = [line["message"] for line in sdk.get_pipeline_execution_logs(execution_id)]
+        if messages:
+            break
+        time.sleep(0.2)
+    assert messages == ["first step done"]
+    assert sdk.get_pipeline_execution(execution_id)["status"] == "Running"
+    sdk.retrieve_pipeline_execution_outputs(execution_id)
+    messages = [line["message"] for line in sdk.get_pipeline_execution_logs(execution_id)]
+    assert messages == ["first step done", "second step done"]
+    sdk.delete_pipeline(name)

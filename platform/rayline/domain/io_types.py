@@ -6,14 +6,17 @@ import json
 import math
 from typing import Any
 
-from pydantic import BaseModel
+from dataclasses import dataclass
 
 from rayline.errors import InvalidInput
 
 DATA_TYPES = ("string", "number", "boolean", "json", "array", "file")
 
 
-class InputSpec(BaseModel):
+# Plain dataclasses, not pydantic models: elastic workers import this module, and every fresh
+# worker pays for its imports.
+@dataclass
+class InputSpec:
     name: str
     data_type: str
     description: str | None = None
@@ -21,7 +24,8 @@ class InputSpec(BaseModel):
     default_value: Any = None
 
 
-class OutputSpec(BaseModel):
+@dataclass
+class OutputSpec:
     name: str
     data_type: str
     description: str | None = None

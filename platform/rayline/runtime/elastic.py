@@ -1,8 +1,10 @@
-"""Elastic executions: one Ray task per execution, in a fresh worker process.
+"""Elastic executions: each in a fresh worker process, on a spare or as a ``max_calls=1`` task.
 
-``max_calls=1`` makes Ray end the worker process after its one task, so no execution ever
-shares a process, a module global or an import cache with another. The pipeline's package is the
-task's ``working_dir`` and its requirements its ``pip`` environment (built once per node, cached).
+``max_calls=1`` makes Ray end the worker process after its one task, and a spare is killed after
+its one execution, so no execution ever shares a process, a module global or an import cache
+with another. The pipeline's package is the ``working_dir`` and its requirements the ``pip``
+environment (built once per node, cached). The worker returns its result; this module records
+it, so that workers need no database access (nor the imports it costs) for short executions.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from ray.exceptions import (ActorDiedError, RayTaskError, RuntimeEnvSetupError, 
                             WorkerCrashedError)
 
 from rayline.runtime.spare_workers import SparePool
-from rayline.runtime.worker import ExecutionJob, execute
+from rayline.runtime.worker import ExecutionJob, ExecutionResult, execute
 from rayline.store import executions as store
 from rayline.store.db import Database
 from rayline.store.models import utcnow
@@ -25,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 @ray.remote(max_calls=1, num_cpus=1, max_retries=0)
-def _run_execution(job: ExecutionJob) -> str:
+def _run_execution(job: ExecutionJob) -> ExecutionResult:
     return execute(job)
 
 
@@ -58,11 +60,12 @@ class ElasticRunner:
 
     def __init__(self, db: Database, spare_workers: int = 0) -> None:
         self._db = db
-        self._spares = SparePool(spare_workers, db.url)
+        self._spares = SparePool(spare_workers)
 
     def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> Future:
         """Start the execution; the returned future is done once it has ended and is recorded."""
         env, key = runtime_env(package_uri, requirements), (package_uri, tuple(requirements))
+        store.mark_running(self._db, job.execution_id)
         spare = self._spares.take(key, env)
         if spare is not None:
             ref = spare.run.remote(job)
@@ -81,11 +84,14 @@ class ElasticRunner:
         return recorded
 
     def _settle(self, execution_id: str, future: Future) -> None:
-        # Runs on a Ray thread when the task ends. A worker that reported its own result made
-        # this a no-op; anything else (crash, environment failure) ends the record as Error.
+        # Runs on a Ray thread when the execution ends (no Ray call here: it could deadlock).
+        # Records the worker's result; a platform failure (crash, environment) becomes Error.
         try:
-            future.result()
-            message = "The worker ended without recording a result."
+            result: ExecutionResult = future.result()
+            store.append_logs(self._db, execution_id, result.logs)
+            store.finish(self._db, execution_id, result.status, outputs=result.outputs, error=result.error,
+                         start_date=result.started_at)
+            return
         except BaseException as error:  # noqa: BLE001 - every failure becomes the record's Error
             message = _platform_error(error)
         try:

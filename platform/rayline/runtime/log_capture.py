@@ -13,31 +13,31 @@ import io
 import sys
 import threading
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 from rayline.execution_context import ExecutionScope, current_scope
-from rayline.store.models import utcnow
 
 Record = tuple[datetime, str, str]
 
 
 class LogSink:
-    """Collects log records and hands them to ``write`` in batches every ``interval_s``, so a long
-    execution's logs are readable while it runs and a chatty one pays no write per line."""
+    """Collects log records and hands them to ``write`` in batches every ``interval_s``, starting
+    ``delay_s`` after it is created: a long execution's logs are readable while it runs, a short
+    one writes nothing itself (its caller records what ``close`` returns)."""
 
-    def __init__(self, write: Callable[[list[Record]], None], interval_s: float = 0.2) -> None:
+    def __init__(self, write: Callable[[list[Record]], None], interval_s: float = 0.2, delay_s: float = 0.0) -> None:
         self._write = write
         self._pending: list[Record] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._interval_s = interval_s
+        self._interval_s, self._delay_s = interval_s, delay_s
         self._thread = threading.Thread(target=self._run, name="rayline-log-sink", daemon=True)
         self._thread.start()
 
     def add(self, stream: str, message: str) -> None:
         with self._lock:
-            self._pending.append((utcnow(), stream, message))
+            self._pending.append((datetime.now(timezone.utc), stream, message))
 
     def flush(self) -> None:
         with self._lock:
@@ -51,16 +51,23 @@ class LogSink:
                 raise
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
+        if self._stop.wait(self._delay_s):
+            return
+        while True:
             try:
                 self.flush()
-            except Exception:  # a failed batch must not kill the execution; the final flush retries
+            except Exception:  # a failed batch stays pending: the next flush, or close(), has it
                 pass
+            if self._stop.wait(self._interval_s):
+                return
 
-    def close(self) -> None:
+    def close(self) -> list[Record]:
+        """Stop streaming; returns what was not written yet."""
         self._stop.set()
         self._thread.join()
-        self.flush()
+        with self._lock:
+            rest, self._pending = self._pending, []
+        return rest
 
 
 class RoutingStream(io.TextIOBase):

@@ -29,28 +29,23 @@ EnvKey = tuple[str, tuple[str, ...]]
 
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
 class SpareWorker:
-    def __init__(self, database_url: str) -> None:
-        # Import and connect now, while nobody waits. The user's code is not imported ahead: its
-        # import belongs to the execution (its time, and what it prints, are the execution's).
+    def __init__(self) -> None:
+        # Import now, while nobody waits. The user's code is not imported ahead: its import
+        # belongs to the execution (its time, and what it prints, are the execution's).
         from rayline.runtime.worker import execute
-        from rayline.store.db import Database
 
         self._execute = execute
-        self._db = Database(database_url)
-        with self._db.engine.connect():
-            pass
 
     def ready(self) -> bool:
         return True
 
-    def run(self, job: ExecutionJob) -> str:
-        return self._execute(job, self._db)
+    def run(self, job: ExecutionJob):
+        return self._execute(job)
 
 
 class SparePool:
-    def __init__(self, capacity: int, database_url: str) -> None:
+    def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._database_url = database_url
         self._lock = threading.Lock()
         # Spares are ended from a thread of ours: retire() is called from a Ray future's callback,
         # where calling back into Ray can deadlock the process.
@@ -94,7 +89,7 @@ class SparePool:
         while len(spares) < self._capacity:
             if self._count() >= self._capacity and not self._evict_one(key):
                 return
-            actor = SpareWorker.options(runtime_env=runtime_env).remote(self._database_url)
+            actor = SpareWorker.options(runtime_env=runtime_env).remote()
             spares.append((actor, actor.ready.remote()))
 
     def _evict_one(self, keep: EnvKey) -> bool:

@@ -1,9 +1,10 @@
 """What runs inside the fresh worker process of an elastic execution.
 
-The worker records its own progress (Running, logs, outputs, final status) straight in the
-store, so nothing is lost if the control plane restarts meanwhile. It runs the user's code in a
-private scratch copy of the pipeline's files: Ray extracts a package once per node and shares
-that folder, so files one execution writes must never be seen by the next.
+The worker runs the user's code in a private scratch copy of the pipeline's files (Ray extracts
+a package once per node and shares that folder, so files one execution writes must never be seen
+by the next) and returns its result (status, outputs, logs) to the control plane, which records
+it. It imports neither SQLAlchemy nor pydantic unless the execution runs long enough to stream its
+logs to SQL while it runs: a fresh process per execution pays for every import.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import tempfile
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rayline.domain.io_types import OutputSpec, check_outputs
-from rayline.runtime.log_capture import LogSink, capture_output
-from rayline.store import executions as store
-from rayline.store.db import Database
+from rayline.runtime.log_capture import LogSink, Record, capture_output
+
+SUCCEEDED, FAILED = "Succeeded", "Failed"
+# An execution still running after this long streams its logs to SQL, so they can be read live.
+STREAM_LOGS_AFTER_S = 1.0
 
 
 @dataclass
@@ -109,34 +113,48 @@ def output_records(specs: list[OutputSpec], values: dict[str, Any]) -> list[dict
              "mapping_value": {}, "value": values.get(spec.name)} for spec in specs]
 
 
-def execute(job: ExecutionJob, db: Database | None = None) -> str:
-    """Run one execution and record it. Returns the final status."""
-    db = db or Database(job.database_url)
+@dataclass
+class ExecutionResult:
+    status: str
+    started_at: datetime
+    outputs: list[dict[str, Any]] | None = None
+    error: str | None = None
+    logs: list[Record] = field(default_factory=list)  # what was not streamed to SQL yet
+
+
+class _LateLogWriter:
+    """Streams an execution's logs to SQL; connects (and imports the store) on first use only."""
+
+    def __init__(self, job: ExecutionJob) -> None:
+        self._job = job
+        self._db = None
+
+    def __call__(self, batch: list[Record]) -> None:
+        from rayline.store import executions as store
+        from rayline.store.db import Database
+
+        if self._db is None:
+            self._db = Database(self._job.database_url)
+        store.append_logs(self._db, self._job.execution_id, batch)
+
+
+def execute(job: ExecutionJob) -> ExecutionResult:
+    """Run one execution; the caller records the result."""
+    started_at = datetime.now(timezone.utc)
+    sink = LogSink(_LateLogWriter(job), delay_s=STREAM_LOGS_AFTER_S)
+    specs = [OutputSpec(**spec) for spec in job.outputs]
+    outputs, error = None, None
     try:
-        store.mark_running(db, job.execution_id)
-        sink = LogSink(lambda batch: store.append_logs(db, job.execution_id, batch))
-        specs = [OutputSpec(**spec) for spec in job.outputs]
-        outputs, error = None, None
-        try:
-            with scratch_copy(Path.cwd(), job.execution_id) as workdir, capture_output(sink):
-                try:
-                    function = load_function(workdir, job.function_path, job.function_name)
-                    values = check_outputs(specs, call_function(function, job.inputs))
-                    json.dumps(values, allow_nan=False)  # what is returned must be storable as JSON
-                    outputs = output_records(specs, values)
-                except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit too
-                    traceback.print_exc()
-                    error = f"{type(exc).__name__}: {exc}"
-        finally:
+        with scratch_copy(Path.cwd(), job.execution_id) as workdir, capture_output(sink):
             try:
-                sink.close()
-            except Exception:  # the logs are lost, but the result must still be recorded
+                function = load_function(workdir, job.function_path, job.function_name)
+                values = check_outputs(specs, call_function(function, job.inputs))
+                json.dumps(values, allow_nan=False)  # what is returned must be storable as JSON
+                outputs = output_records(specs, values)
+            except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit too
                 traceback.print_exc()
-        if error is None:
-            store.finish(db, job.execution_id, store.SUCCEEDED, outputs=outputs)
-            return store.SUCCEEDED
-        store.finish(db, job.execution_id, store.FAILED,
-                     error=f"{error}. The traceback is in the execution's logs.")
-        return store.FAILED
+                error = f"{type(exc).__name__}: {exc}. The traceback is in the execution's logs."
     finally:
-        db.dispose()
+        logs = sink.close()
+    return ExecutionResult(status=SUCCEEDED if error is None else FAILED, started_at=started_at,
+                           outputs=outputs, error=error, logs=logs)

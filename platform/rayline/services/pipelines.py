@@ -7,7 +7,7 @@ import hashlib
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -114,8 +114,8 @@ class PipelineService:
             write_package_zip(root, package)
 
         row = Pipeline(name=name, function_path=params.function_path, function_name=params.function_name,
-                       description=params.description, inputs=[i.model_dump() for i in inputs],
-                       outputs=[o.model_dump() for o in outputs], container_config=config,
+                       description=params.description, inputs=[asdict(i) for i in inputs],
+                       outputs=[asdict(o) for o in outputs], container_config=config,
                        requirements=requirements, package_uri=package.as_uri(), package_sha256=sha,
                        status=READY, created_at=utcnow())
         try:

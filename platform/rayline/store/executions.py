@@ -63,11 +63,13 @@ def mark_running(db: Database, execution_id: str) -> None:
 
 
 def finish(db: Database, execution_id: str, status: str, *, outputs: list[dict[str, Any]] | None = None,
-           error: str | None = None) -> bool:
+           error: str | None = None, start_date: datetime | None = None) -> bool:
     """Record the end of an execution, unless it already ended. Returns whether this call did."""
     values: dict[str, Any] = {"status": status, "end_date": utcnow(), "error": error}
     if outputs is not None:
         values["outputs"] = outputs
+    if start_date is not None:  # when the code really started, as its worker saw it
+        values["start_date"] = start_date
     with db.session() as session:
         done = session.execute(update(Execution).where(Execution.execution_id == execution_id,
                                                        Execution.status.in_(UNFINISHED_STATUSES))
