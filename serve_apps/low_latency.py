@@ -43,8 +43,12 @@ from rayline.store.db import Database
 from rayline.store.models import Deployment, Pod, utcnow
 from rayline.store.record_writer import RecordWriter, replay_orphans
 
-ID_BLOCK = 200
+ID_BLOCK = 100
 TOKEN_WATCH_S = 0.2
+
+
+class ExecutionTimedOut(Exception):
+    """The execution ran past execution_timeout_s."""
 
 
 def _error(status: int, message: str, name: str, **extra: Any) -> JSONResponse:
@@ -57,7 +61,8 @@ class LowLatencyReplica:
         self._pod_id = serve.get_replica_context().replica_id.unique_id
         self._db = Database(config.database_url)
         journals = Path(config.journal_dir)
-        replayed = replay_orphans(self._db, journals)  # what a crashed predecessor had not committed
+        # What pods that died had not committed; their ids, to end what they were running.
+        dead_pods = replay_orphans(self._db, journals)
         self._writer = RecordWriter(self._db, journals / f"{self._pod_id}.journal")
         self._token_hash: str | None = None
         self._refusing: str | None = None  # "disabled" or "deleted" once the pod sees it
@@ -65,15 +70,17 @@ class LowLatencyReplica:
         self._outputs = [OutputSpec(**spec) for spec in config.outputs]
         self._ids: collections.deque[int] = collections.deque()
         self._ids_lock = threading.Lock()
-        self._refilling = False
+        self._refilling = True
+        self._take_id_block()
         self._executor = ThreadPoolExecutor(max_workers=config.max_parallel_executions,
                                             thread_name_prefix="rayline-execution")
         self._deployment_scope = ExecutionScope(None, self._deployment_line)
         install_routing(self._deployment_scope)
-        self._register_pod()
+        self._register_pod(dead_pods)
         self._log(f"Pod {self._pod_id} created (version {config.version}).")
-        if replayed:
-            self._log(f"Recovered {replayed} record(s) a previous pod had not saved before it stopped.")
+        if dead_pods:
+            self._log(f"Pod(s) {', '.join(dead_pods)} stopped unexpectedly; their records are saved and what "
+                      "they were running ended in Error.", "stderr")
         self._function = self._import()
         self._stop_watch = threading.Event()
         self._watch_token()
@@ -94,17 +101,18 @@ class LowLatencyReplica:
                 pod.status, pod.updated_at = status, utcnow()
         self._writer.call(write)
 
-    def _register_pod(self) -> None:
-        # One replica per deployment: the executions its predecessors left running died with them.
+    def _register_pod(self, dead_pods: list[str]) -> None:
+        # Only pods whose journal lock died with them are gone: during a reload the previous pod
+        # still serves, and its executions must end normally.
         name = self._config.deployment_name
         with self._db.session() as session:
-            for pod in session.query(Pod).filter(Pod.deployment_name == name, Pod.pod_id != self._pod_id):
-                if pod.status in ("pending", "running", "restarting"):
-                    pod.status = "failed"
+            for pod in session.query(Pod).filter(Pod.pod_id.in_(dead_pods)):
+                pod.status = "failed"
             session.merge(Pod(pod_id=self._pod_id, deployment_name=name, version=self._config.version,
                               status="pending", started_at=utcnow(), updated_at=utcnow()))
             stale = session.query(store.Execution).filter(
-                store.Execution.deployment_name == name, store.Execution.status.in_(store.UNFINISHED_STATUSES))
+                store.Execution.deployment_name == name, store.Execution.pod_id.in_(dead_pods),
+                store.Execution.status.in_(store.UNFINISHED_STATUSES))
             for execution in stale:
                 execution.status, execution.end_date = store.ERROR, utcnow()
                 execution.error = "The pod running this execution stopped (crashed or was replaced) before it ended."
@@ -166,40 +174,44 @@ class LowLatencyReplica:
     # --- serving -----------------------------------------------------------------------------
 
     def _take_id_block(self) -> None:
-        numbers = store.take_numbers(self._db, store.execution_counter(self._config.deployment_name), ID_BLOCK)
-        with self._ids_lock:
-            self._ids.extend(numbers)
-            self._refilling = False
+        try:
+            numbers = store.take_numbers(self._db, store.execution_counter(self._config.deployment_name), ID_BLOCK)
+            with self._ids_lock:
+                self._ids.extend(numbers)
+        finally:
+            with self._ids_lock:
+                self._refilling = False
 
     def _next_execution_id(self) -> str:
-        """Numbers are taken in blocks, the next block in the background before this one runs out,
-        so a call never waits for SQL (unless a burst empties the whole block)."""
-        with self._ids_lock:
-            number = self._ids.popleft() if self._ids else None
-            if len(self._ids) < ID_BLOCK // 2 and not self._refilling:
-                self._refilling = True
+        """Numbers are taken in blocks (the first at start-up), the next one in the background
+        before the current one runs out, so a call does not wait for SQL."""
+        while True:
+            with self._ids_lock:
+                number = self._ids.popleft() if self._ids else None
+                start_refill = len(self._ids) < ID_BLOCK // 2 and not self._refilling
+                if start_refill:
+                    self._refilling = True
+            if start_refill:
                 threading.Thread(target=self._take_id_block, daemon=True).start()
-        if number is None:
-            with self._ids_lock:
-                self._refilling = True
-            self._take_id_block()
-            with self._ids_lock:
-                number = self._ids.popleft()
-        return f"{self._config.deployment_name}-{number}"
+            if number is not None:
+                return f"{self._config.deployment_name}-{number}"
+            time.sleep(0.001)  # a burst emptied the block: its successor is on its way
 
     async def __call__(self, request: Request) -> JSONResponse:
         if request.url.path.rstrip("/") != self._config.route_prefix or request.method != "POST":
             return _error(404 if request.method == "POST" else 405,
                           f"Call this endpoint with POST {self._config.route_prefix}.", "NotFound")
         if self._refusing == "deleted":
-            return _error(404, f"No endpoint at {self._config.route_prefix}: the deployment was deleted.", "NotFound")
+            return _error(404, f"No endpoint at {self._config.route_prefix}.", "NotFound")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme != "EndpointToken" or not token_matches(token.strip(), self._token_hash):
+            return JSONResponse({"message": "Missing or invalid endpoint token: send 'Authorization: EndpointToken "
+                                            "<token>' (get_deployment shows the deployment's endpoint_token).",
+                                 "name": "Unauthorized"}, status_code=401,
+                                headers={"WWW-Authenticate": "EndpointToken"})
         if self._refusing == "disabled":
             return _error(503, f"Deployment {self._config.deployment_name!r} is disabled; enable it with "
                                f"update_deployment({self._config.deployment_name!r}, is_enabled=True).", "Unavailable")
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme != "EndpointToken" or not token_matches(token.strip(), self._token_hash):
-            return _error(401, "Missing or invalid endpoint token: send 'Authorization: EndpointToken <token>' "
-                               "(get_deployment shows the deployment's endpoint_token).", "Unauthorized")
         try:
             body = await request.body()
             given = json.loads(body) if body.strip() else {}
@@ -227,7 +239,7 @@ class LowLatencyReplica:
                     "mapping_value": {"endpoint_input_name": spec.name}, "value": values.get(spec.name)}
                    for spec in self._inputs]
         self._writer.execution_started(execution_id, self._config.pipeline_name, self._config.deployment_name,
-                                       records, utcnow())
+                                       records, utcnow(), self._pod_id)
         self._log(f"Execution {execution_id} started.")
         scope = ExecutionScope(execution_id, lambda stream, line: self._writer.execution_log(execution_id, stream, line))
         outputs, error = None, None
@@ -236,8 +248,10 @@ class LowLatencyReplica:
             checked = check_outputs(self._outputs, returned)
             json.dumps(checked, allow_nan=False)
             outputs = checked
-        except asyncio.TimeoutError:
+        except ExecutionTimedOut:
             error = f"The execution exceeded execution_timeout_s={self._config.execution_timeout_s}."
+        except asyncio.CancelledError:
+            raise
         except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
             trace = traceback.format_exc()
             for line in trace.rstrip().split("\n"):
@@ -261,7 +275,13 @@ class LowLatencyReplica:
                 context = contextvars.copy_context()
                 call = asyncio.get_running_loop().run_in_executor(
                     self._executor, lambda: context.run(self._function, **values))
-            return await asyncio.wait_for(call, self._config.execution_timeout_s)
+            async with asyncio.timeout(self._config.execution_timeout_s) as deadline:
+                try:
+                    return await call
+                except TimeoutError:
+                    if deadline.expired():  # ours, not a TimeoutError the user's code raised
+                        raise ExecutionTimedOut() from None
+                    raise
         finally:
             current_scope.reset(token)
 

@@ -17,6 +17,7 @@ def _up(args: argparse.Namespace) -> int:
     from rayline.services.credentials import ensure_secret_key, ensure_sdk_token
     from rayline.store.db import Database
     from rayline.store.executions import end_unfinished_executions
+    from rayline.store.record_writer import replay_all_orphans
 
     settings = Settings()
     # Ray's processes (and so the users' code) inherit this environment: the token stays here.
@@ -27,6 +28,8 @@ def _up(args: argparse.Namespace) -> int:
     ensure_sdk_token(settings, db)
     ensure_secret_key(settings)
     if not args.ray_address:  # a new cluster: nothing from before is still running
+        # First what pods had answered but not committed, so that those calls are not ended.
+        replay_all_orphans(db, settings.home_dir / "journal")
         ended = end_unfinished_executions(db, "The platform stopped before this execution ended.")
         if ended:
             print(f"Marked {ended} execution(s) left unfinished by the last run as Error.", flush=True)

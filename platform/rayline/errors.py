@@ -44,6 +44,10 @@ class PayloadTooLarge(RaylineError):
 class Unauthorized(RaylineError):
     name = "Unauthorized"
 
+    def __init__(self, message: str, scheme: str = "Bearer") -> None:
+        super().__init__(message)
+        self.scheme = scheme  # what WWW-Authenticate asks for
+
 
 class PlatformFailure(RaylineError):
     """Rayline itself (or Ray under it) failed; the user's request was fine."""

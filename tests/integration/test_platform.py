@@ -48,7 +48,7 @@ def test_state_survives_a_restart_and_stopping_leaves_no_process(platform, tmp_p
     sdk.create_pipeline(name, "main.py", "f", container_config={"local_folder": str(folder)},
                         inputs=[Input("x", "number")], outputs=[Output("y", "number")])
     execution_id = sdk.run_pipeline(name, {"x": 1})["execution_id"]
-    deployment = sdk.create_deployment(name, name, "endpoint", mode="low_latency")
+    deployment = sdk.create_deployment(name, f"{name}-warm", "endpoint", mode="low_latency")
     token = platform.token
 
     platform.restart()  # SIGTERM, check that nothing it started is left, start again on the same home
@@ -60,9 +60,9 @@ def test_state_survives_a_restart_and_stopping_leaves_no_process(platform, tmp_p
     # Counters survive too: no execution id is ever reused.
     assert sdk.run_pipeline(name, {"x": 2}) == {"execution_id": f"{name}-2", "outputs": {"y": 3}}
     # The low-latency deployment is running again without anyone asking, with the same token.
-    back = sdk.get_deployment(name, wait_for_completion=True, timeout_s=120)
+    back = sdk.get_deployment(f"{name}-warm", wait_for_completion=True, timeout_s=120)
     assert back["status"] == "up" and back["endpoint_token"] == deployment["endpoint_token"]
-    response = httpx.post(f"{platform.url}/endpoints/{name}", json={"x": 41},
+    response = httpx.post(f"{platform.url}/endpoints/{name}-warm", json={"x": 41},
                           headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"})
     assert response.status_code == 200 and response.json()["output"] == {"y": 42}
     sdk.delete_pipeline(name, force_deployments_deletion=True)

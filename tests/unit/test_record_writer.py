@@ -1,58 +1,88 @@
-"""The batch writer's journal: nothing queued is lost when the process dies before committing."""
+"""The batch writer: batches close on time, one bad event loses nothing else, and a dead
+writer's journal is replayed once, without what was already committed."""
 
 import multiprocessing
 import os
+import time
+from pathlib import Path
 
 from rayline.store.db import Database
 from rayline.store.models import Execution, ExecutionLog, utcnow
 from rayline.store.record_writer import RecordWriter, replay_orphans
 
 
-def _record_then_die(url: str, journal: str) -> None:
-    writer = RecordWriter(Database(url), journal_path=__import__("pathlib").Path(journal), interval_s=60)
-    writer.execution_started("dep-1", "pipe", "dep", [], utcnow())
-    writer.execution_log("dep-1", "stdout", "hello")
-    os._exit(1)  # before the 60 s batch interval: nothing reached SQL
-
-
-def test_a_dead_writers_journal_is_replayed_once(tmp_path):
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    db = Database(url)
+def database(tmp_path) -> Database:
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
     db.create_schema()
-    journal = tmp_path / "journal" / "pod-a.journal"
-    process = multiprocessing.get_context("fork").Process(target=_record_then_die, args=(url, str(journal)))
+    return db
+
+
+def _record_then_die(url: str, journal: str) -> None:
+    writer = RecordWriter(Database(url), journal_path=Path(journal), interval_s=0.05)
+    writer.execution_started("dep-1", "pipe", "dep", [], utcnow())
+    assert writer.flush()  # committed: a replay must not write it again
+    writer.execution_log("dep-1", "stdout", "hello")
+    writer._interval_s = 60
+    writer.execution_finished("dep-1", "Succeeded", [], None)
+    time.sleep(0.2)
+    os._exit(1)  # before the batch holding the end was committed
+
+
+def test_a_dead_writers_journal_is_replayed_once_without_what_was_committed(tmp_path):
+    db = database(tmp_path)
+    folder = tmp_path / "journal"
+    process = multiprocessing.get_context("fork").Process(target=_record_then_die,
+                                                          args=(db.url, str(folder / "pod-a.journal")))
     process.start()
     process.join(30)
     with db.session() as session:
-        assert session.get(Execution, "dep-1") is None
-    assert replay_orphans(db, journal.parent) == 2
-    with db.session() as session:
         assert session.get(Execution, "dep-1").status == "Running"
+    assert replay_orphans(db, folder) == ["pod-a"]
+    with db.session() as session:
+        assert session.get(Execution, "dep-1").status == "Succeeded"
         assert [log.message for log in session.query(ExecutionLog)] == ["hello"]
-    assert not journal.exists()
-    assert replay_orphans(db, journal.parent) == 0
+    assert list(folder.iterdir()) == []
+    assert replay_orphans(db, folder) == []
 
 
-def test_a_live_writers_journal_is_left_alone_and_emptied_after_commits(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    db.create_schema()
-    journal = tmp_path / "journal" / "pod-b.journal"
-    writer = RecordWriter(db, journal_path=journal, interval_s=0.01)
+def test_a_live_writers_journal_is_left_alone(tmp_path):
+    db = database(tmp_path)
+    folder = tmp_path / "journal"
+    writer = RecordWriter(db, journal_path=folder / "pod-b.journal", interval_s=0.01)
     writer.execution_started("dep-2", "pipe", "dep", [], utcnow())
-    assert replay_orphans(db, journal.parent) == 0  # held by a live writer
-    assert writer.flush()
+    assert replay_orphans(db, folder) == []  # held by a live writer
     writer.execution_finished("dep-2", "Succeeded", [], None)
     assert writer.flush()
-    with db.session() as session:
-        assert session.get(Execution, "dep-2").status == "Succeeded"
-    assert journal.stat().st_size == 0
+    assert int((folder / "pod-b.done").read_text()) == 2
     writer.close()
-    assert not journal.exists()
+    assert list(folder.iterdir()) == []
+
+
+def test_batches_close_on_time_under_a_steady_trickle(tmp_path):
+    db = database(tmp_path)
+    writer = RecordWriter(db, interval_s=0.05)
+    for i in range(20):  # one event every 30 ms: never 50 ms of silence
+        writer.execution_started(f"t-{i}", "pipe", "dep", [], utcnow())
+        time.sleep(0.03)
+    with db.session() as session:
+        assert session.query(Execution).count() >= 15
+    writer.close()
+
+
+def test_one_bad_event_does_not_take_its_batch_with_it(tmp_path):
+    db = database(tmp_path)
+    writer = RecordWriter(db, interval_s=0.5)
+    writer.execution_started("good-1", "pipe", "dep", [], utcnow())
+    writer.execution_log("missing", "stdout", "a log line of an execution that does not exist")
+    writer.execution_started("good-2", "pipe", "dep", [], utcnow())
+    assert writer.flush(30)
+    with db.session() as session:
+        assert {e.execution_id for e in session.query(Execution)} == {"good-1", "good-2"}
+    writer.close()
 
 
 def test_a_batch_of_many_executions_is_written_whole(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    db.create_schema()
+    db = database(tmp_path)
     writer = RecordWriter(db, interval_s=0.5)
     for i in range(50):
         writer.execution_started(f"dep-{i}", "pipe", "dep", [], utcnow())

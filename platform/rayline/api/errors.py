@@ -51,7 +51,7 @@ def _validation_message(error: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.RaylineError)
     async def _rayline_error(_: Request, error: errors.RaylineError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, errors.Unauthorized) else None
+        headers = {"WWW-Authenticate": error.scheme} if isinstance(error, errors.Unauthorized) else None
         return error_response(_status_of(error), error.message, error.name, error.additional_data, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -10,7 +10,7 @@ it, so that workers need no database access (nor the imports it costs) for short
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import ray
@@ -18,17 +18,12 @@ from ray.exceptions import (ActorDiedError, RayTaskError, RuntimeEnvSetupError, 
                             WorkerCrashedError)
 
 from rayline.runtime.spare_workers import SparePool
-from rayline.runtime.worker import ExecutionJob, ExecutionResult, execute
+from rayline.runtime.worker import ExecutionJob, ExecutionResult, run_execution
 from rayline.store import executions as store
 from rayline.store.db import Database
 from rayline.store.models import utcnow
 
 logger = logging.getLogger(__name__)
-
-
-@ray.remote(max_calls=1, num_cpus=1, max_retries=0)
-def _run_execution(job: ExecutionJob) -> ExecutionResult:
-    return execute(job)
 
 
 def runtime_env(package_uri: str, requirements: list[str]) -> dict[str, Any]:
@@ -61,6 +56,7 @@ class ElasticRunner:
     def __init__(self, db: Database, spare_workers: int = 0) -> None:
         self._db = db
         self._spares = SparePool(spare_workers)
+        self._recorder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rayline-record")
 
     def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> Future:
         """Start the execution; the returned future is done once it has ended and is recorded."""
@@ -70,15 +66,19 @@ class ElasticRunner:
         if spare is not None:
             ref = spare.run.remote(job)
         else:
-            ref = _run_execution.options(runtime_env=env, name=f"rayline-execution:{job.execution_id}").remote(job)
+            ref = run_execution.options(runtime_env=env, name=f"rayline-execution:{job.execution_id}").remote(job)
 
         recorded: Future = Future()
 
-        def settle(future: Future) -> None:
-            if spare is not None:
-                self._spares.retire(spare, key, env)
+        def record(future: Future) -> None:
             self._settle(job.execution_id, future)
             recorded.set_result(None)
+
+        def settle(future: Future) -> None:
+            # On Ray's callback thread: hand off at once (SQL may wait for a lock; Ray must not).
+            if spare is not None:
+                self._spares.retire(spare, key, env)
+            self._recorder.submit(record, future)
 
         ref.future().add_done_callback(settle)
         return recorded

@@ -7,7 +7,7 @@ the background. Every execution still gets a process that never ran anything els
 
 The spares form one bounded, platform-wide cache (``RAYLINE_ELASTIC_SPARE_WORKERS``; 0 turns it
 off) shared by the runtime environments used most recently: never a per-deployment reservation.
-An idle spare reserves no CPU and costs one idle Python process (about 100 MB).
+An idle spare reserves no CPU and costs one idle Python process (about 90 MB).
 """
 
 from __future__ import annotations

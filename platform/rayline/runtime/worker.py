@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import ray
+
 from rayline.domain.io_types import OutputSpec, check_outputs
 from rayline.runtime.log_capture import LogSink, Record, capture_output
 
@@ -136,6 +138,12 @@ class _LateLogWriter:
         if self._db is None:
             self._db = Database(self._job.database_url)
         store.append_logs(self._db, self._job.execution_id, batch)
+
+
+@ray.remote(max_calls=1, num_cpus=1, max_retries=0)
+def run_execution(job: ExecutionJob) -> ExecutionResult:
+    """An execution as a task: in a fresh process that Ray ends after it (``max_calls=1``)."""
+    return execute(job)
 
 
 def execute(job: ExecutionJob) -> ExecutionResult:

@@ -120,7 +120,7 @@ class RaylineSdk:
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return self._client.request(method, path, **kwargs)
-        except httpx.TransportError as error:
+        except (httpx.TransportError, httpx.TooManyRedirects) as error:
             raise SdkException(
                 f"Could not reach Rayline at {self.environment_url} ({error}). Is the platform "
                 "running (`make up`), and is environment_url right?",
@@ -369,8 +369,8 @@ class RaylineSdk:
         return self._request("DELETE", f"/deployments/{deployment_name}")
 
     def get_deployment_logs(self, deployment_name: str, from_datetime: datetime | None = None,
-                            to_datetime: datetime | None = None, type: str = "deployment",
-                            limit: int | None = None) -> list[dict]:
+                            to_datetime: datetime | None = None, limit: int | None = None,
+                            type: str = "deployment") -> list[dict]:
         """The deployment's own logs (pods created, module imported, what it printed at import,
         executions started, failures): ``[{timestamp, message, stream, pod_id, type}]``."""
         if type != "deployment":

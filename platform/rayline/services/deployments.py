@@ -20,7 +20,7 @@ from rayline.domain import deployments as rules
 from rayline.domain.io_types import InputSpec, OutputSpec
 from rayline.domain.names import validate_name
 from rayline.domain.tokens import MIN_CHOSEN_TOKEN_LENGTH, generate_token, hash_token, token_matches
-from rayline.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unavailable
+from rayline.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PlatformFailure, Unavailable
 from rayline.services.credentials import SecretBox
 from rayline.services.executions import ExecutionService
 from rayline.services.pipelines import READY, PipelineService
@@ -30,6 +30,8 @@ from rayline.store.models import Deployment, DeploymentLog, Pipeline, Pod, utcno
 logger = logging.getLogger(__name__)
 
 ENDPOINT_PREFIX = "/endpoints"
+RESERVED_NAMES = ("rayline",)  # the control plane's own Serve application
+RESERVED_PATHS = ("v1",)  # /endpoints/v1/... serves endpoint results
 
 
 class ServeRuntime(Protocol):
@@ -131,7 +133,8 @@ class DeploymentService:
         if not row.is_enabled:
             raise Unavailable(f"Deployment {row.name!r} is disabled; enable it with "
                               f"update_deployment({row.name!r}, is_enabled=True).")
-        if row.mode == "low_latency" and row.status != rules.UP:
+        reloading = row.status == rules.CREATION_PENDING and row.has_been_up  # the old pod still serves
+        if row.mode == "low_latency" and row.status != rules.UP and not reloading:
             hint = ("its pod failed to start: get_deployment_logs shows why" if row.status == rules.CREATION_FAILED
                     else "its pod is starting; retry in a few seconds")
             raise Unavailable(f"Deployment {row.name!r} is {row.status}: {hint}.")
@@ -165,6 +168,9 @@ class DeploymentService:
     def create(self, body: dict[str, Any]) -> Deployment:
         name = validate_name("deployment name", body.get("name"))
         options = rules.check_options(name, body)
+        if name in RESERVED_NAMES or options.endpoint_url_path in RESERVED_PATHS:
+            raise InvalidInput(f"{name!r} / {options.endpoint_url_path!r}: the names {', '.join(RESERVED_NAMES)} and "
+                               f"the endpoint paths {', '.join(RESERVED_PATHS)} are used by the platform itself.")
         if options.execution_rule == "periodic":
             raise InvalidInput("Periodic deployments are not available yet; use execution_rule='endpoint'.")
         pipeline = self._pipelines.get(body.get("pipeline_name") or "")
@@ -271,12 +277,14 @@ class DeploymentService:
         token, token_hash, sealed = self._new_token(chosen)
         row = self._set(name, endpoint_token_hash=token_hash, endpoint_token_sealed=sealed)
         if row.mode == "low_latency" and row.is_enabled:
-            self._wait_for_pods(name, Pod.status == "running", Pod.token_fingerprint.is_(None)
-                                | (Pod.token_fingerprint != token_hash[:16]))
+            if not self._wait_for_pods(name, Pod.status == "running", Pod.token_fingerprint.is_(None)
+                                       | (Pod.token_fingerprint != token_hash[:16])):
+                raise PlatformFailure(f"The token of {name!r} was replaced, but a pod has not confirmed it yet, so the "
+                                      "old token may still work there for a moment; get_deployment shows the pods.")
         self._log(name, "Endpoint token rotated.")
         return token
 
-    def _wait_for_pods(self, name: str, *behind: Any, timeout_s: float = 5.0) -> None:
+    def _wait_for_pods(self, name: str, *behind: Any, timeout_s: float = 5.0) -> bool:
         """Return once no pod of ``name`` matches ``behind`` (each pod watches its deployment's row
         every 0.2 s and records what it now applies), or after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
@@ -284,9 +292,10 @@ class DeploymentService:
             with self._db.session() as session:
                 count = session.scalar(select(func.count()).select_from(Pod).where(Pod.deployment_name == name, *behind))
             if not count:
-                return
+                return True
             time.sleep(0.05)
         logger.warning("a pod of %s did not catch up with its deployment within %s s", name, timeout_s)
+        return False
 
     def delete(self, name: str) -> Deployment:
         """Delete the row first: pods watch it and refuse calls (404) before this returns."""

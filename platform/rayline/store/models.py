@@ -68,6 +68,7 @@ class Execution(Base):
     execution_id: Mapped[str] = mapped_column(String(160), primary_key=True)
     pipeline_name: Mapped[str] = mapped_column(String(63), index=True)
     deployment_name: Mapped[str | None] = mapped_column(String(63), nullable=True, index=True)
+    pod_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the warm pod that ran it
     status: Mapped[str] = mapped_column(String(16))
     inputs: Mapped[list] = mapped_column(JSON, default=list)
     outputs: Mapped[list] = mapped_column(JSON, default=list)

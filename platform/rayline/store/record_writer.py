@@ -1,15 +1,17 @@
 """A background writer that commits execution records and logs in batches, with a journal.
 
 A warm replica answers in about a millisecond; one SQL commit per call would double that. Calls
-hand their events to this writer and return; a thread commits everything queued every
-``interval_s`` in one transaction, in order. ``flush()`` waits until all queued events are
-committed.
+hand their events to this writer and return; a thread commits what is queued at most
+``interval_s`` after the first event of a batch, in one transaction, in order. ``flush()``
+waits until everything queued before it is committed.
 
 So that a replica that dies (a user's ``os._exit``, the OOM killer) loses nothing, each event is
-first appended to the replica's journal file (one ``os.write``, which outlives the process), and
-the file is emptied once its events are committed. The journal is held under an exclusive
-``flock``, released by the kernel when the process dies: the next replica of the deployment
-replays the journals nobody holds (``replay_orphans``). Replaying is idempotent.
+first appended to the replica's journal (one ``os.write``, which outlives the process). Events
+carry a sequence number; after each commit the last committed number is written beside the
+journal, and the journal moves to a new file once it grows past ``JOURNAL_ROTATE_BYTES`` (an old
+file is removed once all its events are committed). Journal files are held under an exclusive
+``flock``, released by the kernel when the process dies: the next replica of the deployment (and
+``rayline up``) replays the files nobody holds, skipping what was committed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -34,6 +37,8 @@ from rayline.store.models import DeploymentLog, Execution, ExecutionLog, utcnow
 logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
+JOURNAL_ROTATE_BYTES = 4 * 1024 * 1024
+RETRY_PAUSE_S = (0.1, 0.5, 2.0)
 
 
 def _encode(value: Any) -> Any:
@@ -78,52 +83,91 @@ def apply_batch(session: Session, events: list[Event], replaying: bool = False) 
 
 
 class Journal:
-    """An append-only file of events, exclusively locked by its writer while it lives."""
+    """Append-only event files of one writer (``<name>.<generation>.journal``), exclusively
+    locked while it lives, and ``<name>.done``, the sequence number of its last committed event."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        # Held around "append then enqueue" and around "queue empty? then truncate", so a
-        # truncation never drops an event that is not committed yet.
+        self._base = path.with_suffix("")
+        self._done_fd = os.open(self._base.with_suffix(".done"), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._done_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.generation, self._size, self._fd = 0, 0, self._open(0)
+        self.files: dict[int, int] = {0: self._fd}  # generation -> fd, until fully committed
+        # Held around "append then enqueue" and while rotating, so order is the same in both.
         self.lock = threading.Lock()
 
-    def append(self, event: Event) -> None:
-        os.write(self._fd, (json.dumps(event, default=_encode, separators=(",", ":")) + "\n").encode())
+    def _open(self, generation: int) -> int:
+        fd = os.open(f"{self._base}.{generation}.journal", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
 
-    def truncate(self) -> None:
-        os.ftruncate(self._fd, 0)
+    def append(self, event: Event) -> int:
+        """Write one event (the caller holds ``lock``); returns the generation it went to."""
+        line = (json.dumps(event, default=_encode, separators=(",", ":")) + "\n").encode()
+        if self._size + len(line) > JOURNAL_ROTATE_BYTES and self._size:
+            self.generation += 1
+            self._fd, self._size = self._open(self.generation), 0
+            self.files[self.generation] = self._fd
+        os.write(self._fd, line)
+        self._size += len(line)
+        return self.generation
+
+    def committed(self, seq: int, generation: int) -> None:
+        """Everything up to ``seq`` (in ``generation`` and before) is in SQL."""
+        os.pwrite(self._done_fd, f"{seq:020d}".encode(), 0)
+        for old in [g for g in self.files if g < generation]:
+            os.close(self.files.pop(old))
+            Path(f"{self._base}.{old}.journal").unlink(missing_ok=True)
 
     def close(self, remove: bool) -> None:
+        for generation, fd in self.files.items():
+            if remove:
+                Path(f"{self._base}.{generation}.journal").unlink(missing_ok=True)
+            os.close(fd)
         if remove:
-            self.path.unlink(missing_ok=True)
-        os.close(self._fd)
+            self._base.with_suffix(".done").unlink(missing_ok=True)
+        os.close(self._done_fd)
 
 
-def replay_orphans(db: Database, folder: Path) -> int:
-    """Apply the events of every journal in ``folder`` whose writer is gone; returns how many."""
-    replayed = 0
-    for path in sorted(folder.glob("*.journal")) if folder.exists() else []:
-        fd = os.open(path, os.O_RDONLY)
+def replay_orphans(db: Database, folder: Path) -> list[str]:
+    """Apply the uncommitted events of every writer in ``folder`` that is gone; returns their names
+    (the pod ids of the replicas that died)."""
+    dead = []
+    for done_path in sorted(folder.glob("*.done")) if folder.exists() else []:
+        fd = os.open(done_path, os.O_RDONLY)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                continue  # a live replica holds it
+                continue  # a live writer holds it
+            done = int(done_path.read_text() or 0)
+            files = sorted(folder.glob(f"{done_path.stem}.*.journal"), key=lambda p: int(p.suffixes[-2][1:]))
             events = []
-            for line in path.read_text().splitlines():
-                try:
-                    events.append(json.loads(line))
-                except ValueError:  # a line cut short by the crash
-                    continue
-            with db.session() as session:
-                apply_batch(session, events, replaying=True)
-            replayed += len(events)
-            path.unlink(missing_ok=True)
+            for path in files:
+                for line in path.read_text().splitlines():
+                    try:
+                        event = json.loads(line)
+                    except ValueError:  # a line cut short by the crash
+                        continue
+                    if event.get("seq", 0) > done:
+                        events.append(event)
+            if events:
+                with db.session() as session:
+                    apply_batch(session, events, replaying=True)
+            for path in files:
+                path.unlink(missing_ok=True)
+            done_path.unlink(missing_ok=True)
+            dead.append(done_path.stem)
         finally:
             os.close(fd)
-    return replayed
+    return dead
+
+
+def replay_all_orphans(db: Database, root: Path) -> None:
+    """Every deployment's journals (``rayline up``: before it, nothing runs)."""
+    for folder in sorted(root.iterdir()) if root.exists() else []:
+        if folder.is_dir():
+            replay_orphans(db, folder)
 
 
 class RecordWriter:
@@ -131,6 +175,7 @@ class RecordWriter:
                  max_batch: int = 2000) -> None:
         self._db = db
         self._journal = Journal(journal_path) if journal_path else None
+        self._seq = 0
         self._queue: queue.Queue[Event | Callable | threading.Event | None] = queue.Queue()
         self._interval_s, self._max_batch = interval_s, max_batch
         self._thread = threading.Thread(target=self._run, name="rayline-record-writer", daemon=True)
@@ -141,15 +186,18 @@ class RecordWriter:
             self._queue.put(event)
             return
         with self._journal.lock:
-            self._journal.append(event)
+            self._seq += 1
+            event["seq"] = self._seq
+            event["generation"] = self._journal.append(event)
             self._queue.put(event)
 
     # --- what callers record -------------------------------------------------------------------
 
     def execution_started(self, execution_id: str, pipeline_name: str, deployment_name: str,
-                          inputs: list[dict[str, Any]], started_at: datetime) -> None:
+                          inputs: list[dict[str, Any]], started_at: datetime, pod_id: str | None = None) -> None:
         self._put({"kind": "started", "row": {
             "execution_id": execution_id, "pipeline_name": pipeline_name, "deployment_name": deployment_name,
+            "pod_id": pod_id,
             "status": store.RUNNING, "inputs": inputs, "outputs": [], "created_at": started_at,
             "start_date": started_at}})
 
@@ -194,6 +242,7 @@ class RecordWriter:
             batch: list[Event | Callable] = []
             markers: list[threading.Event] = []
             item = self._queue.get()
+            deadline = time.monotonic() + self._interval_s  # from the batch's first event
             while True:
                 if item is None:
                     stopping = True
@@ -204,28 +253,37 @@ class RecordWriter:
                 if stopping or len(batch) >= self._max_batch:
                     break
                 try:
-                    item = self._queue.get(timeout=self._interval_s if not markers else 0.001)
+                    item = self._queue.get(timeout=0 if markers else max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
-            if self._commit(batch) and self._journal is not None:
-                with self._journal.lock:
-                    if self._queue.empty():  # everything journaled so far is committed
-                        self._journal.truncate()
+            self._commit(batch)
+            events = [item for item in batch if not callable(item)]
+            if events and self._journal is not None:
+                self._journal.committed(events[-1]["seq"], events[-1]["generation"])
             for marker in markers:
                 marker.set()
 
-    def _commit(self, batch: list[Event | Callable]) -> bool:
+    def _commit(self, batch: list[Event | Callable]) -> None:
+        """Commit the batch; retried, then event by event, so that one bad event (a log line of
+        an execution deleted meanwhile) cannot take the others with it."""
         if not batch:
-            return True
-        for attempt in range(3):
+            return
+        for pause in RETRY_PAUSE_S:
             try:
-                with self._db.session() as session:
-                    apply_batch(session, [item for item in batch if not callable(item)])
-                    for item in batch:
-                        if callable(item):
-                            item(session)
-                return True
-            except Exception:  # keep the replica serving; the journal keeps the events
-                logger.exception("record batch failed (attempt %d)", attempt + 1)
-        logger.error("%d records not committed after 3 attempts; they stay in the journal", len(batch))
-        return False
+                self._write(batch)
+                return
+            except Exception:
+                logger.exception("record batch failed; retrying in %s s", pause)
+                time.sleep(pause)
+        for item in batch:
+            try:
+                self._write([item])
+            except Exception:
+                logger.exception("dropping a record that cannot be written: %r", item)
+
+    def _write(self, batch: list[Event | Callable]) -> None:
+        with self._db.session() as session:
+            apply_batch(session, [item for item in batch if not callable(item)])
+            for item in batch:
+                if callable(item):
+                    item(session)

@@ -41,7 +41,7 @@ def _authorized(context: AppContext, path: str, token: str | None) -> Deployment
         raise NotFound(f"No endpoint at /endpoints/{path}; list_deployments() shows the deployments.")
     if not context.deployments.check_endpoint_token(row, token):
         raise Unauthorized("Missing or invalid endpoint token: send 'Authorization: EndpointToken <token>' "
-                           "(get_deployment shows the deployment's endpoint_token).")
+                           "(get_deployment shows the deployment's endpoint_token).", scheme="EndpointToken")
     return row
 
 
