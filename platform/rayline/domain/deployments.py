@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from rayline.domain.io_types import InputSpec, OutputSpec
 from rayline.domain.names import validate_name
 from rayline.errors import InvalidInput
 
@@ -87,8 +86,7 @@ def check_options(name: str, body: dict[str, Any]) -> DeploymentOptions:
     return DeploymentOptions(rule, mode, path, parallel, max_parallel, ram, gpu, timeout)
 
 
-def endpoint_io(inputs: list[InputSpec], outputs: list[OutputSpec], inputs_mapping: list[dict],
-                outputs_mapping: list[dict]) -> None:
+def check_no_mappings(inputs_mapping: list[dict] | None, outputs_mapping: list[dict] | None) -> None:
     """Mappings arrive with the input sources issue; until then only the default one is accepted:
     every input and output exposed under its own name."""
     if inputs_mapping or outputs_mapping:

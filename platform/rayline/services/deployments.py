@@ -17,7 +17,6 @@ from sqlalchemy import delete, func, select
 
 from rayline.config import Settings
 from rayline.domain import deployments as rules
-from rayline.domain.io_types import InputSpec, OutputSpec
 from rayline.domain.names import validate_name
 from rayline.domain.tokens import MIN_CHOSEN_TOKEN_LENGTH, generate_token, hash_token, token_matches
 from rayline.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PlatformFailure, Unavailable
@@ -25,6 +24,7 @@ from rayline.services.credentials import SecretBox
 from rayline.services.executions import ExecutionService
 from rayline.services.pipelines import READY, PipelineService
 from rayline.store.db import Database
+from rayline.store.executions import log_window
 from rayline.store.models import Deployment, DeploymentLog, Pipeline, Pod, utcnow
 
 logger = logging.getLogger(__name__)
@@ -115,15 +115,7 @@ class DeploymentService:
 
     def logs(self, name: str, from_ts: datetime | None, to_ts: datetime | None, limit: int | None) -> list[DeploymentLog]:
         self._row(name)
-        if limit is not None and (limit <= 0 or limit > 10_000):
-            raise InvalidInput("limit must be between 1 and 10000.")
-        query = select(DeploymentLog).where(DeploymentLog.deployment_name == name)
-        if from_ts is not None:
-            query = query.where(DeploymentLog.timestamp >= from_ts)
-        if to_ts is not None:
-            query = query.where(DeploymentLog.timestamp <= to_ts)
-        with self._db.session() as session:
-            return list(session.scalars(query.order_by(DeploymentLog.timestamp, DeploymentLog.id).limit(limit or 10_000)))
+        return log_window(self._db, DeploymentLog, DeploymentLog.deployment_name == name, from_ts, to_ts, limit)
 
     # --- calling -------------------------------------------------------------------------------
 
@@ -176,8 +168,7 @@ class DeploymentService:
         pipeline = self._pipelines.get(body.get("pipeline_name") or "")
         if pipeline.status != READY:
             raise Conflict(f"Pipeline {pipeline.name!r} is {pipeline.status}; deploy it once it is ready.")
-        rules.endpoint_io([InputSpec(**i) for i in pipeline.inputs], [OutputSpec(**o) for o in pipeline.outputs],
-                          body.get("inputs_mapping") or [], body.get("outputs_mapping") or [])
+        rules.check_no_mappings(body.get("inputs_mapping"), body.get("outputs_mapping"))
         _, token_hash, sealed = self._new_token(body.get("endpoint_token"))
         low_latency = options.mode == "low_latency"
         row = Deployment(

@@ -18,7 +18,6 @@ from rayline.store import executions as store
 from rayline.store.db import Database
 from rayline.store.models import Execution, ExecutionLog, Pipeline
 
-MAX_LOG_LIMIT = 10_000
 RECORD_DELAY_S = 1.0
 
 
@@ -131,16 +130,7 @@ class ExecutionService:
     def logs(self, execution_id: str, from_ts: datetime | None, to_ts: datetime | None,
              limit: int | None) -> list[ExecutionLog]:
         self.get(execution_id)
-        if limit is not None and (limit <= 0 or limit > MAX_LOG_LIMIT):
-            raise InvalidInput(f"limit must be between 1 and {MAX_LOG_LIMIT}.")
-        query = select(ExecutionLog).where(ExecutionLog.execution_id == execution_id)
-        if from_ts is not None:
-            query = query.where(ExecutionLog.timestamp >= from_ts)
-        if to_ts is not None:
-            query = query.where(ExecutionLog.timestamp <= to_ts)
-        query = query.order_by(ExecutionLog.timestamp, ExecutionLog.id).limit(limit or MAX_LOG_LIMIT)
-        with self._db.session() as session:
-            return list(session.scalars(query))
+        return store.log_window(self._db, ExecutionLog, ExecutionLog.execution_id == execution_id, from_ts, to_ts, limit)
 
     def delete(self, execution_id: str) -> None:
         row = self.get(execution_id)

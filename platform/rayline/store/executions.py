@@ -14,6 +14,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from rayline.errors import InvalidInput
 from rayline.store.db import Database
 from rayline.store.models import Counter, Execution, ExecutionLog, utcnow
 
@@ -95,3 +96,20 @@ def end_unfinished_executions(db: Database, reason: str) -> int:
         done = session.execute(update(Execution).where(Execution.status.in_(UNFINISHED_STATUSES))
                                .values(status=ERROR, end_date=utcnow(), error=reason))
         return done.rowcount
+
+
+MAX_LOG_LIMIT = 10_000
+
+
+def log_window(db: Database, model: Any, owner: Any, from_ts: datetime | None, to_ts: datetime | None,
+               limit: int | None) -> list[Any]:
+    """Log rows of one owner (``owner`` is a where-clause), oldest first, within the bounds."""
+    if limit is not None and (limit <= 0 or limit > MAX_LOG_LIMIT):
+        raise InvalidInput(f"limit must be between 1 and {MAX_LOG_LIMIT}.")
+    query = select(model).where(owner)
+    if from_ts is not None:
+        query = query.where(model.timestamp >= from_ts)
+    if to_ts is not None:
+        query = query.where(model.timestamp <= to_ts)
+    with db.session() as session:
+        return list(session.scalars(query.order_by(model.timestamp, model.id).limit(limit or MAX_LOG_LIMIT)))
