@@ -1,3 +1,4 @@
+import threading
 import time
 
 import httpx
@@ -150,19 +151,35 @@ def test_low_latency_logs_rotation_disable_enable_reload(platform, sdk, counter_
     # Disable: calls refused, pod stopped. Enable: a new pod, globals reset.
     disabled = sdk.update_deployment(name, is_enabled=False)
     assert disabled["status"] == "disabled" and disabled["is_enabled"] is False
+    assert not [p for p in disabled["pods"] if p["status"] == "running"]
     refused = call(platform, deployment, 1, token=chosen)
     assert refused.status_code == 503 and "disabled" in refused.json()["message"]
     enabled = sdk.update_deployment(name, is_enabled=True)
     assert enabled["status"] == "up" and enabled["version"]["number"] == 2
     assert call(platform, deployment, 1, token=chosen).json()["output"]["calls"] == 1
 
-    # Reload with no change: a new pod imports the module again; a new version.
+    # Reload with no change: a new pod imports the module again; a new version. The new pod is
+    # ready before the old one stops: calls made meanwhile all succeed.
     before = call(platform, deployment, 1, token=chosen).json()["output"]
+    statuses, stop = [], threading.Event()
+
+    def keep_calling():
+        while not stop.is_set():
+            statuses.append(call(platform, deployment, 1, token=chosen).status_code)
+            time.sleep(0.05)
+
+    caller = threading.Thread(target=keep_calling)
+    caller.start()
     reloaded = sdk.update_deployment(name)
+    time.sleep(4)  # past the old pod's draining
+    stop.set()
+    caller.join()
+    assert len(statuses) > 20 and set(statuses) == {200}
     assert reloaded["version"]["number"] == 3 and reloaded["status"] == "up"
     assert [p["version"] for p in reloaded["pods"] if p["status"] == "running"] == [3]
     after = call(platform, deployment, 1, token=chosen).json()["output"]
-    assert after["pid"] != before["pid"] and after["calls"] == 1
+    # Another process, whose counter started again (one process would count every call).
+    assert after["pid"] != before["pid"] and after["calls"] < before["calls"] + len(statuses)
     sdk.delete_deployment(name)
 
 
@@ -183,9 +200,16 @@ def test_a_crashing_pod_is_restarted_and_its_execution_ends_in_error(platform, s
         time.sleep(1)
     assert probe is not None and probe.status_code == 200, "the pod did not come back"
     assert probe.json()["output"]["pid"] != before["pid"] and probe.json()["output"]["calls"] == 1  # a new pod
-    executions = sdk.list_pipeline_executions(counter_pipeline)
-    statuses = {e["execution_id"]: e["status"] for e in executions if e["deployment_name"] == name}
-    assert "Error" in statuses.values() and "Running" not in statuses.values()
+    # The crashed call got no answer, but it has its record (saved from the dead pod's journal),
+    # ended in Error, with what it printed before dying.
+    mine = [sdk.get_pipeline_execution(e["execution_id"]) for e in sdk.list_pipeline_executions(counter_pipeline)
+            if e["deployment_name"] == name]
+    crashed = [e for e in mine if {"pipeline_input_name": "crash", "value": True}.items()
+               <= {k: v for i in e["inputs"] if i["pipeline_input_name"] == "crash" for k, v in i.items()}.items()]
+    assert len(crashed) == 1 and crashed[0]["status"] == "Error"
+    assert "stopped" in crashed[0]["error"]
+    assert "a stderr line" in logs_text(sdk.get_pipeline_execution_logs(crashed[0]["execution_id"]))
+    assert all(e["status"] in ("Succeeded", "Error") for e in mine)
     sdk.delete_deployment(name)
 
 
