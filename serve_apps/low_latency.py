@@ -2,10 +2,11 @@
 module once and runs every execution in-process, sharing its globals.
 
 HTTP goes from Serve's ingress straight to this replica (route prefix ``/endpoints/<path>``).
-The replica watches its deployment's endpoint token hash in SQL (one indexed read every
-``TOKEN_WATCH_S``), so a rotated token takes effect without restarting it; it reports the hash it
-uses in its pod row, and the rotation waits for that. Records and logs go to SQL through a
-background batch writer, off the response's path.
+The replica watches its deployment's row in SQL (one indexed read every ``TOKEN_WATCH_S``): a
+rotated token takes effect without a restart, and a disabled or deleted deployment is refused at
+once; it reports what it applies in its pod row, which the control plane waits for. Records and
+logs go to SQL through a background batch writer with a journal, off the response's path; a pod
+that starts replays the journals of the pods that died, and ends what they were running.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import inspect
 import json
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time

@@ -13,7 +13,6 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import ray
 from ray.exceptions import (ActorDiedError, RayTaskError, RuntimeEnvSetupError, TaskCancelledError,
                             WorkerCrashedError)
 
