@@ -75,6 +75,11 @@ def _as_list_of(kind: type, values: Any, argument: str) -> list:
     return list(values)
 
 
+def _mappings(kind: type, values: Any, argument: str) -> list[dict] | None:
+    """Mappings on the wire, or None when not given (the server then keeps its default)."""
+    return None if values is None else [m.to_dict() for m in _as_list_of(kind, values, argument)]
+
+
 class RaylineSdk:
     """Client for a Rayline environment.
 
@@ -235,11 +240,10 @@ class RaylineSdk:
         if inputs is not None and not isinstance(inputs, dict):
             raise ValueError("'inputs' must be a dict of input name to value.")
         form = {"json_inputs": json.dumps(inputs or {})}
-        if inputs_mapping is not None:
-            form["inputs_mapping"] = json.dumps([m.to_dict() for m in _as_list_of(InputSource, inputs_mapping, "inputs_mapping")])
-        if outputs_mapping is not None:
-            form["outputs_mapping"] = json.dumps(
-                [m.to_dict() for m in _as_list_of(OutputDestination, outputs_mapping, "outputs_mapping")])
+        for field, value in (("inputs_mapping", _mappings(InputSource, inputs_mapping, "inputs_mapping")),
+                             ("outputs_mapping", _mappings(OutputDestination, outputs_mapping, "outputs_mapping"))):
+            if value is not None:
+                form[field] = json.dumps(value)
         started = self._request("POST", f"/pipelines/{pipeline_name}/run", data=form)
         if not wait_for_completion:
             return {"execution_id": started["execution_id"]}
@@ -316,10 +320,8 @@ class RaylineSdk:
             "max_parallel_executions_per_pod": max_parallel_executions_per_pod, "ram_request": ram_request,
             "gpu_request": gpu_request, "execution_timeout_s": execution_timeout_s, "schedule": schedule,
             "endpoint_url_path": endpoint_url_path, "endpoint_token": endpoint_token,
-            "inputs_mapping": [m.to_dict() for m in _as_list_of(InputSource, inputs_mapping, "inputs_mapping")]
-            if inputs_mapping is not None else None,
-            "outputs_mapping": [m.to_dict() for m in _as_list_of(OutputDestination, outputs_mapping, "outputs_mapping")]
-            if outputs_mapping is not None else None,
+            "inputs_mapping": _mappings(InputSource, inputs_mapping, "inputs_mapping"),
+            "outputs_mapping": _mappings(OutputDestination, outputs_mapping, "outputs_mapping"),
         }
         path = "/endpoints" if execution_rule == "endpoint" else "/periodic-deployment"
         self._request("POST", path, json={k: v for k, v in body.items() if v is not None})
@@ -359,8 +361,8 @@ class RaylineSdk:
         """Enable or disable a deployment. Called with no change on a low-latency deployment, it
         reloads the pod (the module is imported again; the new pod is a new ``version``)."""
         body = {"is_enabled": is_enabled, "schedule": schedule,
-                "inputs_mapping": [m.to_dict() for m in inputs_mapping] if inputs_mapping is not None else None,
-                "outputs_mapping": [m.to_dict() for m in outputs_mapping] if outputs_mapping is not None else None}
+                "inputs_mapping": _mappings(InputSource, inputs_mapping, "inputs_mapping"),
+                "outputs_mapping": _mappings(OutputDestination, outputs_mapping, "outputs_mapping")}
         self._request("PATCH", f"/deployments/{deployment_name}", json={k: v for k, v in body.items() if v is not None})
         return self.get_deployment(deployment_name, wait_for_completion=wait_for_completion, timeout_s=timeout_s)
 

@@ -82,10 +82,6 @@ class ExecutionService:
             raise PlatformFailure(message, additional_data={"execution_id": execution.execution_id}) from error
         return execution
 
-    def latest_for_deployment(self, deployment_name: str) -> Execution | None:
-        with self._db.session() as session:
-            return session.scalars(select(Execution).where(Execution.deployment_name == deployment_name)
-                                   .order_by(Execution.created_at.desc()).limit(1)).first()
 
     def get(self, execution_id: str) -> Execution:
         with self._db.session() as session:
@@ -100,9 +96,14 @@ class ExecutionService:
                                         .order_by(Execution.created_at.desc())))
 
     def latest_for_pipeline(self, pipeline_name: str) -> Execution | None:
+        return self._latest(Execution.pipeline_name == pipeline_name)
+
+    def latest_for_deployment(self, deployment_name: str) -> Execution | None:
+        return self._latest(Execution.deployment_name == deployment_name)
+
+    def _latest(self, where: Any) -> Execution | None:
         with self._db.session() as session:
-            return session.scalars(select(Execution).where(Execution.pipeline_name == pipeline_name)
-                                   .order_by(Execution.created_at.desc()).limit(1)).first()
+            return session.scalars(select(Execution).where(where).order_by(Execution.created_at.desc()).limit(1)).first()
 
     async def wait_until_final(self, execution_id: str, hold_s: float, poll_s: float = 0.02) -> Execution:
         """The record once it has ended, or as it is after ``hold_s`` seconds. A warm replica

@@ -59,7 +59,8 @@ async def call_endpoint(path: str, request: Request, context: AppContext = Depen
     """Run the deployment once. 200 ``{"execution_id", "output"}`` when it ends within the wait
     (``RAYLINE_ENDPOINT_WAIT_S``, 60 s), else 303 to its result URL, which a client follows."""
     row = await run_in_threadpool(_authorized, context, path, _endpoint_token(request))
-    row = await run_in_threadpool(context.deployments.get, row.name)  # with its status refreshed
+    if row.mode == "low_latency":  # here only while its pod does not serve: say why, from Serve's status
+        row = await run_in_threadpool(context.deployments.get, row.name)
     result = await context.deployments.trigger(row, await json_body(request))
     execution_id = result["execution_id"]
     if row.mode == "elastic":
