@@ -43,10 +43,11 @@ async def endpoint(request: Request):
 """
 
 
-def wrk(url: str, token: str | None, connections: int, threads: int, duration_s: int, folder: Path) -> dict:
+def wrk(url: str, token: str | None, connections: int, threads: int, duration_s: int, folder: Path,
+        body: str = '{"x": 1}') -> dict:
     script = folder / "post.lua"
     headers = f'wrk.headers["Authorization"] = "EndpointToken {token}"\n' if token else ""
-    script.write_text('wrk.method = "POST"\nwrk.body = \'{"x": 1}\'\n'
+    script.write_text(f'wrk.method = "POST"\nwrk.body = \'{body}\'\n'
                       'wrk.headers["Content-Type"] = "application/json"\n' + headers)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s",
                           str(script), url], capture_output=True, text=True, check=True).stdout

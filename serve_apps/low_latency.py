@@ -2,7 +2,7 @@
 module once and runs every execution in-process, sharing its globals.
 
 HTTP goes from Serve's ingress straight to this replica (route prefix ``/endpoints/<path>``).
-The replica watches its deployment's row in SQL (one indexed read every ``TOKEN_WATCH_S``): a
+The replica watches its deployment's row in SQL (one indexed read every ``WATCH_S``): a
 rotated token takes effect without a restart, and a disabled or deleted deployment is refused at
 once; it reports what it applies in its pod row, which the control plane waits for. Records and
 logs go to SQL through a background batch writer with a journal, off the response's path; a pod
@@ -36,19 +36,18 @@ from rayline.domain.io_types import InputSpec, OutputSpec, check_outputs, resolv
 from rayline.domain.tokens import token_matches
 from rayline.errors import InvalidInput
 from rayline.execution_context import ExecutionScope, current_scope
-from rayline.runtime.log_capture import install_routing
-from rayline.runtime.worker import call_kwargs, load_function, output_records
+from rayline.runtime.execution_slots import ExecutionSlots
+from rayline.runtime.log_capture import follow_executions_into_threads, install_routing
+from rayline.runtime.worker import call_function, call_kwargs, load_function, output_records
 from rayline.store import executions as store
 from rayline.store.db import Database
 from rayline.store.models import Deployment, Pod, utcnow
 from rayline.store.record_writer import RecordWriter, replay_orphans
 
 ID_BLOCK = 100
-TOKEN_WATCH_S = 0.2
-
-
-class ExecutionTimedOut(Exception):
-    """The execution ran past execution_timeout_s."""
+WATCH_S = 0.2
+# Room above running + waiting for calls being refused, so that a refusal is never queued by Serve.
+REFUSALS_IN_FLIGHT = 16
 
 
 def _error(status: int, message: str, name: str, **extra: Any) -> JSONResponse:
@@ -72,19 +71,27 @@ class LowLatencyReplica:
         self._ids_lock = threading.Lock()
         self._refilling = True
         self._take_id_block()
+        # Threads for `def` functions, never more than the slots let run (timed-out ones included).
         self._executor = ThreadPoolExecutor(max_workers=config.max_parallel_executions,
                                             thread_name_prefix="rayline-execution")
+        self._slots = ExecutionSlots(config.max_parallel_executions, config.max_queued_executions)
+        self._executions: set[asyncio.Future] = set()
+        self._timed_out_threads: set[asyncio.Future] = set()
         self._deployment_scope = ExecutionScope(None, self._deployment_line)
         install_routing(self._deployment_scope)
+        follow_executions_into_threads()
         self._register_pod(dead_pods)
         self._log(f"Pod {self._pod_id} created (version {config.version}).")
         if dead_pods:
             self._log(f"Pod(s) {', '.join(dead_pods)} stopped unexpectedly; their records are saved and what "
                       "they were running ended in Error.", "stderr")
         self._function = self._import()
+        self._is_coroutine = inspect.iscoroutinefunction(self._function) or inspect.iscoroutinefunction(
+            getattr(self._function, "__call__", None))
         self._stop_watch = threading.Event()
-        self._watch_token()
-        threading.Thread(target=self._watch_loop, name="rayline-token-watch", daemon=True).start()
+        self._reported_load = (0, 0)
+        self._watch()
+        threading.Thread(target=self._watch_loop, name="rayline-watch", daemon=True).start()
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -139,26 +146,32 @@ class LowLatencyReplica:
         self._writer.flush()
         return function
 
-    def _watch_token(self) -> None:
+    def _watch(self) -> None:
         """Follow the deployment's row: its token, and whether it is still enabled, or deleted.
-        What the pod now uses is written to its pod row, which the control plane waits for."""
+        What the pod now uses is written to its pod row, which the control plane waits for, with
+        how many executions run and wait here when that changed."""
         with self._db.session() as session:
             row = session.execute(select(Deployment.endpoint_token_hash, Deployment.is_enabled)
                                   .where(Deployment.name == self._config.deployment_name)).first()
             refusing = "deleted" if row is None else (None if row.is_enabled else "disabled")
             token_hash = row.endpoint_token_hash if row is not None else None
+            load = (self._slots.running, self._slots.waiting)
+            if token_hash == self._token_hash and refusing == self._refusing and load == self._reported_load:
+                return
+            pod = session.get(Pod, self._pod_id)
+            if pod is None:
+                return
             if token_hash != self._token_hash or refusing != self._refusing:
                 self._token_hash, self._refusing = token_hash, refusing
-                pod = session.get(Pod, self._pod_id)
-                if pod is not None:
-                    pod.token_fingerprint = token_hash[:16] if token_hash else None
-                    if refusing:
-                        pod.status, pod.updated_at = "stopping", utcnow()
+                pod.token_fingerprint = token_hash[:16] if token_hash else None
+                if refusing:
+                    pod.status, pod.updated_at = "stopping", utcnow()
+            pod.running_executions, pod.waiting_executions = self._reported_load = load
 
     def _watch_loop(self) -> None:
-        while not self._stop_watch.wait(TOKEN_WATCH_S):
+        while not self._stop_watch.wait(WATCH_S):
             try:
-                self._watch_token()
+                self._watch()
             except Exception:  # the database may be briefly locked: the next round retries
                 pass
 
@@ -218,22 +231,42 @@ class LowLatencyReplica:
         except ValueError as error:
             return _error(400, f"The body must be a JSON object of inputs ({error}).", "InvalidInput")
         result = await self.run(given)
-        if result["status"] == store.SUCCEEDED:
+        status = result["status"]
+        if status == store.SUCCEEDED:
             return JSONResponse({"execution_id": result["execution_id"], "output": result["output"]})
-        if result["status"] == "refused":
+        if status == "refused":
             return _error(400, result["message"], "InvalidInput")
+        if status == "busy":
+            return JSONResponse({"message": result["message"], "name": "Unavailable"}, status_code=503,
+                                headers={"Retry-After": str(result["retry_after_s"])})
+        if result.get("timed_out"):
+            return _error(504, result["error"], "ExecutionTimedOut", execution_id=result["execution_id"])
         return _error(500, result["error"], "ExecutionFailed", execution_id=result["execution_id"])
 
     async def run(self, given: Any) -> dict[str, Any]:
-        """Check the inputs, then run one execution. Also called through a handle by the API.
-        Returns ``{"status": "refused", "message"}`` for bad inputs (no execution is recorded)."""
+        """Check the inputs, wait for a slot, run one execution. Also called through a handle by
+        the API. Returns ``{"status": "refused", "message"}`` for bad inputs and ``{"status":
+        "busy", "message", "retry_after_s"}`` when the queue is full; no execution is recorded then."""
         try:
             values = resolve_inputs(self._inputs, given)
         except InvalidInput as error:
             return {"status": "refused", "message": error.message}
-        return await self._execute(values)
+        place = self._slots.reserve()
+        if place is None:
+            slots, name = self._slots, self._config.deployment_name
+            return {"status": "busy", "retry_after_s": slots.retry_after_s(),
+                    "message": f"Deployment {name!r} is busy: {slots.running} execution(s) run, its limit per pod, "
+                               f"and {slots.waiting} wait, the most it queues (max_queued_executions). Retry "
+                               "later, or deploy it with a higher max_parallel_executions_per_pod or "
+                               "max_queued_executions."}
+        # Once accepted, an execution runs to its end and is recorded even if its caller goes away.
+        execution = asyncio.ensure_future(self._execute(place, values))
+        self._executions.add(execution)
+        execution.add_done_callback(self._executions.discard)
+        return await asyncio.shield(execution)
 
-    async def _execute(self, values: dict[str, Any]) -> dict[str, Any]:
+    async def _execute(self, place: asyncio.Future, values: dict[str, Any]) -> dict[str, Any]:
+        await self._slots.wait(place)
         execution_id = self._next_execution_id()
         records = [{"pipeline_input_name": spec.name, "data_type": spec.data_type, "mapping_type": "endpoint",
                     "mapping_value": {"endpoint_input_name": spec.name}, "value": values.get(spec.name)}
@@ -242,56 +275,71 @@ class LowLatencyReplica:
                                        records, utcnow(), self._pod_id)
         self._log(f"Execution {execution_id} started.")
         scope = ExecutionScope(execution_id, lambda stream, line: self._writer.execution_log(execution_id, stream, line))
+        call = self._start_call(scope, values)
+        began = time.monotonic()
+        timeout_s = self._config.execution_timeout_s
+        call.add_done_callback(lambda _: self._call_ended(call, scope, time.monotonic() - began))
         outputs, error = None, None
-        try:
-            returned = await self._call(scope, values)
-            checked = check_outputs(self._outputs, returned)
-            json.dumps(checked, allow_nan=False)
-            outputs = checked
-        except ExecutionTimedOut:
-            error = f"The execution exceeded execution_timeout_s={self._config.execution_timeout_s}."
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
-            trace = traceback.format_exc()
-            for line in trace.rstrip().split("\n"):
-                self._writer.execution_log(execution_id, "stderr", line)
-            self._log(f"Execution {execution_id} failed: {type(exc).__name__}: {exc}", "stderr")
-            error = f"{type(exc).__name__}: {exc}. The traceback is in the execution's logs."
+        done, _ = await asyncio.wait({call}, timeout=timeout_s)
+        if not done:
+            error = self._time_out(call, execution_id, timeout_s)
+        else:
+            try:
+                checked = check_outputs(self._outputs, call.result())
+                json.dumps(checked, allow_nan=False)
+                outputs = checked
+            except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
+                for line in traceback.format_exc().rstrip().split("\n"):
+                    self._writer.execution_log(execution_id, "stderr", line)
+                self._log(f"Execution {execution_id} failed: {type(exc).__name__}: {exc}", "stderr")
+                error = f"{type(exc).__name__}: {exc}. The traceback is in the execution's logs."
         scope.drain()
         if error is None:
             self._writer.execution_finished(execution_id, store.SUCCEEDED, output_records(self._outputs, outputs), None)
             return {"execution_id": execution_id, "status": store.SUCCEEDED, "output": outputs}
         self._writer.execution_finished(execution_id, store.FAILED, None, error)
-        return {"execution_id": execution_id, "status": store.FAILED, "error": error}
+        return {"execution_id": execution_id, "status": store.FAILED, "error": error, "timed_out": not done}
 
-    async def _call(self, scope: ExecutionScope, values: dict[str, Any]) -> Any:
-        token = current_scope.set(scope)
-        values = call_kwargs(self._function, values)
-        try:
-            if inspect.iscoroutinefunction(self._function):
-                call = self._function(**values)
-            else:
-                context = contextvars.copy_context()
-                call = asyncio.get_running_loop().run_in_executor(
-                    self._executor, lambda: context.run(self._function, **values))
-            async with asyncio.timeout(self._config.execution_timeout_s) as deadline:
-                try:
-                    return await call
-                except TimeoutError:
-                    if deadline.expired():  # ours, not a TimeoutError the user's code raised
-                        raise ExecutionTimedOut() from None
-                    raise
-        finally:
-            current_scope.reset(token)
+    def _start_call(self, scope: ExecutionScope, values: dict[str, Any]) -> asyncio.Future:
+        """The user's function, started in the execution's scope: a coroutine as a task on this
+        event loop, a plain function in a thread of the pool (never on the loop)."""
+        context = contextvars.copy_context()
+        context.run(current_scope.set, scope)
+        loop = asyncio.get_running_loop()
+        if self._is_coroutine:
+            return loop.create_task(self._function(**call_kwargs(self._function, values)), context=context)
+        return loop.run_in_executor(self._executor, context.run, call_function, self._function, values)
+
+    def _time_out(self, call: asyncio.Future, execution_id: str, timeout_s: float) -> str:
+        if self._is_coroutine:
+            call.cancel()  # its slot is released once the cancellation has unwound it
+            return f"The execution exceeded execution_timeout_s={timeout_s:g} s and was cancelled."
+        self._timed_out_threads.add(call)
+        self._log(f"Execution {execution_id} exceeded execution_timeout_s={timeout_s:g} s. Python cannot stop a "
+                  f"thread: it still runs and holds one of the {self._slots.limit} execution slot(s) until it "
+                  "returns.", "stderr")
+        return (f"The execution exceeded execution_timeout_s={timeout_s:g} s. Its caller was answered, but its "
+                "thread cannot be stopped and runs on (its further logs still come here).")
+
+    def _call_ended(self, call: asyncio.Future, scope: ExecutionScope, duration_s: float) -> None:
+        self._slots.release(duration_s)
+        if call in self._timed_out_threads:
+            self._timed_out_threads.discard(call)
+            scope.drain()
+            self._log(f"The thread of timed-out execution {scope.execution_id} ended after {duration_s:.1f} s; "
+                      "its slot is free again.")
+        if not call.cancelled():
+            call.exception()  # retrieved, so asyncio does not warn about a result nobody awaited
 
 
-def build(config: ReplicaConfig, *, max_ongoing_requests: int, ray_actor_options: dict[str, Any]):
+def build(config: ReplicaConfig, *, ray_actor_options: dict[str, Any]):
     deployment = serve.deployment(
         LowLatencyReplica,
         name="pipeline",
         num_replicas=1,
-        max_ongoing_requests=max_ongoing_requests,
+        # Serve lets through what may run or wait here; the replica's slots gate what runs, and
+        # refuse past the queue with a JSON message and a Retry-After Serve could not give.
+        max_ongoing_requests=config.max_parallel_executions + config.max_queued_executions + REFUSALS_IN_FLIGHT,
         ray_actor_options=ray_actor_options,
         health_check_period_s=5,
         graceful_shutdown_timeout_s=5,

@@ -66,9 +66,13 @@ class ExecutionNotFinished(Conflict):
 
 
 class Unavailable(RaylineError):
-    """The target exists but cannot serve now (disabled, starting, failed); retry later or fix it."""
+    """The target exists but cannot serve now (disabled, starting, failed, busy); retry later or fix it."""
 
     name = "Unavailable"
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # sent as Retry-After when the platform can tell
 
 
 class NotImplementedYet(RaylineError):

@@ -16,18 +16,19 @@ Emit = Callable[[str, str], None]  # (stream, line)
 
 
 class ExecutionScope:
-    """Where one execution's output lines go, with its partial lines per stream."""
+    """Where one execution's output lines go, with its unfinished lines per (stream, thread):
+    ``print`` writes a line in pieces, and an execution's threads print at the same time."""
 
     def __init__(self, execution_id: str | None, emit: Emit) -> None:
         self.execution_id = execution_id
         self.emit = emit
-        self.partial: dict[str, str] = {}
+        self.partial: dict[tuple[str, int], str] = {}
         self.lock = threading.Lock()
 
     def drain(self) -> None:
         with self.lock:
             rest, self.partial = self.partial, {}
-        for stream, text in rest.items():
+        for (stream, _), text in rest.items():
             if text:
                 self.emit(stream, text)
 

@@ -255,37 +255,3 @@ def test_bad_deployment_requests_are_clear_400s_and_409s(sdk, counter_pipeline):
         sdk.get_deployment("no-such-deployment")
     assert info.value.status_code == 404
     sdk.delete_deployment(name)
-
-
-def test_a_low_latency_pod_runs_one_execution_at_a_time_by_default(platform, sdk, tmp_path):
-    pipeline = unique("slow")
-    folder = write_folder(tmp_path, {"main.py": """
-        import threading
-        import time
-
-        RUNNING = {"now": 0, "most": 0}
-        LOCK = threading.Lock()
-
-        def slow():
-            with LOCK:
-                RUNNING["now"] += 1
-                RUNNING["most"] = max(RUNNING["most"], RUNNING["now"])
-            time.sleep(0.5)
-            with LOCK:
-                RUNNING["now"] -= 1
-            return {"most": RUNNING["most"]}
-    """})
-    sdk.create_pipeline(pipeline, "main.py", "slow", container_config={"local_folder": str(folder)},
-                        outputs=[Output("most", "number")])
-    deployment = sdk.create_deployment(pipeline, unique("slow-dep"), "endpoint", mode="low_latency")
-    url = f"{platform.url}/endpoints/{deployment['endpoint_url_path']}"
-    headers = {"Authorization": f"EndpointToken {deployment['endpoint_token']}"}
-    from concurrent.futures import ThreadPoolExecutor
-
-    began = time.monotonic()
-    with ThreadPoolExecutor(4) as pool:
-        responses = list(pool.map(lambda _: httpx.post(url, json={}, headers=headers, timeout=60), range(4)))
-    assert [r.status_code for r in responses] == [200] * 4  # the others waited, none was refused
-    assert max(r.json()["output"]["most"] for r in responses) == 1
-    assert time.monotonic() - began >= 4 * 0.5
-    sdk.delete_pipeline(pipeline, force_deployments_deletion=True)

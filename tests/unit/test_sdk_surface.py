@@ -11,7 +11,7 @@ from rayline import Input, InputSource, Output, OutputDestination, RaylineSdk, S
 
 def test_public_names_are_exactly_all():
     assert rayline.__all__ == ["INPUT_OUTPUT_TYPES", "Input", "InputSource", "Output", "OutputDestination",
-                               "RaylineSdk", "SdkException"]
+                               "RaylineSdk", "SdkException", "current_execution_id"]
 
 
 def test_importing_the_sdk_loads_neither_ray_nor_the_server():

@@ -51,7 +51,11 @@ def _validation_message(error: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.RaylineError)
     async def _rayline_error(_: Request, error: errors.RaylineError) -> JSONResponse:
-        headers = {"WWW-Authenticate": error.scheme} if isinstance(error, errors.Unauthorized) else None
+        headers = None
+        if isinstance(error, errors.Unauthorized):
+            headers = {"WWW-Authenticate": error.scheme}
+        elif isinstance(error, errors.Unavailable) and error.retry_after_s is not None:
+            headers = {"Retry-After": str(error.retry_after_s)}
         return error_response(_status_of(error), error.message, error.name, error.additional_data, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -128,6 +128,8 @@ class PodPublic(BaseModel):
     pod_id: str
     status: str
     version: int
+    running_executions: int  # whose function runs now (a timed-out thread included)
+    waiting_executions: int  # waiting for a slot, in arrival order
 
 
 class DeploymentVersion(BaseModel):
@@ -149,6 +151,7 @@ class DeploymentPublic(BaseModel):
     outputs_mapping: list[dict[str, Any]]
     enable_parallel_executions: bool
     max_parallel_executions_per_pod: int
+    max_queued_executions: int | None
     ram_request: str | None
     gpu_request: int | None
     execution_timeout_s: float | None
@@ -166,10 +169,14 @@ class DeploymentPublic(BaseModel):
             status=row.status, is_enabled=row.is_enabled, description=row.description,
             inputs_mapping=row.inputs_mapping, outputs_mapping=row.outputs_mapping,
             enable_parallel_executions=row.enable_parallel_executions,
-            max_parallel_executions_per_pod=row.max_parallel_executions_per_pod, ram_request=row.ram_request,
+            max_parallel_executions_per_pod=row.max_parallel_executions_per_pod,
+            max_queued_executions=row.max_queued_executions if row.mode == "low_latency" else None,
+            ram_request=row.ram_request,
             gpu_request=row.gpu_request, execution_timeout_s=row.execution_timeout_s, created_at=row.created_at,
             updated_at=row.updated_at, version=DeploymentVersion(number=row.version, updated_at=row.version_updated_at),
             endpoint_url_path=row.endpoint_url_path, endpoint_token=endpoint_token,
-            pods=[PodPublic(pod_id=p.pod_id, status=p.status, version=p.version) for p in pods]
+            pods=[PodPublic(pod_id=p.pod_id, status=p.status, version=p.version,
+                            running_executions=p.running_executions or 0,
+                            waiting_executions=p.waiting_executions or 0) for p in pods]
             if row.mode == "low_latency" else None,
         )

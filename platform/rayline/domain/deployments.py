@@ -13,6 +13,8 @@ EXECUTION_RULES = ("endpoint", "periodic")
 MODES = ("elastic", "low_latency")
 DEFAULT_PARALLEL_EXECUTIONS = 6
 MAX_PARALLEL_EXECUTIONS = 1000
+DEFAULT_QUEUED_EXECUTIONS = 1000
+MAX_QUEUED_EXECUTIONS = 100_000
 
 # Deployment statuses (craft-api.md) and the pod statuses get_deployment reports.
 CREATION_PENDING, UP, CREATION_FAILED = "creation_pending", "up", "creation_failed"
@@ -45,6 +47,7 @@ class DeploymentOptions:
     endpoint_url_path: str | None
     enable_parallel_executions: bool
     max_parallel_executions_per_pod: int
+    max_queued_executions: int
     ram_request: str | None
     gpu_request: int | None
     execution_timeout_s: float | None
@@ -71,10 +74,16 @@ def check_options(name: str, body: dict[str, Any]) -> DeploymentOptions:
         if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or not 1 <= max_parallel <= MAX_PARALLEL_EXECUTIONS:
             raise InvalidInput(f"max_parallel_executions_per_pod must be an integer from 1 to {MAX_PARALLEL_EXECUTIONS}.")
     max_parallel = (max_parallel or DEFAULT_PARALLEL_EXECUTIONS) if parallel else 1
+    queued = body.get("max_queued_executions")
+    if queued is not None and (not isinstance(queued, int) or isinstance(queued, bool)
+                               or not 0 <= queued <= MAX_QUEUED_EXECUTIONS):
+        raise InvalidInput(f"max_queued_executions must be an integer from 0 (refuse a call when every slot is busy) "
+                           f"to {MAX_QUEUED_EXECUTIONS}.")
 
     ram, gpu = body.get("ram_request"), body.get("gpu_request")
-    if mode != "low_latency" and (parallel or ram is not None or gpu is not None):
-        raise InvalidInput("enable_parallel_executions, ram_request and gpu_request only go with mode='low_latency'.")
+    if mode != "low_latency" and (parallel or queued is not None or ram is not None or gpu is not None):
+        raise InvalidInput("enable_parallel_executions, max_queued_executions, ram_request and gpu_request only go "
+                           "with mode='low_latency'.")
     if ram is not None:
         parse_memory(ram)
     if gpu is not None and (not isinstance(gpu, int) or isinstance(gpu, bool) or gpu < 0):
@@ -83,7 +92,8 @@ def check_options(name: str, body: dict[str, Any]) -> DeploymentOptions:
     timeout = body.get("execution_timeout_s")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise InvalidInput("execution_timeout_s must be a number of seconds greater than 0.")
-    return DeploymentOptions(rule, mode, path, parallel, max_parallel, ram, gpu, timeout)
+    return DeploymentOptions(rule, mode, path, parallel, max_parallel,
+                             DEFAULT_QUEUED_EXECUTIONS if queued is None else queued, ram, gpu, timeout)
 
 
 def check_no_mappings(inputs_mapping: list[dict] | None, outputs_mapping: list[dict] | None) -> None:
@@ -108,5 +118,6 @@ class ReplicaConfig:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
     max_parallel_executions: int = 1
+    max_queued_executions: int = DEFAULT_QUEUED_EXECUTIONS
     execution_timeout_s: float | None = None
     journal_dir: str = ""

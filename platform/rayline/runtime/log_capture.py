@@ -5,6 +5,10 @@ each line to the current execution's scope (a context variable), or to a default
 deployment's log in a warm replica, the one execution in an elastic worker). ``logging``'s
 default handler writes to ``sys.stderr`` at each call, so it is captured too. Everything is also
 copied to the original stream, so Ray's worker logs and dashboard keep showing it.
+
+Threads do not inherit context variables, so in a warm replica ``follow_executions_into_threads``
+makes a thread started (``threading.Thread``) or a task submitted (``ThreadPoolExecutor``) during
+an execution belong to that execution: what the user's own threads print stays in its logs.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ from __future__ import annotations
 import io
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 from rayline.execution_context import ExecutionScope, current_scope
+
+_following_threads = False
 
 Record = tuple[datetime, str, str]
 
@@ -81,9 +88,14 @@ class RoutingStream(io.TextIOBase):
 
     def write(self, text: str) -> int:
         scope = current_scope.get() or self.default
+        key = (self._stream, threading.get_ident())
         with scope.lock:
-            buffered = scope.partial.get(self._stream, "") + text
-            *lines, scope.partial[self._stream] = buffered.split("\n")
+            buffered = scope.partial.get(key, "") + text
+            *lines, rest = buffered.split("\n")
+            if rest:
+                scope.partial[key] = rest
+            else:
+                scope.partial.pop(key, None)
         for line in lines:
             scope.emit(self._stream, line)
         try:
@@ -114,14 +126,52 @@ def install_routing(default: ExecutionScope) -> tuple[RoutingStream, RoutingStre
 
 
 @contextmanager
-def capture_output(sink: LogSink) -> Iterator[None]:
-    """Send everything printed in the block to ``sink`` (an elastic worker's one execution)."""
-    scope = ExecutionScope(None, sink.add)
+def capture_output(sink: LogSink, execution_id: str) -> Iterator[None]:
+    """Send everything printed in the block to ``sink`` (an elastic worker's one execution),
+    from any thread: the process serves only this execution."""
+    scope = ExecutionScope(execution_id, sink.add)
     saved = sys.stdout, sys.stderr
     sys.stdout = RoutingStream("stdout", saved[0], scope)
     sys.stderr = RoutingStream("stderr", saved[1], scope)
+    token = current_scope.set(scope)
     try:
         yield
     finally:
+        current_scope.reset(token)
         sys.stdout, sys.stderr = saved
         scope.drain()
+
+
+def _in_scope(scope: ExecutionScope, function: Callable, *args, **kwargs):
+    token = current_scope.set(scope)
+    try:
+        return function(*args, **kwargs)
+    finally:
+        current_scope.reset(token)
+
+
+def follow_executions_into_threads() -> None:
+    """Make threads and thread-pool tasks started during an execution run in its scope (once
+    per process; code outside executions is left untouched)."""
+    global _following_threads
+    if _following_threads:
+        return
+    _following_threads = True
+    start, submit = threading.Thread.start, ThreadPoolExecutor.submit
+
+    def start_in_scope(self: threading.Thread) -> None:
+        scope = current_scope.get()
+        if scope is not None:
+            run = self.run  # a subclass's run too: the instance attribute shadows it
+            self.run = lambda: _in_scope(scope, run)
+        start(self)
+
+    def submit_in_scope(self: ThreadPoolExecutor, fn: Callable, /, *args, **kwargs):
+        # A pool's worker thread serves the tasks of any execution: the scope goes with the task.
+        scope = current_scope.get()
+        if scope is None:
+            return submit(self, fn, *args, **kwargs)
+        return submit(self, _in_scope, scope, fn, *args, **kwargs)
+
+    threading.Thread.start = start_in_scope
+    ThreadPoolExecutor.submit = submit_in_scope

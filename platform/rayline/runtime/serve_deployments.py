@@ -39,8 +39,7 @@ def deploy(config, *, ram_request: str | None, gpu_request: int | None, package_
            requirements: list[str]) -> None:
     from serve_apps.low_latency import build
 
-    app = build(config, max_ongoing_requests=config.max_parallel_executions,
-                ray_actor_options=replica_options(package_uri, requirements, ram_request, gpu_request))
+    app = build(config, ray_actor_options=replica_options(package_uri, requirements, ram_request, gpu_request))
     serve._run(app, name=config.deployment_name, route_prefix=config.route_prefix, _blocking=False)
 
 

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 import ray
 
 from rayline.domain.io_types import OutputSpec, check_outputs
-from rayline.runtime.log_capture import LogSink, Record, capture_output
+from rayline.runtime.log_capture import LogSink, Record, capture_output, follow_executions_into_threads
 
 SUCCEEDED, FAILED = "Succeeded", "Failed"
 # An execution still running after this long streams its logs to SQL, so they can be read live.
@@ -149,11 +149,12 @@ def run_execution(job: ExecutionJob) -> ExecutionResult:
 def execute(job: ExecutionJob) -> ExecutionResult:
     """Run one execution; the caller records the result."""
     started_at = datetime.now(timezone.utc)
+    follow_executions_into_threads()  # current_execution_id() in the user's threads too
     sink = LogSink(_LateLogWriter(job), delay_s=STREAM_LOGS_AFTER_S)
     specs = [OutputSpec(**spec) for spec in job.outputs]
     outputs, error = None, None
     try:
-        with scratch_copy(Path.cwd(), job.execution_id) as workdir, capture_output(sink):
+        with scratch_copy(Path.cwd(), job.execution_id) as workdir, capture_output(sink, job.execution_id):
             try:
                 function = load_function(workdir, job.function_path, job.function_name)
                 values = check_outputs(specs, call_function(function, job.inputs))

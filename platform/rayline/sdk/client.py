@@ -296,12 +296,17 @@ class RaylineSdk:
                           max_parallel_executions_per_pod: int | None = None, ram_request: str | None = None,
                           gpu_request: int | None = None, wait_for_completion: bool = True,
                           timeout_s: float | None = None, execution_timeout_s: float | None = None,
-                          endpoint_token: str | None = None) -> dict:
+                          endpoint_token: str | None = None, max_queued_executions: int | None = None) -> dict:
         """Deploy a pipeline. ``execution_rule="endpoint"`` makes it callable at
         ``POST {environment_url}/endpoints/<endpoint_url_path>`` with its endpoint token.
 
         ``mode="elastic"`` runs each call in a fresh worker process; ``mode="low_latency"`` keeps a
         warm pod that imports the pipeline's module once (its globals are shared by every call).
+        There, one execution runs at a time, or up to ``max_parallel_executions_per_pod`` (default
+        6) with ``enable_parallel_executions=True``: ``def`` functions in threads, ``async def``
+        ones as coroutines. Calls beyond wait in arrival order; past ``max_queued_executions``
+        waiting (default 1000) a call gets 503 with ``Retry-After``. An execution running longer
+        than ``execution_timeout_s`` ends Failed and its caller gets 504.
         Waits until the deployment is up unless ``wait_for_completion=False``.
         """
         if execution_rule not in ("endpoint", "periodic"):
@@ -317,7 +322,8 @@ class RaylineSdk:
         body = {
             "pipeline_name": pipeline_name, "name": deployment_name, "description": description, "mode": mode,
             "enable_parallel_executions": enable_parallel_executions,
-            "max_parallel_executions_per_pod": max_parallel_executions_per_pod, "ram_request": ram_request,
+            "max_parallel_executions_per_pod": max_parallel_executions_per_pod,
+            "max_queued_executions": max_queued_executions, "ram_request": ram_request,
             "gpu_request": gpu_request, "execution_timeout_s": execution_timeout_s, "schedule": schedule,
             "endpoint_url_path": endpoint_url_path, "endpoint_token": endpoint_token,
             "inputs_mapping": _mappings(InputSource, inputs_mapping, "inputs_mapping"),

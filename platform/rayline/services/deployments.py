@@ -139,6 +139,8 @@ class DeploymentService:
             result = await self._serve.run(row.name, given)
             if result.get("status") == "refused":
                 raise InvalidInput(result["message"])
+            if result.get("status") == "busy":
+                raise Unavailable(result["message"], retry_after_s=result["retry_after_s"])
             return result
         execution = await asyncio.to_thread(self._executions.run_elastic_deployment, row.name,
                                             row.pipeline_name, given)
@@ -177,6 +179,7 @@ class DeploymentService:
             endpoint_token_hash=token_hash, endpoint_token_sealed=sealed, inputs_mapping=[], outputs_mapping=[],
             enable_parallel_executions=options.enable_parallel_executions,
             max_parallel_executions_per_pod=options.max_parallel_executions_per_pod,
+            max_queued_executions=options.max_queued_executions,
             ram_request=options.ram_request, gpu_request=options.gpu_request,
             execution_timeout_s=options.execution_timeout_s, is_enabled=True,
             status=rules.CREATION_PENDING if low_latency else rules.UP, has_been_up=not low_latency,
@@ -202,7 +205,8 @@ class DeploymentService:
             function_name=pipeline.function_name, database_url=self._db.url,
             route_prefix=f"{ENDPOINT_PREFIX}/{row.endpoint_url_path}", version=row.version,
             inputs=pipeline.inputs, outputs=pipeline.outputs,
-            max_parallel_executions=row.max_parallel_executions_per_pod, execution_timeout_s=row.execution_timeout_s,
+            max_parallel_executions=row.max_parallel_executions_per_pod,
+            max_queued_executions=row.max_queued_executions, execution_timeout_s=row.execution_timeout_s,
             journal_dir=str(self._settings.home_dir / "journal" / row.name))
         try:
             self._serve.deploy(config, ram_request=row.ram_request,

@@ -105,6 +105,7 @@ class Deployment(Base):
     outputs_mapping: Mapped[list] = mapped_column(JSON, default=list)
     enable_parallel_executions: Mapped[bool] = mapped_column(default=False)
     max_parallel_executions_per_pod: Mapped[int] = mapped_column(Integer, default=1)
+    max_queued_executions: Mapped[int] = mapped_column(Integer, default=1000)
     ram_request: Mapped[str | None] = mapped_column(String(32), nullable=True)
     gpu_request: Mapped[int | None] = mapped_column(Integer, nullable=True)
     execution_timeout_s: Mapped[float | None] = mapped_column(nullable=True)
@@ -141,5 +142,8 @@ class Pod(Base):
     # The start of the endpoint token hash the pod checks calls against, so that a rotation can
     # wait until every pod refuses the old token.
     token_fingerprint: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Executions whose function runs (a timed-out thread included) and callers waiting for a slot.
+    running_executions: Mapped[int] = mapped_column(Integer, default=0)
+    waiting_executions: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

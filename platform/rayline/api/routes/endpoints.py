@@ -71,8 +71,9 @@ async def call_endpoint(path: str, request: Request, context: AppContext = Depen
                   "error": execution.error}
     if result["status"] == SUCCEEDED:
         return {"execution_id": execution_id, "output": result["output"]}
-    return JSONResponse({"message": result["error"], "name": "ExecutionFailed", "execution_id": execution_id},
-                        status_code=500)
+    timed_out = result.get("timed_out", False)
+    return JSONResponse({"message": result["error"], "name": "ExecutionTimedOut" if timed_out else "ExecutionFailed",
+                         "execution_id": execution_id}, status_code=504 if timed_out else 500)
 
 
 @router.get("/endpoints/v1/{path}/executions/{execution_id}")

@@ -1,0 +1,72 @@
+"""How many executions a warm replica runs at once, and the queue of those that wait.
+
+Serve's ``max_ongoing_requests`` counts requests, not running code: once an execution has timed
+out its caller is answered, but a thread cannot be stopped, so its user function still runs.
+The slots are held by the running function itself (a thread, or a coroutine's task) and released
+when it really ends, so at no moment do more than ``limit`` user functions run. Callers beyond
+the limit wait in arrival order; past ``max_waiting`` they are refused at once.
+
+Everything here runs on the replica's event loop, so no lock is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+
+# How the expected wait is smoothed (an exponential moving average of execution durations).
+_DURATION_WEIGHT = 0.2
+
+
+class ExecutionSlots:
+    def __init__(self, limit: int, max_waiting: int) -> None:
+        if limit < 1 or max_waiting < 0:
+            raise ValueError("limit must be at least 1 and max_waiting at least 0.")
+        self.limit, self.max_waiting = limit, max_waiting
+        self.running = 0
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+        self._mean_duration_s = 1.0
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def reserve(self) -> asyncio.Future | None:
+        """A place for one execution: a future that is done once it holds a slot (at once when
+        one is free and nobody waits), or None when the queue is full."""
+        place = asyncio.get_running_loop().create_future()
+        if self.running < self.limit and not self._waiters:
+            self.running += 1
+            place.set_result(None)
+        elif len(self._waiters) < self.max_waiting:
+            self._waiters.append(place)
+        else:
+            return None
+        return place
+
+    async def wait(self, place: asyncio.Future) -> None:
+        """Wait for a reserved place to become a slot; a caller cancelled right after being
+        handed the slot gives it back."""
+        try:
+            await place
+        except asyncio.CancelledError:
+            if place.done() and not place.cancelled():
+                self.release()
+            raise
+
+    def release(self, duration_s: float | None = None) -> None:
+        """The function holding a slot has ended: hand its slot to the first waiter."""
+        if duration_s is not None:
+            self._mean_duration_s += _DURATION_WEIGHT * (duration_s - self._mean_duration_s)
+        while self._waiters:
+            place = self._waiters.popleft()
+            if not place.done():  # a waiter cancelled (its replica stopping) lets the next one in
+                place.set_result(None)
+                return
+        self.running -= 1
+
+    def retry_after_s(self) -> int:
+        """Whole seconds until a refused caller may find room: one slot frees about every mean
+        duration / limit seconds."""
+        return max(1, math.ceil(self._mean_duration_s / self.limit))
