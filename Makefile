@@ -30,6 +30,7 @@ bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python benchmarks/run_pipeline_latency.py
 	$(BIN)/python benchmarks/endpoint_latency.py
+	$(BIN)/python benchmarks/parallel_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info platform/*.egg-info

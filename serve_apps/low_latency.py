@@ -2,6 +2,9 @@
 module once and runs every execution in-process, sharing its globals.
 
 HTTP goes from Serve's ingress straight to this replica (route prefix ``/endpoints/<path>``).
+An ``async def`` function runs as a task on the replica's event loop, a ``def`` one in a thread;
+``ExecutionSlots`` lets at most ``max_parallel_executions_per_pod`` run at once and queues the
+rest, in arrival order, up to ``max_queued_executions``.
 The replica watches its deployment's row in SQL (one indexed read every ``WATCH_S``): a
 rotated token takes effect without a restart, and a disabled or deleted deployment is refused at
 once; it reports what it applies in its pod row, which the control plane waits for. Records and
@@ -31,7 +34,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from rayline.domain.deployments import ReplicaConfig
+from rayline.domain.deployments import ReplicaConfig, timed_out_error
 from rayline.domain.io_types import InputSpec, OutputSpec, check_outputs, resolve_inputs
 from rayline.domain.tokens import token_matches
 from rayline.errors import InvalidInput
@@ -313,13 +316,13 @@ class LowLatencyReplica:
     def _time_out(self, call: asyncio.Future, execution_id: str, timeout_s: float) -> str:
         if self._is_coroutine:
             call.cancel()  # its slot is released once the cancellation has unwound it
-            return f"The execution exceeded execution_timeout_s={timeout_s:g} s and was cancelled."
+            return timed_out_error(timeout_s, " and was cancelled.")
         self._timed_out_threads.add(call)
         self._log(f"Execution {execution_id} exceeded execution_timeout_s={timeout_s:g} s. Python cannot stop a "
                   f"thread: it still runs and holds one of the {self._slots.limit} execution slot(s) until it "
                   "returns.", "stderr")
-        return (f"The execution exceeded execution_timeout_s={timeout_s:g} s. Its caller was answered, but its "
-                "thread cannot be stopped and runs on (its further logs still come here).")
+        return timed_out_error(timeout_s, "; its caller was answered, but its thread cannot be stopped and runs on "
+                                          "(its further logs still come here).")
 
     def _call_ended(self, call: asyncio.Future, scope: ExecutionScope, duration_s: float) -> None:
         self._slots.release(duration_s)

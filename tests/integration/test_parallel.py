@@ -1,5 +1,6 @@
 """Parallel executions in a warm replica: threads for `def`, coroutines for `async def`, an exact
-limit (timed-out threads included), a bounded queue, timeouts and per-execution logs."""
+limit (timed-out threads included), a bounded queue, timeouts and per-execution logs; and the
+timeout of an elastic execution, whose worker process can be stopped."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -245,3 +246,19 @@ def test_each_execution_keeps_its_own_logs_from_its_threads_too(platform, sdk, d
     deployment_logs = logs_text(sdk.get_deployment_logs(deployment["name"]))
     assert "background thread: belongs to no execution" in deployment_logs
     assert "talk " not in deployment_logs
+
+
+def test_an_elastic_execution_past_its_timeout_has_its_worker_stopped(platform, sdk, pipelines):
+    name = unique("elastic-timeout")
+    deployment = sdk.create_deployment(pipelines["sleeper"], name, "endpoint", mode="elastic", execution_timeout_s=2)
+    try:
+        began = time.monotonic()
+        response = post(platform, deployment, seconds=30)
+        assert response.status_code == 504 and time.monotonic() - began < 10
+        body = response.json()
+        assert body["name"] == "ExecutionTimedOut" and "execution_timeout_s=2" in body["message"]
+        execution = sdk.get_pipeline_execution(body["execution_id"])
+        assert execution["status"] == "Failed" and "worker process was stopped" in execution["error"]
+        assert post(platform, deployment, seconds=0).status_code == 200  # the next call is not affected
+    finally:
+        sdk.delete_deployment(name)

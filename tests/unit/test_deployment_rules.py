@@ -26,10 +26,20 @@ def test_options_defaults_and_refusals():
     options = check_options("my-dep", {"mode": "low_latency", "enable_parallel_executions": True})
     assert options.endpoint_url_path == "my-dep" and options.max_parallel_executions_per_pod == 6
     assert check_options("d", {}).max_parallel_executions_per_pod == 1
+    assert options.max_queued_executions == 1000
+    assert check_options("d", {"mode": "low_latency", "max_queued_executions": 0}).max_queued_executions == 0
     for body, fragment in [({"mode": "warm"}, "mode must be"), ({"execution_rule": "cron"}, "execution_rule"),
                            ({"gpu_request": 1}, "only go with mode='low_latency'"),
                            ({"mode": "low_latency", "gpu_request": -1}, "gpu_request"),
                            ({"endpoint_url_path": "Bad/Path"}, "endpoint_url_path"),
-                           ({"execution_rule": "periodic", "endpoint_url_path": "x"}, "only goes with")]:
+                           ({"execution_rule": "periodic", "endpoint_url_path": "x"}, "only goes with"),
+                           ({"max_queued_executions": 5}, "only go with mode='low_latency'"),
+                           ({"mode": "low_latency", "max_queued_executions": -1}, "max_queued_executions must be"),
+                           ({"mode": "low_latency", "max_queued_executions": "10"}, "max_queued_executions must be"),
+                           ({"mode": "low_latency", "max_parallel_executions_per_pod": 4},
+                            "needs enable_parallel_executions"),
+                           ({"mode": "low_latency", "enable_parallel_executions": True,
+                             "max_parallel_executions_per_pod": 0}, "from 1 to"),
+                           ({"execution_timeout_s": 0}, "execution_timeout_s")]:
         with pytest.raises(InvalidInput, match=fragment):
             check_options("d", body)

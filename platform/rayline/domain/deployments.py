@@ -96,6 +96,18 @@ def check_options(name: str, body: dict[str, Any]) -> DeploymentOptions:
                              DEFAULT_QUEUED_EXECUTIONS if queued is None else queued, ram, gpu, timeout)
 
 
+TIMED_OUT = "The execution exceeded execution_timeout_s="
+
+
+def timed_out_error(timeout_s: float, what_happened: str) -> str:
+    """The error of an execution that ran past its deployment's ``execution_timeout_s``."""
+    return f"{TIMED_OUT}{timeout_s:g} s{what_happened}"
+
+
+def is_timed_out(error: str | None) -> bool:
+    return bool(error and error.startswith(TIMED_OUT))
+
+
 def check_no_mappings(inputs_mapping: list[dict] | None, outputs_mapping: list[dict] | None) -> None:
     """Mappings arrive with the input sources issue; until then only the default one is accepted:
     every input and output exposed under its own name."""

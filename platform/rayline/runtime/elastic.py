@@ -10,12 +10,15 @@ it, so that workers need no database access (nor the imports it costs) for short
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import ray
 from ray.exceptions import (ActorDiedError, RayTaskError, RuntimeEnvSetupError, TaskCancelledError,
                             WorkerCrashedError)
 
+from rayline.domain.deployments import timed_out_error
 from rayline.runtime.spare_workers import SparePool
 from rayline.runtime.worker import ExecutionJob, ExecutionResult, run_execution
 from rayline.store import executions as store
@@ -68,23 +71,44 @@ class ElasticRunner:
             ref = run_execution.options(runtime_env=env, name=f"rayline-execution:{job.execution_id}").remote(job)
 
         recorded: Future = Future()
+        timed_out = threading.Event()
+        timer = threading.Timer(job.timeout_s, self._stop, (timed_out, ref, spare)) if job.timeout_s else None
 
         def record(future: Future) -> None:
-            self._settle(job.execution_id, future)
+            self._settle(job, future, timed_out.is_set())
             recorded.set_result(None)
 
         def settle(future: Future) -> None:
             # On Ray's callback thread: hand off at once (SQL may wait for a lock; Ray must not).
+            if timer is not None:
+                timer.cancel()
             if spare is not None:
                 self._spares.retire(spare, key, env)
             self._recorder.submit(record, future)
 
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         ref.future().add_done_callback(settle)
         return recorded
 
-    def _settle(self, execution_id: str, future: Future) -> None:
-        # Runs on a Ray thread when the execution ends (no Ray call here: it could deadlock).
-        # Records the worker's result; a platform failure (crash, environment) becomes Error.
+    @staticmethod
+    def _stop(timed_out: threading.Event, ref: Any, spare: Any) -> None:
+        """Past execution_timeout_s: end the worker process (unlike a thread, it can be killed)."""
+        timed_out.set()
+        try:
+            if spare is not None:
+                ray.kill(spare, no_restart=True)
+            else:
+                ray.cancel(ref, force=True)
+        except Exception:  # it ended meanwhile
+            pass
+
+    def _settle(self, job: ExecutionJob, future: Future, timed_out: bool) -> None:
+        # Runs on a thread of ours when the execution ends (no Ray call needed: the result is in).
+        # Records the worker's result; a platform failure (crash, environment) becomes Error, and
+        # a worker stopped for running too long, Failed.
+        execution_id = job.execution_id
         try:
             result: ExecutionResult = future.result()
             store.append_logs(self._db, execution_id, result.logs)
@@ -92,10 +116,12 @@ class ElasticRunner:
                          start_date=result.started_at)
             return
         except BaseException as error:  # noqa: BLE001 - every failure becomes the record's Error
-            message = _platform_error(error)
+            status = store.FAILED if timed_out else store.ERROR
+            message = (timed_out_error(job.timeout_s, "; its worker process was stopped.") if timed_out
+                       else _platform_error(error))
         try:
-            if store.finish(self._db, execution_id, store.ERROR, error=message):
+            if store.finish(self._db, execution_id, status, error=message):
                 store.append_logs(self._db, execution_id, [(utcnow(), "stderr", message)])
-                logger.warning("execution %s ended in Error: %s", execution_id, message)
+                logger.warning("execution %s ended in %s: %s", execution_id, status, message)
         except Exception:
             logger.exception("could not record the end of execution %s", execution_id)

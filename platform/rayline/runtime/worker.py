@@ -45,6 +45,7 @@ class ExecutionJob:
     function_name: str
     inputs: dict[str, Any]
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    timeout_s: float | None = None  # enforced by the runner, which stops the worker past it
 
 
 @contextmanager

@@ -143,7 +143,7 @@ class DeploymentService:
                 raise Unavailable(result["message"], retry_after_s=result["retry_after_s"])
             return result
         execution = await asyncio.to_thread(self._executions.run_elastic_deployment, row.name,
-                                            row.pipeline_name, given)
+                                            row.pipeline_name, given, row.execution_timeout_s)
         return {"execution_id": execution.execution_id, "status": execution.status}
 
     # --- changing ------------------------------------------------------------------------------

@@ -55,11 +55,14 @@ class ExecutionService:
                                "pass values with inputs={...}.")
         return self._start(pipeline, inputs, deployment_name=None)
 
-    def run_elastic_deployment(self, deployment_name: str, pipeline_name: str, inputs: dict[str, Any]) -> Execution:
+    def run_elastic_deployment(self, deployment_name: str, pipeline_name: str, inputs: dict[str, Any],
+                               timeout_s: float | None = None) -> Execution:
         """One execution of an elastic endpoint deployment, named after it, in a fresh worker."""
-        return self._start(self._pipelines.get(pipeline_name), inputs, deployment_name=deployment_name)
+        return self._start(self._pipelines.get(pipeline_name), inputs, deployment_name=deployment_name,
+                           timeout_s=timeout_s)
 
-    def _start(self, pipeline: Pipeline, inputs: dict[str, Any], deployment_name: str | None) -> Execution:
+    def _start(self, pipeline: Pipeline, inputs: dict[str, Any], deployment_name: str | None,
+               timeout_s: float | None = None) -> Execution:
         specs = [InputSpec(**spec) for spec in pipeline.inputs]
         values = resolve_inputs(specs, inputs)
         mapping_type, mapping = ("run", lambda _: {}) if deployment_name is None else \
@@ -71,7 +74,7 @@ class ExecutionService:
                                            inputs=records)
         job = ExecutionJob(execution_id=execution.execution_id, database_url=self._db.url,
                            function_path=pipeline.function_path, function_name=pipeline.function_name,
-                           inputs=values, outputs=pipeline.outputs)
+                           inputs=values, outputs=pipeline.outputs, timeout_s=timeout_s)
         try:
             ended = self._runner.submit(job, pipeline.package_uri, pipeline.requirements)
             self._running[execution.execution_id] = ended

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from rayline.api.context import AppContext, get_context
+from rayline.domain.deployments import is_timed_out
 from rayline.errors import InvalidInput, NotFound, Unauthorized
 from rayline.store.executions import FINAL_STATUSES, SUCCEEDED
 from rayline.store.models import Deployment
@@ -68,7 +69,7 @@ async def call_endpoint(path: str, request: Request, context: AppContext = Depen
         if execution.status not in FINAL_STATUSES:
             return RedirectResponse(f"/endpoints/v1/{path}/executions/{execution_id}", status_code=303)
         result = {"execution_id": execution_id, "status": execution.status, "output": _outputs(execution),
-                  "error": execution.error}
+                  "error": execution.error, "timed_out": is_timed_out(execution.error)}
     if result["status"] == SUCCEEDED:
         return {"execution_id": execution_id, "output": result["output"]}
     timed_out = result.get("timed_out", False)
