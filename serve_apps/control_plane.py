@@ -26,19 +26,32 @@ class ControlPlane:
         from rayline.runtime.elastic import ElasticRunner
         from rayline.services.credentials import load_sdk_token_hash, load_secret_box
         from rayline.services.deployments import DeploymentService
+        from rayline.services.environment import EnvironmentService
         from rayline.services.executions import ExecutionService
         from rayline.services.pipelines import PipelineService
+        from rayline.services.scheduler import Scheduler
         from rayline.store.db import Database
 
         db = Database(settings.resolved_database_url)
+        box = load_secret_box(settings)
         pipelines = PipelineService(db, settings)
-        executions = ExecutionService(db, pipelines, ElasticRunner(db, settings.elastic_spare_workers))
-        deployments = DeploymentService(db, settings, pipelines, executions, load_secret_box(settings),
-                                        serve_deployments)
+        environment = EnvironmentService(db, box)
+        executions = ExecutionService(db, pipelines, ElasticRunner(db, settings.elastic_spare_workers),
+                                      environment.current)
+        deployments = DeploymentService(db, settings, pipelines, executions, box, serve_deployments)
         self._context = AppContext(settings=settings, db=db, pipelines=pipelines, executions=executions,
-                                   deployments=deployments, sdk_token_hash=load_sdk_token_hash(db))
+                                   deployments=deployments, environment=environment,
+                                   sdk_token_hash=load_sdk_token_hash(db))
         # SQL is the truth, Serve the runtime: bring back every enabled low-latency deployment.
         threading.Thread(target=deployments.reconcile, name="rayline-reconcile", daemon=True).start()
+        # Periodic deployments: each due time is claimed in SQL, so several control planes (or a
+        # restarted one) never start it twice.
+        self._stop = threading.Event()
+        scheduler = Scheduler(db, deployments.start_scheduled)
+        threading.Thread(target=scheduler.run, args=(self._stop,), name="rayline-scheduler", daemon=True).start()
+
+    def __del__(self) -> None:
+        self._stop.set()
 
     def __serve_build_asgi_app__(self):
         from rayline.api.app import create_app

@@ -35,13 +35,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from rayline.domain.deployments import ReplicaConfig, timed_out_error
-from rayline.domain.io_types import InputSpec, OutputSpec, check_outputs, resolve_inputs
+from rayline.domain.environment import apply as apply_environment
+from rayline.domain.io_types import OutputSpec, check_outputs
+from rayline.domain.mappings import gather_inputs, place_outputs
 from rayline.domain.tokens import token_matches
 from rayline.errors import InvalidInput
 from rayline.execution_context import ExecutionScope, current_scope
 from rayline.runtime.execution_slots import ExecutionSlots
 from rayline.runtime.log_capture import follow_executions_into_threads, install_routing
-from rayline.runtime.worker import call_function, call_kwargs, load_function, output_records
+from rayline.runtime.worker import call_function, call_kwargs, load_function
+from rayline.services.credentials import SecretBox
+from rayline.store import environment as environment_store
 from rayline.store import executions as store
 from rayline.store.db import Database
 from rayline.store.models import Deployment, Pod, utcnow
@@ -66,9 +70,12 @@ class LowLatencyReplica:
         # What pods that died had not committed; their ids, to end what they were running.
         dead_pods = replay_orphans(self._db, journals)
         self._writer = RecordWriter(self._db, journals / f"{self._pod_id}.journal")
+        self._box = SecretBox(Path(config.secret_key_path).read_text().strip().encode())
         self._token_hash: str | None = None
         self._refusing: str | None = None  # "disabled" or "deleted" once the pod sees it
-        self._inputs = [InputSpec(**spec) for spec in config.inputs]
+        # The environment variables as last loaded (version, values), and as set in os.environ.
+        self._environment: tuple[int, dict[str, str]] = (0, {})
+        self._applied_environment: tuple[int, dict[str, str]] = (0, {})
         self._outputs = [OutputSpec(**spec) for spec in config.outputs]
         self._ids: collections.deque[int] = collections.deque()
         self._ids_lock = threading.Lock()
@@ -88,12 +95,13 @@ class LowLatencyReplica:
         if dead_pods:
             self._log(f"Pod(s) {', '.join(dead_pods)} stopped unexpectedly; their records are saved and what "
                       "they were running ended in Error.", "stderr")
+        self._reported_load = (0, 0)
+        self._watch()
+        self._apply_environment()  # module-level code may read it too
         self._function = self._import()
         self._is_coroutine = inspect.iscoroutinefunction(self._function) or inspect.iscoroutinefunction(
             getattr(self._function, "__call__", None))
         self._stop_watch = threading.Event()
-        self._reported_load = (0, 0)
-        self._watch()
         threading.Thread(target=self._watch_loop, name="rayline-watch", daemon=True).start()
 
     # --- start-up ----------------------------------------------------------------------------
@@ -150,26 +158,38 @@ class LowLatencyReplica:
         return function
 
     def _watch(self) -> None:
-        """Follow the deployment's row: its token, and whether it is still enabled, or deleted.
-        What the pod now uses is written to its pod row, which the control plane waits for, with
-        how many executions run and wait here when that changed."""
+        """Follow the deployment's row (its token, and whether it is still enabled, or deleted)
+        and the environment variables' version. What the pod now uses is written to its pod row,
+        which the control plane waits for, with how many executions run and wait here."""
         with self._db.session() as session:
             row = session.execute(select(Deployment.endpoint_token_hash, Deployment.is_enabled)
                                   .where(Deployment.name == self._config.deployment_name)).first()
             refusing = "deleted" if row is None else (None if row.is_enabled else "disabled")
             token_hash = row.endpoint_token_hash if row is not None else None
             load = (self._slots.running, self._slots.waiting)
-            if token_hash == self._token_hash and refusing == self._refusing and load == self._reported_load:
+            environment_version = environment_store.version(session)
+            if (token_hash == self._token_hash and refusing == self._refusing and load == self._reported_load
+                    and environment_version == self._environment[0]):
                 return
             pod = session.get(Pod, self._pod_id)
             if pod is None:
                 return
+            if environment_version != self._environment[0]:
+                self._environment = (environment_version, environment_store.load(session, self._box.open))
+                pod.environment_version = environment_version
             if token_hash != self._token_hash or refusing != self._refusing:
                 self._token_hash, self._refusing = token_hash, refusing
                 pod.token_fingerprint = token_hash[:16] if token_hash else None
                 if refusing:
                     pod.status, pod.updated_at = "stopping", utcnow()
             pod.running_executions, pod.waiting_executions = self._reported_load = load
+
+    def _apply_environment(self) -> None:
+        """Set the environment variables last loaded in os.environ (at each execution start)."""
+        loaded = self._environment
+        if loaded[0] != self._applied_environment[0]:
+            apply_environment(loaded[1], self._applied_environment[1])
+            self._applied_environment = loaded
 
     def _watch_loop(self) -> None:
         while not self._stop_watch.wait(WATCH_S):
@@ -251,7 +271,7 @@ class LowLatencyReplica:
         the API. Returns ``{"status": "refused", "message"}`` for bad inputs and ``{"status":
         "busy", "message", "retry_after_s"}`` when the queue is full; no execution is recorded then."""
         try:
-            values = resolve_inputs(self._inputs, given)
+            values, records = gather_inputs(self._config.inputs_mapping, given, self._environment[1])
         except InvalidInput as error:
             return {"status": "refused", "message": error.message}
         place = self._slots.reserve()
@@ -263,17 +283,16 @@ class LowLatencyReplica:
                                "later, or deploy it with a higher max_parallel_executions_per_pod or "
                                "max_queued_executions."}
         # Once accepted, an execution runs to its end and is recorded even if its caller goes away.
-        execution = asyncio.ensure_future(self._execute(place, values))
+        execution = asyncio.ensure_future(self._execute(place, values, records))
         self._executions.add(execution)
         execution.add_done_callback(self._executions.discard)
         return await asyncio.shield(execution)
 
-    async def _execute(self, place: asyncio.Future, values: dict[str, Any]) -> dict[str, Any]:
+    async def _execute(self, place: asyncio.Future, values: dict[str, Any],
+                       records: list[dict[str, Any]]) -> dict[str, Any]:
         await self._slots.wait(place)
+        self._apply_environment()
         execution_id = self._next_execution_id()
-        records = [{"pipeline_input_name": spec.name, "data_type": spec.data_type, "mapping_type": "endpoint",
-                    "mapping_value": {"endpoint_input_name": spec.name}, "value": values.get(spec.name)}
-                   for spec in self._inputs]
         self._writer.execution_started(execution_id, self._config.pipeline_name, self._config.deployment_name,
                                        records, utcnow(), self._pod_id)
         self._log(f"Execution {execution_id} started.")
@@ -298,8 +317,9 @@ class LowLatencyReplica:
                 error = f"{type(exc).__name__}: {exc}. The traceback is in the execution's logs."
         scope.drain()
         if error is None:
-            self._writer.execution_finished(execution_id, store.SUCCEEDED, output_records(self._outputs, outputs), None)
-            return {"execution_id": execution_id, "status": store.SUCCEEDED, "output": outputs}
+            returned, output_records = place_outputs(self._config.outputs_mapping, outputs)
+            self._writer.execution_finished(execution_id, store.SUCCEEDED, output_records, None)
+            return {"execution_id": execution_id, "status": store.SUCCEEDED, "output": returned}
         self._writer.execution_finished(execution_id, store.FAILED, None, error)
         return {"execution_id": execution_id, "status": store.FAILED, "error": error, "timed_out": not done}
 

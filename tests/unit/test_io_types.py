@@ -1,8 +1,8 @@
 import pytest
 
 from rayline.domain.forms import declarations, unflatten
-from rayline.domain.io_types import (InputSpec, OutputSpec, check_outputs, parse_input_specs,
-                                     parse_output_specs, resolve_inputs)
+from rayline.domain.io_types import InputSpec, OutputSpec, check_outputs, parse_input_specs, parse_output_specs
+from rayline.domain.mappings import gather_inputs, normalize_inputs_mapping
 from rayline.errors import InvalidInput
 
 
@@ -14,6 +14,11 @@ def specs():
         {"name": "items", "data_type": "array", "is_required": False},
         {"name": "config", "data_type": "json", "is_required": False},
     ])
+
+
+def resolve_inputs(specs, given):
+    """The values a run_pipeline execution receives (its inputs, no mapping)."""
+    return gather_inputs(normalize_inputs_mapping(specs, None, "run"), given, {})[0]
 
 
 def test_an_input_is_required_unless_optional_or_defaulted():

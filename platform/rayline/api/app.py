@@ -8,7 +8,7 @@ from rayline import __version__
 from rayline.api.auth import require_sdk_token
 from rayline.api.context import AppContext
 from rayline.api.errors import install_error_handlers
-from rayline.api.routes import deployments, endpoints, executions, health, pipelines
+from rayline.api.routes import deployments, endpoints, environment_variables, executions, health, pipelines
 
 API_PREFIX = "/api/v1"
 
@@ -23,6 +23,7 @@ def create_app(context: AppContext) -> FastAPI:
     protected.include_router(pipelines.router)
     protected.include_router(executions.router)
     protected.include_router(deployments.router)
+    protected.include_router(environment_variables.router)
     app.include_router(protected)
     app.include_router(endpoints.router)  # endpoint-token routes, outside /api/v1
     return app

@@ -8,6 +8,7 @@ from fastapi import Request
 
 from rayline.config import Settings
 from rayline.services.deployments import DeploymentService
+from rayline.services.environment import EnvironmentService
 from rayline.services.executions import ExecutionService
 from rayline.services.pipelines import PipelineService
 from rayline.store.db import Database
@@ -20,6 +21,7 @@ class AppContext:
     pipelines: PipelineService
     executions: ExecutionService
     deployments: DeploymentService
+    environment: EnvironmentService
     sdk_token_hash: str
 
 

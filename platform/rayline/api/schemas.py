@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from rayline.domain.schedules import human_readable
 from rayline.store.models import Deployment, Execution, ExecutionLog, Pipeline, Pod
 
 
@@ -160,6 +161,9 @@ class DeploymentPublic(BaseModel):
     version: DeploymentVersion
     endpoint_url_path: str | None = None
     endpoint_token: str | None = None
+    schedule: str | None = None
+    human_readable_schedule: str | None = None
+    next_run_at: datetime | None = None
     pods: list[PodPublic] | None = None
 
     @classmethod
@@ -174,7 +178,9 @@ class DeploymentPublic(BaseModel):
             ram_request=row.ram_request,
             gpu_request=row.gpu_request, execution_timeout_s=row.execution_timeout_s, created_at=row.created_at,
             updated_at=row.updated_at, version=DeploymentVersion(number=row.version, updated_at=row.version_updated_at),
-            endpoint_url_path=row.endpoint_url_path, endpoint_token=endpoint_token,
+            endpoint_url_path=row.endpoint_url_path, endpoint_token=endpoint_token, schedule=row.schedule,
+            human_readable_schedule=human_readable(row.schedule) if row.schedule else None,
+            next_run_at=row.next_run_at if row.is_enabled else None,
             pods=[PodPublic(pod_id=p.pod_id, status=p.status, version=p.version,
                             running_executions=p.running_executions or 0,
                             waiting_executions=p.waiting_executions or 0) for p in pods]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rayline.domain.names import validate_name
+from rayline.domain.schedules import parse_schedule
 from rayline.errors import InvalidInput
 
 EXECUTION_RULES = ("endpoint", "periodic")
@@ -51,6 +52,7 @@ class DeploymentOptions:
     ram_request: str | None
     gpu_request: int | None
     execution_timeout_s: float | None
+    schedule: str | None  # periodic deployments: a checked 5-field cron expression (UTC)
 
 
 def check_options(name: str, body: dict[str, Any]) -> DeploymentOptions:
@@ -65,6 +67,16 @@ def check_options(name: str, body: dict[str, Any]) -> DeploymentOptions:
         raise InvalidInput("endpoint_url_path only goes with execution_rule='endpoint'.")
     if rule == "endpoint":
         path = validate_name("endpoint_url_path", path if path is not None else name)
+    schedule = body.get("schedule")
+    if rule == "periodic":
+        if schedule is None:
+            raise InvalidInput("schedule is required for a periodic deployment: a 5-field cron expression in UTC, "
+                               "e.g. '0 * * * *' (every hour).")
+        schedule = parse_schedule(schedule)
+        if body.get("endpoint_token") is not None:
+            raise InvalidInput("endpoint_token only goes with execution_rule='endpoint'.")
+    elif schedule is not None:
+        raise InvalidInput("schedule only goes with execution_rule='periodic'.")
 
     parallel = bool(body.get("enable_parallel_executions") or False)
     max_parallel = body.get("max_parallel_executions_per_pod")
@@ -93,7 +105,7 @@ def check_options(name: str, body: dict[str, Any]) -> DeploymentOptions:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise InvalidInput("execution_timeout_s must be a number of seconds greater than 0.")
     return DeploymentOptions(rule, mode, path, parallel, max_parallel,
-                             DEFAULT_QUEUED_EXECUTIONS if queued is None else queued, ram, gpu, timeout)
+                             DEFAULT_QUEUED_EXECUTIONS if queued is None else queued, ram, gpu, timeout, schedule)
 
 
 TIMED_OUT = "The execution exceeded execution_timeout_s="
@@ -108,14 +120,6 @@ def is_timed_out(error: str | None) -> bool:
     return bool(error and error.startswith(TIMED_OUT))
 
 
-def check_no_mappings(inputs_mapping: list[dict] | None, outputs_mapping: list[dict] | None) -> None:
-    """Mappings arrive with the input sources issue; until then only the default one is accepted:
-    every input and output exposed under its own name."""
-    if inputs_mapping or outputs_mapping:
-        raise InvalidInput("inputs_mapping and outputs_mapping are not supported yet: endpoint inputs and "
-                           "outputs are the pipeline's, under their own names.")
-
-
 @dataclass
 class ReplicaConfig:
     """What a low-latency replica is started with (pickled to it by Serve)."""
@@ -125,11 +129,13 @@ class ReplicaConfig:
     function_path: str
     function_name: str
     database_url: str
-    route_prefix: str
+    route_prefix: str | None  # None: a periodic deployment, called by the scheduler only
     version: int
-    inputs: list[dict[str, Any]] = field(default_factory=list)
-    outputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # the pipeline's declared outputs
+    inputs_mapping: list[dict[str, Any]] = field(default_factory=list)  # normalized (rayline.domain.mappings)
+    outputs_mapping: list[dict[str, Any]] = field(default_factory=list)
     max_parallel_executions: int = 1
     max_queued_executions: int = DEFAULT_QUEUED_EXECUTIONS
     execution_timeout_s: float | None = None
     journal_dir: str = ""
+    secret_key_path: str = ""  # to open the environment variables' values

@@ -102,35 +102,6 @@ def parse_output_specs(raw: list[dict[str, Any]]) -> list[OutputSpec]:
     return specs
 
 
-def resolve_inputs(specs: list[InputSpec], given: dict[str, Any]) -> dict[str, Any]:
-    """The values an execution receives, after checks and defaults; raises InvalidInput first.
-
-    An optional input that is not given and has no default is left out, so the function's own
-    Python default applies (the worker passes None when the function has none).
-    """
-    if not isinstance(given, dict):
-        raise InvalidInput("inputs must be a JSON object of input name to value.")
-    declared = {spec.name: spec for spec in specs}
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        names = ", ".join(declared) or "none"
-        raise InvalidInput(f"Unknown input(s) {', '.join(map(repr, unknown))}: this pipeline declares {names}.")
-    values: dict[str, Any] = {}
-    for spec in specs:
-        value = given.get(spec.name)
-        if value is None:
-            if spec.default_value is not None:
-                values[spec.name] = spec.default_value
-            elif spec.is_required:
-                raise InvalidInput(f"Input {spec.name!r} ({spec.data_type}) is required; give it a value.")
-            continue
-        reason = type_error(spec.data_type, value)
-        if reason:
-            raise InvalidInput(f"Input {spec.name!r}: {reason}.")
-        values[spec.name] = value
-    return values
-
-
 def check_outputs(specs: list[OutputSpec], returned: Any) -> dict[str, Any]:
     """Check what the function returned against its declared outputs; raise ValueError (a user error)."""
     if returned is None:

@@ -65,3 +65,8 @@ def states() -> dict[str, AppState]:
 async def run(name: str, given: dict[str, Any]) -> dict[str, Any]:
     """One execution in the deployment's replica, through a Serve handle (not HTTP)."""
     return await serve.get_app_handle(name).run.remote(given)
+
+
+def run_blocking(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The same, from a thread that is not an event loop (the periodic scheduler's)."""
+    return serve.get_app_handle(name).run.remote(given).result()

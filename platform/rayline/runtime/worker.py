@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 import ray
 
 from rayline.domain.io_types import OutputSpec, check_outputs
+from rayline.domain.mappings import place_outputs
 from rayline.runtime.log_capture import LogSink, Record, capture_output, follow_executions_into_threads
 
 SUCCEEDED, FAILED = "Succeeded", "Failed"
@@ -45,7 +46,9 @@ class ExecutionJob:
     function_name: str
     inputs: dict[str, Any]
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs_mapping: list[dict[str, Any]] = field(default_factory=list)  # normalized (rayline.domain.mappings)
     timeout_s: float | None = None  # enforced by the runner, which stops the worker past it
+    environment: dict[str, str] = field(default_factory=dict)  # the platform's environment variables
 
 
 @contextmanager
@@ -111,11 +114,6 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
-def output_records(specs: list[OutputSpec], values: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"pipeline_output_name": spec.name, "data_type": spec.data_type, "mapping_type": "run",
-             "mapping_value": {}, "value": values.get(spec.name)} for spec in specs]
-
-
 @dataclass
 class ExecutionResult:
     status: str
@@ -151,6 +149,7 @@ def execute(job: ExecutionJob) -> ExecutionResult:
     """Run one execution; the caller records the result."""
     started_at = datetime.now(timezone.utc)
     follow_executions_into_threads()  # current_execution_id() in the user's threads too
+    os.environ.update(job.environment)  # this process serves no other execution
     sink = LogSink(_LateLogWriter(job), delay_s=STREAM_LOGS_AFTER_S)
     specs = [OutputSpec(**spec) for spec in job.outputs]
     outputs, error = None, None
@@ -160,7 +159,7 @@ def execute(job: ExecutionJob) -> ExecutionResult:
                 function = load_function(workdir, job.function_path, job.function_name)
                 values = check_outputs(specs, call_function(function, job.inputs))
                 json.dumps(values, allow_nan=False)  # what is returned must be storable as JSON
-                outputs = output_records(specs, values)
+                _, outputs = place_outputs(job.outputs_mapping, values)
             except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit too
                 traceback.print_exc()
                 error = f"{type(exc).__name__}: {exc}. The traceback is in the execution's logs."

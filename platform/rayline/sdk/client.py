@@ -428,6 +428,26 @@ class RaylineSdk:
         data = {"endpoint_token": endpoint_token} if endpoint_token is not None else {}
         return self._request("POST", f"/endpoints/{endpoint_name}/generate-new-token", data=data)
 
+    # --- Environment variables -------------------------------------------------------------------
+
+    def create_or_update_environment_variable(self, environment_variable_name: str,
+                                              environment_variable_value: str) -> dict:
+        """Set a platform-wide variable in every execution's ``os.environ`` (warm pods included:
+        their next execution sees it, no restart). Names look like ``MY_API_URL``."""
+        if not isinstance(environment_variable_name, str) or not environment_variable_name:
+            raise ValueError("environment_variable_name must be a non-empty string, e.g. 'MY_API_URL'.")
+        if not isinstance(environment_variable_value, str):
+            raise ValueError("environment_variable_value must be a string.")
+        return self._request("PUT", "/environment-variables",
+                             json={"environment_variables": {environment_variable_name: environment_variable_value}})
+
+    def list_environment_variables(self) -> list[dict]:
+        """``[{"name", "value"}]``."""
+        return self._request("GET", "/environment-variables")
+
+    def delete_environment_variable(self, environment_variable_name: str) -> dict:
+        return self._request("DELETE", f"/environment-variables/{environment_variable_name}")
+
 
 def _with_kind(item: dict, kind: str) -> dict:
     """Turn the wire's ``mapping_type``/``mapping_value`` into craft-ai-sdk's ``source``/``destination``."""

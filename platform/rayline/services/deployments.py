@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
 from rayline.config import Settings
 from rayline.domain import deployments as rules
+from rayline.domain.mappings import normalize_inputs_mapping, normalize_outputs_mapping, with_constants
 from rayline.domain.names import validate_name
+from rayline.domain.schedules import human_readable, next_due, parse_schedule
 from rayline.domain.tokens import MIN_CHOSEN_TOKEN_LENGTH, generate_token, hash_token, token_matches
 from rayline.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PlatformFailure, Unavailable
 from rayline.services.credentials import SecretBox
 from rayline.services.executions import ExecutionService
-from rayline.services.pipelines import READY, PipelineService
+from rayline.services.pipelines import READY, PipelineService, pipeline_specs
 from rayline.store.db import Database
 from rayline.store.executions import log_window
+from rayline.store.pods import wait_until_no_pod
 from rayline.store.models import Deployment, DeploymentLog, Pipeline, Pod, utcnow
 
 logger = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class ServeRuntime(Protocol):
     def delete(self, name: str) -> None: ...
     def states(self) -> dict[str, Any]: ...
     async def run(self, name: str, given: dict[str, Any]) -> dict[str, Any]: ...
+    def run_blocking(self, name: str, given: dict[str, Any]) -> dict[str, Any]: ...
 
 
 def _status_from_serve(state: Any, has_been_up: bool) -> str:
@@ -68,6 +72,7 @@ class DeploymentService:
         self._executions = executions
         self._box = box
         self._serve = serve_runtime
+        self._periodic = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rayline-periodic")
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -142,9 +147,25 @@ class DeploymentService:
             if result.get("status") == "busy":
                 raise Unavailable(result["message"], retry_after_s=result["retry_after_s"])
             return result
-        execution = await asyncio.to_thread(self._executions.run_elastic_deployment, row.name,
-                                            row.pipeline_name, given, row.execution_timeout_s)
+        execution = await asyncio.to_thread(self._executions.run_elastic_deployment, row, given)
         return {"execution_id": execution.execution_id, "status": execution.status}
+
+    def start_scheduled(self, name: str, due: datetime, catch_up: bool) -> None:
+        """The scheduler's hand-off: the execution of a periodic deployment due now, started on a
+        thread of ours, so that a long low-latency execution never holds the scheduler."""
+        self._periodic.submit(self._run_scheduled, name, due)
+
+    def _run_scheduled(self, name: str, due: datetime) -> None:
+        try:
+            row = self._row(name)
+            if row.mode == "low_latency":
+                result = self._serve.run_blocking(name, {})
+                if result.get("status") in ("refused", "busy"):
+                    raise RuntimeError(result["message"])
+            else:
+                self._executions.run_elastic_deployment(row, {})
+        except Exception as error:  # the deployment's logs are where its user looks
+            self._log(name, f"The execution due at {due:%Y-%m-%dT%H:%M:%SZ} could not start: {error}", "stderr")
 
     # --- changing ------------------------------------------------------------------------------
 
@@ -165,29 +186,31 @@ class DeploymentService:
         if name in RESERVED_NAMES or options.endpoint_url_path in RESERVED_PATHS:
             raise InvalidInput(f"{name!r} / {options.endpoint_url_path!r}: the names {', '.join(RESERVED_NAMES)} and "
                                f"the endpoint paths {', '.join(RESERVED_PATHS)} are used by the platform itself.")
-        if options.execution_rule == "periodic":
-            raise InvalidInput("Periodic deployments are not available yet; use execution_rule='endpoint'.")
         pipeline = self._pipelines.get(body.get("pipeline_name") or "")
         if pipeline.status != READY:
             raise Conflict(f"Pipeline {pipeline.name!r} is {pipeline.status}; deploy it once it is ready.")
-        rules.check_no_mappings(body.get("inputs_mapping"), body.get("outputs_mapping"))
-        _, token_hash, sealed = self._new_token(body.get("endpoint_token"))
+        specs, outputs = pipeline_specs(pipeline)
+        inputs_mapping = normalize_inputs_mapping(specs, body.get("inputs_mapping"), options.execution_rule)
+        outputs_mapping = normalize_outputs_mapping(outputs, body.get("outputs_mapping"), options.execution_rule)
+        endpoint = options.execution_rule == "endpoint"
+        _, token_hash, sealed = self._new_token(body.get("endpoint_token")) if endpoint else (None, None, None)
         low_latency = options.mode == "low_latency"
         row = Deployment(
             name=name, pipeline_name=pipeline.name, execution_rule=options.execution_rule, mode=options.mode,
             description=body.get("description"), endpoint_url_path=options.endpoint_url_path,
-            endpoint_token_hash=token_hash, endpoint_token_sealed=sealed, inputs_mapping=[], outputs_mapping=[],
+            endpoint_token_hash=token_hash, endpoint_token_sealed=sealed, inputs_mapping=inputs_mapping, outputs_mapping=outputs_mapping,
             enable_parallel_executions=options.enable_parallel_executions,
             max_parallel_executions_per_pod=options.max_parallel_executions_per_pod,
             max_queued_executions=options.max_queued_executions,
             ram_request=options.ram_request, gpu_request=options.gpu_request,
-            execution_timeout_s=options.execution_timeout_s, is_enabled=True,
+            execution_timeout_s=options.execution_timeout_s, is_enabled=True, schedule=options.schedule,
+            next_run_at=next_due(options.schedule, utcnow()) if options.schedule else None,
             status=rules.CREATION_PENDING if low_latency else rules.UP, has_been_up=not low_latency,
             version=1, version_updated_at=utcnow(), created_at=utcnow(), updated_at=utcnow())
         with self._db.session() as session:
             if session.get(Deployment, name) is not None:
                 raise AlreadyExists(f"A deployment named {name!r} already exists; delete it first or pick another name.")
-            taken = session.scalars(select(Deployment.name).where(
+            taken = endpoint and session.scalars(select(Deployment.name).where(
                 Deployment.endpoint_url_path == options.endpoint_url_path)).first()
             if taken:
                 raise AlreadyExists(f"endpoint_url_path {options.endpoint_url_path!r} is used by deployment {taken!r}; "
@@ -203,11 +226,13 @@ class DeploymentService:
         config = rules.ReplicaConfig(
             deployment_name=row.name, pipeline_name=pipeline.name, function_path=pipeline.function_path,
             function_name=pipeline.function_name, database_url=self._db.url,
-            route_prefix=f"{ENDPOINT_PREFIX}/{row.endpoint_url_path}", version=row.version,
-            inputs=pipeline.inputs, outputs=pipeline.outputs,
+            route_prefix=f"{ENDPOINT_PREFIX}/{row.endpoint_url_path}" if row.endpoint_url_path else None,
+            version=row.version,
+            outputs=pipeline.outputs, inputs_mapping=row.inputs_mapping, outputs_mapping=row.outputs_mapping,
             max_parallel_executions=row.max_parallel_executions_per_pod,
             max_queued_executions=row.max_queued_executions, execution_timeout_s=row.execution_timeout_s,
-            journal_dir=str(self._settings.home_dir / "journal" / row.name))
+            journal_dir=str(self._settings.home_dir / "journal" / row.name),
+            secret_key_path=str(self._settings.secret_key_path))
         try:
             self._serve.deploy(config, ram_request=row.ram_request,
                                gpu_request=row.gpu_request, package_uri=pipeline.package_uri,
@@ -228,19 +253,30 @@ class DeploymentService:
         return row
 
     def update(self, name: str, body: dict[str, Any]) -> Deployment:
-        """Enable, disable, or (called with no change on a low-latency deployment) reload the pod."""
+        """Enable, disable, give constant inputs new values, or (called with no change on a
+        low-latency deployment) reload the pod. A low-latency pod takes new constants by reloading."""
         row = self._row(name)
         unknown = sorted(set(body) - {"is_enabled", "inputs_mapping", "outputs_mapping", "schedule"})
         if unknown:
             raise InvalidInput(f"update_deployment cannot change {', '.join(unknown)}; it takes is_enabled, "
                                "inputs_mapping, outputs_mapping and schedule.")
-        if body.get("schedule") is not None:
-            raise InvalidInput("schedule only goes with periodic deployments.")
-        if body.get("inputs_mapping") or body.get("outputs_mapping"):
-            raise InvalidInput("inputs_mapping and outputs_mapping cannot be updated yet.")
+        schedule = body.get("schedule")
+        if schedule is not None:
+            if row.execution_rule != "periodic":
+                raise InvalidInput("schedule only goes with periodic deployments.")
+            schedule = parse_schedule(schedule)
+        if body.get("outputs_mapping"):
+            raise InvalidInput("outputs_mapping cannot be updated; create a new deployment to send outputs elsewhere.")
         enabled = body.get("is_enabled")
         if enabled is not None and not isinstance(enabled, bool):
             raise InvalidInput("is_enabled must be true or false.")
+        if body.get("inputs_mapping"):
+            specs, _ = pipeline_specs(self._pipelines.get(row.pipeline_name))
+            row = self._set(name, inputs_mapping=with_constants(row.inputs_mapping, specs, body["inputs_mapping"]))
+            self._log(name, "Constant inputs updated" + (": reloading the pod." if row.mode == "low_latency" else "."))
+        if schedule is not None:  # counts from its next due time
+            row = self._set(name, schedule=schedule, next_run_at=next_due(schedule, utcnow()))
+            self._log(name, f"Schedule changed to {schedule!r} ({human_readable(schedule)}).")
         low_latency = row.mode == "low_latency"
         if enabled is False:
             if row.is_enabled:
@@ -251,14 +287,16 @@ class DeploymentService:
                 self._log(name, "Deployment disabled: calls are refused" + (" and the pod is stopped." if low_latency else "."))
             return row
         if enabled is True and not row.is_enabled:
+            # A periodic deployment starts again from its next due time: no catch-up for the pause.
             row = self._set(name, is_enabled=True, status=rules.CREATION_PENDING if low_latency else rules.UP,
-                            has_been_up=not low_latency, version=row.version + 1, version_updated_at=utcnow())
+                            has_been_up=not low_latency, version=row.version + 1, version_updated_at=utcnow(),
+                            next_run_at=next_due(row.schedule, utcnow()) if row.schedule else None)
             self._log(name, "Deployment enabled" + (": starting a new pod." if low_latency else "."))
             if low_latency:
                 self._start(row)
             return row
-        if low_latency and row.is_enabled:
-            # No change asked: reload the pod (re-import the module), a new version.
+        if low_latency and row.is_enabled and (body.get("inputs_mapping") or schedule is None):
+            # New constants, or no change asked: reload the pod (re-import the module), a new version.
             row = self._set(name, version=row.version + 1, version_updated_at=utcnow())
             self._log(name, f"Reloading the pod (version {row.version}).")
             self._start(row)
@@ -279,18 +317,8 @@ class DeploymentService:
         self._log(name, "Endpoint token rotated.")
         return token
 
-    def _wait_for_pods(self, name: str, *behind: Any, timeout_s: float = 5.0) -> bool:
-        """Return once no pod of ``name`` matches ``behind`` (each pod watches its deployment's row
-        every 0.2 s and records what it now applies), or after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._db.session() as session:
-                count = session.scalar(select(func.count()).select_from(Pod).where(Pod.deployment_name == name, *behind))
-            if not count:
-                return True
-            time.sleep(0.05)
-        logger.warning("a pod of %s did not catch up with its deployment within %s s", name, timeout_s)
-        return False
+    def _wait_for_pods(self, name: str, *behind: Any) -> bool:
+        return wait_until_no_pod(self._db, Pod.deployment_name == name, *behind)
 
     def delete(self, name: str) -> Deployment:
         """Delete the row first: pods watch it and refuse calls (404) before this returns."""

@@ -6,17 +6,17 @@ import asyncio
 import json
 from concurrent.futures import Future
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from sqlalchemy import delete, select
 
-from rayline.domain.io_types import InputSpec, resolve_inputs
+from rayline.domain.mappings import gather_inputs, normalize_inputs_mapping, normalize_outputs_mapping
 from rayline.errors import Conflict, InvalidInput, NotFound, PlatformFailure
 from rayline.runtime.worker import ExecutionJob
-from rayline.services.pipelines import READY, PipelineService
+from rayline.services.pipelines import READY, PipelineService, pipeline_specs
 from rayline.store import executions as store
 from rayline.store.db import Database
-from rayline.store.models import Execution, ExecutionLog, Pipeline
+from rayline.store.models import Deployment, Execution, ExecutionLog, Pipeline
 
 RECORD_DELAY_S = 1.0
 
@@ -36,45 +36,44 @@ def parse_json_field(field: str, text: str | None, default: Any) -> Any:
 
 
 class ExecutionService:
-    def __init__(self, db: Database, pipelines: PipelineService, runner: Runner) -> None:
+    def __init__(self, db: Database, pipelines: PipelineService, runner: Runner,
+                 environment: Callable[[], dict[str, str]]) -> None:
         self._db = db
         self._pipelines = pipelines
         self._runner = runner
+        self._environment = environment  # the environment variables, read at each execution start
         # Executions this process started, until they end: a waiter is woken by the end itself
         # instead of polling SQL.
         self._running: dict[str, Future] = {}
 
     def run_pipeline(self, pipeline_name: str, inputs: dict[str, Any], inputs_mapping: list | None = None,
                      outputs_mapping: list | None = None) -> Execution:
-        """Check the inputs, record the execution as Pending, and start it in a fresh worker."""
+        """Check the inputs, record the execution as Pending, and start it in a fresh worker.
+        Mappings may take inputs from constants, environment variables or null, and drop outputs."""
         pipeline = self._pipelines.get(pipeline_name)
         if pipeline.status != READY:
             raise Conflict(f"Pipeline {pipeline_name!r} is {pipeline.status}, not ready; wait for it with get_pipeline().")
-        if inputs_mapping or outputs_mapping:
-            raise InvalidInput("inputs_mapping and outputs_mapping are not supported by run_pipeline yet; "
-                               "pass values with inputs={...}.")
-        return self._start(pipeline, inputs, deployment_name=None)
+        specs, outputs = pipeline_specs(pipeline)
+        return self._start(pipeline, inputs, normalize_inputs_mapping(specs, inputs_mapping or None, "run"),
+                           normalize_outputs_mapping(outputs, outputs_mapping or None, "run"), deployment_name=None)
 
-    def run_elastic_deployment(self, deployment_name: str, pipeline_name: str, inputs: dict[str, Any],
-                               timeout_s: float | None = None) -> Execution:
-        """One execution of an elastic endpoint deployment, named after it, in a fresh worker."""
-        return self._start(self._pipelines.get(pipeline_name), inputs, deployment_name=deployment_name,
-                           timeout_s=timeout_s)
+    def run_elastic_deployment(self, deployment: Deployment, inputs: dict[str, Any]) -> Execution:
+        """One execution of an elastic deployment, named after it, in a fresh worker."""
+        return self._start(self._pipelines.get(deployment.pipeline_name), inputs, deployment.inputs_mapping,
+                           deployment.outputs_mapping, deployment_name=deployment.name,
+                           timeout_s=deployment.execution_timeout_s)
 
-    def _start(self, pipeline: Pipeline, inputs: dict[str, Any], deployment_name: str | None,
-               timeout_s: float | None = None) -> Execution:
-        specs = [InputSpec(**spec) for spec in pipeline.inputs]
-        values = resolve_inputs(specs, inputs)
-        mapping_type, mapping = ("run", lambda _: {}) if deployment_name is None else \
-            ("endpoint", lambda spec: {"endpoint_input_name": spec.name})
-        records = [{"pipeline_input_name": spec.name, "data_type": spec.data_type, "mapping_type": mapping_type,
-                    "mapping_value": mapping(spec), "value": values.get(spec.name)} for spec in specs]
+    def _start(self, pipeline: Pipeline, inputs: dict[str, Any], inputs_mapping: list[dict], outputs_mapping: list[dict],
+               deployment_name: str | None, timeout_s: float | None = None) -> Execution:
+        environment = self._environment()
+        values, records = gather_inputs(inputs_mapping, inputs, environment)
         execution = store.create_execution(self._db, name_prefix=deployment_name or pipeline.name,
                                            pipeline_name=pipeline.name, deployment_name=deployment_name,
                                            inputs=records)
         job = ExecutionJob(execution_id=execution.execution_id, database_url=self._db.url,
                            function_path=pipeline.function_path, function_name=pipeline.function_name,
-                           inputs=values, outputs=pipeline.outputs, timeout_s=timeout_s)
+                           inputs=values, outputs=pipeline.outputs, outputs_mapping=outputs_mapping,
+                           timeout_s=timeout_s, environment=environment)
         try:
             ended = self._runner.submit(job, pipeline.package_uri, pipeline.requirements)
             self._running[execution.execution_id] = ended
@@ -84,7 +83,6 @@ class ExecutionService:
             store.finish(self._db, execution.execution_id, store.ERROR, error=message)
             raise PlatformFailure(message, additional_data={"execution_id": execution.execution_id}) from error
         return execution
-
 
     def get(self, execution_id: str) -> Execution:
         with self._db.session() as session:

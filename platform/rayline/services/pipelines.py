@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from rayline.config import Settings
 from rayline.domain.archive import extract_archive, read_text_member, write_package_zip
-from rayline.domain.io_types import parse_input_specs, parse_output_specs
+from rayline.domain.io_types import InputSpec, OutputSpec, parse_input_specs, parse_output_specs
 from rayline.domain.names import validate_name
 from rayline.errors import AlreadyExists, InvalidInput, NotFound, PayloadTooLarge
 from rayline.store.db import Database
@@ -36,6 +36,11 @@ class PipelineCreate:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
     container_config: dict[str, Any] = field(default_factory=dict)
+
+
+def pipeline_specs(pipeline: Pipeline) -> tuple[list[InputSpec], list[OutputSpec]]:
+    """The declared inputs and outputs of a stored pipeline."""
+    return [InputSpec(**spec) for spec in pipeline.inputs], [OutputSpec(**spec) for spec in pipeline.outputs]
 
 
 def _check_function_defined(source: str, function_path: str, function_name: str) -> None:

@@ -109,12 +109,26 @@ class Deployment(Base):
     ram_request: Mapped[str | None] = mapped_column(String(32), nullable=True)
     gpu_request: Mapped[int | None] = mapped_column(Integer, nullable=True)
     execution_timeout_s: Mapped[float | None] = mapped_column(nullable=True)
+    # Periodic deployments: the 5-field cron schedule (UTC), and the next due time not yet
+    # started; a scheduler claims a due time by moving it forward in one conditional UPDATE.
+    schedule: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     is_enabled: Mapped[bool] = mapped_column(default=True)
     status: Mapped[str] = mapped_column(String(32))
     has_been_up: Mapped[bool] = mapped_column(default=False)
     version: Mapped[int] = mapped_column(Integer, default=1)
     version_updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EnvironmentVariable(Base):
+    """A platform-wide variable set in every execution's ``os.environ``; the value is encrypted
+    with the platform's secret key."""
+
+    __tablename__ = "environment_variables"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value_sealed: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -145,5 +159,7 @@ class Pod(Base):
     # Executions whose function runs (a timed-out thread included) and callers waiting for a slot.
     running_executions: Mapped[int] = mapped_column(Integer, default=0)
     waiting_executions: Mapped[int] = mapped_column(Integer, default=0)
+    # The version of the environment variables the pod has loaded (set at each execution start).
+    environment_version: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

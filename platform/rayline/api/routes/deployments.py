@@ -11,7 +11,6 @@ from rayline.api.routes.executions import from_epoch_ms
 from rayline.api.schemas import DeploymentListItem, DeploymentPublic, ExecutionListItem, ExecutionStarted, LogsQuery
 from rayline.domain.deployments import FINAL_STATUSES
 from rayline.api.routes.endpoints import json_body
-from rayline.errors import NotImplementedYet
 from rayline.store.models import Deployment
 
 router = APIRouter(tags=["deployments"])
@@ -27,9 +26,10 @@ def create_endpoint_deployment(body: dict[str, Any] = Body(...), context: AppCon
     return public(context, context.deployments.create({**body, "execution_rule": "endpoint"}))
 
 
-@router.post("/periodic-deployment", status_code=501)
-def create_periodic_deployment() -> None:
-    raise NotImplementedYet("Periodic deployments are not supported by this Rayline version yet.")
+@router.post("/periodic-deployment", status_code=201, response_model=DeploymentPublic)
+def create_periodic_deployment(body: dict[str, Any] = Body(...), context: AppContext = Depends(get_context)):
+    """Create a periodic deployment: ``schedule`` is a 5-field cron expression, in UTC."""
+    return public(context, context.deployments.create({**body, "execution_rule": "periodic"}))
 
 
 @router.get("/deployments", response_model=list[DeploymentListItem])

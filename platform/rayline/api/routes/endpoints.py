@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rayline.api.context import AppContext, get_context
 from rayline.domain.deployments import is_timed_out
+from rayline.domain.mappings import returned_outputs
 from rayline.errors import InvalidInput, NotFound, Unauthorized
 from rayline.store.executions import FINAL_STATUSES, SUCCEEDED
 from rayline.store.models import Deployment
@@ -51,10 +52,6 @@ def _endpoint_token(request: Request) -> str | None:
     return token.strip() if scheme == "EndpointToken" else None
 
 
-def _outputs(row) -> dict[str, Any]:
-    return {item["pipeline_output_name"]: item.get("value") for item in row.outputs}
-
-
 @router.post("/endpoints/{path}")
 async def call_endpoint(path: str, request: Request, context: AppContext = Depends(get_context)) -> Any:
     """Run the deployment once. 200 ``{"execution_id", "output"}`` when it ends within the wait
@@ -68,7 +65,7 @@ async def call_endpoint(path: str, request: Request, context: AppContext = Depen
         execution = await context.executions.wait_until_final(execution_id, context.settings.endpoint_wait_s)
         if execution.status not in FINAL_STATUSES:
             return RedirectResponse(f"/endpoints/v1/{path}/executions/{execution_id}", status_code=303)
-        result = {"execution_id": execution_id, "status": execution.status, "output": _outputs(execution),
+        result = {"execution_id": execution_id, "status": execution.status, "output": returned_outputs(execution.outputs),
                   "error": execution.error, "timed_out": is_timed_out(execution.error)}
     if result["status"] == SUCCEEDED:
         return {"execution_id": execution_id, "output": result["output"]}
@@ -91,4 +88,4 @@ async def endpoint_result(path: str, execution_id: str, request: Request, token:
     if execution.status != SUCCEEDED:
         return JSONResponse({"message": execution.error, "name": "ExecutionFailed", "execution_id": execution_id},
                             status_code=500)
-    return {"execution_id": execution_id, "outputs": {k: {"value": v} for k, v in _outputs(execution).items()}}
+    return {"execution_id": execution_id, "outputs": {k: {"value": v} for k, v in returned_outputs(execution.outputs).items()}}
