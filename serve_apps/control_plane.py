@@ -37,7 +37,7 @@ class ControlPlane:
         pipelines = PipelineService(db, settings)
         environment = EnvironmentService(db, box)
         executions = ExecutionService(db, pipelines, ElasticRunner(db, settings.elastic_spare_workers),
-                                      environment.current)
+                                      environment.current, settings.max_file_bytes)
         deployments = DeploymentService(db, settings, pipelines, executions, box, serve_deployments)
         self._context = AppContext(settings=settings, db=db, pipelines=pipelines, executions=executions,
                                    deployments=deployments, environment=environment,

@@ -18,7 +18,6 @@ import asyncio
 import collections
 import contextvars
 import inspect
-import json
 import os
 import shutil
 import tempfile
@@ -34,12 +33,14 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from rayline.api.http_io import output_response, read_inputs
 from rayline.domain.deployments import ReplicaConfig, timed_out_error
 from rayline.domain.environment import apply as apply_environment
 from rayline.domain.io_types import OutputSpec, check_outputs
-from rayline.domain.mappings import gather_inputs, place_outputs
+from rayline.domain.files import FileValue, materialize
+from rayline.domain.mappings import gather_inputs, kept_files, place_outputs
 from rayline.domain.tokens import token_matches
-from rayline.errors import InvalidInput
+from rayline.errors import InvalidInput, PayloadTooLarge
 from rayline.execution_context import ExecutionScope, current_scope
 from rayline.runtime.execution_slots import ExecutionSlots
 from rayline.runtime.log_capture import follow_executions_into_threads, install_routing
@@ -249,14 +250,13 @@ class LowLatencyReplica:
             return _error(503, f"Deployment {self._config.deployment_name!r} is disabled; enable it with "
                                f"update_deployment({self._config.deployment_name!r}, is_enabled=True).", "Unavailable")
         try:
-            body = await request.body()
-            given = json.loads(body) if body.strip() else {}
-        except ValueError as error:
-            return _error(400, f"The body must be a JSON object of inputs ({error}).", "InvalidInput")
+            given = await read_inputs(request, self._config.max_file_bytes)
+        except (InvalidInput, PayloadTooLarge) as error:
+            return _error(413 if isinstance(error, PayloadTooLarge) else 400, error.message, error.name)
         result = await self.run(given)
         status = result["status"]
         if status == store.SUCCEEDED:
-            return JSONResponse({"execution_id": result["execution_id"], "output": result["output"]})
+            return output_response(result["execution_id"], result["output"])
         if status == "refused":
             return _error(400, result["message"], "InvalidInput")
         if status == "busy":
@@ -297,19 +297,21 @@ class LowLatencyReplica:
                                        records, utcnow(), self._pod_id)
         self._log(f"Execution {execution_id} started.")
         scope = ExecutionScope(execution_id, lambda stream, line: self._writer.execution_log(execution_id, stream, line))
+        folder = None
+        if any(isinstance(value, FileValue) for value in values.values()):  # the function gets paths
+            folder = Path(tempfile.mkdtemp(prefix=f"rayline-{execution_id}-"))
+            values = materialize(values, folder)
         call = self._start_call(scope, values)
         began = time.monotonic()
         timeout_s = self._config.execution_timeout_s
-        call.add_done_callback(lambda _: self._call_ended(call, scope, time.monotonic() - began))
+        call.add_done_callback(lambda _: self._call_ended(call, scope, time.monotonic() - began, folder))
         outputs, error = None, None
         done, _ = await asyncio.wait({call}, timeout=timeout_s)
         if not done:
             error = self._time_out(call, execution_id, timeout_s)
         else:
             try:
-                checked = check_outputs(self._outputs, call.result())
-                json.dumps(checked, allow_nan=False)
-                outputs = checked
+                outputs = check_outputs(self._outputs, call.result(), self._config.max_file_bytes)
             except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
                 for line in traceback.format_exc().rstrip().split("\n"):
                     self._writer.execution_log(execution_id, "stderr", line)
@@ -318,6 +320,9 @@ class LowLatencyReplica:
         scope.drain()
         if error is None:
             returned, output_records = place_outputs(self._config.outputs_mapping, outputs)
+            files = kept_files(output_records, outputs)
+            if files:  # not journaled: a file is too big for a journal line
+                self._writer.call(lambda session: store.save_files(session, execution_id, files))
             self._writer.execution_finished(execution_id, store.SUCCEEDED, output_records, None)
             return {"execution_id": execution_id, "status": store.SUCCEEDED, "output": returned}
         self._writer.execution_finished(execution_id, store.FAILED, None, error)
@@ -344,8 +349,11 @@ class LowLatencyReplica:
         return timed_out_error(timeout_s, "; its caller was answered, but its thread cannot be stopped and runs on "
                                           "(its further logs still come here).")
 
-    def _call_ended(self, call: asyncio.Future, scope: ExecutionScope, duration_s: float) -> None:
+    def _call_ended(self, call: asyncio.Future, scope: ExecutionScope, duration_s: float,
+                    folder: Path | None) -> None:
         self._slots.release(duration_s)
+        if folder is not None:  # the input files, once the function really ended
+            shutil.rmtree(folder, ignore_errors=True)
         if call in self._timed_out_threads:
             self._timed_out_threads.discard(call)
             scope.drain()

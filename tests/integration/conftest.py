@@ -23,7 +23,7 @@ class Platform(LocalPlatform):
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory):
     instance = Platform(tmp_path_factory.mktemp("rayline-home"),
-                        extra_env={"RAYLINE_MAX_UPLOAD_BYTES": "2000000"})
+                        extra_env={"RAYLINE_MAX_UPLOAD_BYTES": "2000000", "RAYLINE_MAX_FILE_BYTES": "1000000"})
     instance.start()
     yield instance
     left = instance.stop()

@@ -3,7 +3,10 @@ import pytest
 from rayline.domain.forms import declarations, unflatten
 from rayline.domain.io_types import InputSpec, OutputSpec, check_outputs, parse_input_specs, parse_output_specs
 from rayline.domain.mappings import gather_inputs, normalize_inputs_mapping
+from rayline.domain.files import FileValue, materialize
 from rayline.errors import InvalidInput
+
+LIMIT = 1024
 
 
 def specs():
@@ -65,45 +68,33 @@ def test_bad_declarations_are_refused(raw, fragment):
 
 def test_outputs_are_checked_against_declarations():
     outputs = parse_output_specs([{"name": "y", "data_type": "number"}, {"name": "z", "data_type": "string"}])
-    assert check_outputs(outputs, {"y": 1}) == {"y": 1, "z": None}
-    assert check_outputs([], None) == {}
+    assert check_outputs(outputs, {"y": 1}, LIMIT) == {"y": 1, "z": None}
+    assert check_outputs([], None, LIMIT) == {}
     with pytest.raises(ValueError, match="must return a dict"):
-        check_outputs(outputs, 3)
+        check_outputs(outputs, 3, LIMIT)
     with pytest.raises(ValueError, match="undeclared output"):
-        check_outputs(outputs, {"w": 1})
+        check_outputs(outputs, {"w": 1}, LIMIT)
     with pytest.raises(ValueError, match="'y': expected a number"):
-        check_outputs(outputs, {"y": "1"})
+        check_outputs(outputs, {"y": "1"}, LIMIT)
+    arrays = parse_output_specs([{"name": "items", "data_type": "array"}])
+    with pytest.raises(ValueError, match="must be JSON values"):  # an array may hold what JSON cannot
+        check_outputs(arrays, {"items": [object()]}, LIMIT)
 
 
-def test_nested_form_fields_unflatten_like_craft_ai_sdk_sends_them():
-    fields = [("pipeline_name", "p"), ("container_config[requirements_path]", "req.txt"),
-              ("inputs[0][name]", "a"), ("inputs[0][data_type]", "number"), ("inputs[0][default_value]", "2.5"),
-              ("inputs[1][name]", "b"), ("inputs[1][data_type]", "boolean"), ("inputs[1][is_required]", "False"),
-              ("inputs[1][default_value]", "True")]
-    data = unflatten(fields)
-    assert data["container_config"] == {"requirements_path": "req.txt"}
-    parsed = parse_input_specs(declarations("inputs", data["inputs"]))
-    assert parsed == [InputSpec(name="a", data_type="number", is_required=False, default_value=2.5),
-                      InputSpec(name="b", data_type="boolean", is_required=False, default_value=True)]
-    assert OutputSpec(name="y", data_type="json").data_type == "json"
+def test_file_outputs_are_read_from_a_path_or_bytes_within_the_limit(tmp_path):
+    specs = parse_output_specs([{"name": "report", "data_type": "file"}])
+    (tmp_path / "report.csv").write_text("a,b\n")
+    assert check_outputs(specs, {"report": tmp_path / "report.csv"}, LIMIT) == {"report": FileValue("report.csv", b"a,b\n")}
+    assert check_outputs(specs, {"report": b"raw"}, LIMIT) == {"report": FileValue("report", b"raw")}
+    with pytest.raises(ValueError, match="is not a file"):
+        check_outputs(specs, {"report": str(tmp_path / "missing.csv")}, LIMIT)
+    with pytest.raises(ValueError, match="return the path of a file you wrote, or bytes"):
+        check_outputs(specs, {"report": 3}, LIMIT)
+    with pytest.raises(ValueError, match="the limit is 2 bytes"):
+        check_outputs(specs, {"report": b"raw"}, 2)
 
 
-def test_malformed_form_fields_are_refused():
-    with pytest.raises(InvalidInput):
-        unflatten([("inputs[0", "x")])
-    with pytest.raises(InvalidInput):
-        declarations("inputs", [{"name": "a", "data_type": "boolean", "default_value": "maybe"}])
-
-
-@pytest.mark.parametrize("data_type, default", [
-    ("array", [1, 2]), ("array", []), ("json", {"0": "x", "k": [1]}), ("json", "text"), ("number", 2.5),
-    ("boolean", False), ("string", "3"), ("string", ""),
-])
-def test_defaults_round_trip_from_the_sdk_form_to_the_declaration(data_type, default):
-    from rayline import Input
-    from rayline.sdk.client import _encoded_default, _flatten_form
-
-    fields = _flatten_form([_encoded_default(Input("x", data_type, default_value=default).to_dict())], "inputs")
-    parsed = parse_input_specs(declarations("inputs", unflatten(fields)["inputs"]))
-    assert parsed[0].default_value == default and type(parsed[0].default_value) is type(default)
-    assert parsed[0].is_required is False
+def test_file_inputs_become_paths_that_the_client_cannot_choose(tmp_path):
+    placed = materialize({"doc": FileValue("../../etc/passwd", b"x"), "n": 1}, tmp_path)
+    assert placed["n"] == 1 and placed["doc"] == str(tmp_path / "doc" / "passwd")
+    assert (tmp_path / "doc" / "passwd").read_bytes() == b"x"

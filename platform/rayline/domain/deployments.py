@@ -139,3 +139,4 @@ class ReplicaConfig:
     execution_timeout_s: float | None = None
     journal_dir: str = ""
     secret_key_path: str = ""  # to open the environment variables' values
+    max_file_bytes: int = 20 * 1024**2

@@ -8,6 +8,7 @@ from typing import Any
 
 from dataclasses import dataclass
 
+from rayline.domain.files import FileValue, read_output
 from rayline.errors import InvalidInput
 
 DATA_TYPES = ("string", "number", "boolean", "json", "array", "file")
@@ -47,8 +48,10 @@ def type_error(data_type: str, value: Any) -> str | None:
             ok = True
         except (TypeError, ValueError):
             ok = False
-    else:  # file values never travel as JSON
-        return "a file is sent as a multipart file part, not as a JSON value"
+    else:  # a file arrives as a multipart part, never as a JSON value
+        ok = isinstance(value, FileValue)
+        if not ok:
+            return "a file is sent as a multipart/form-data file part, not as a JSON value"
     return None if ok else f"expected a {data_type}, got {type(value).__name__} {_short(value)}"
 
 
@@ -102,8 +105,9 @@ def parse_output_specs(raw: list[dict[str, Any]]) -> list[OutputSpec]:
     return specs
 
 
-def check_outputs(specs: list[OutputSpec], returned: Any) -> dict[str, Any]:
-    """Check what the function returned against its declared outputs; raise ValueError (a user error)."""
+def check_outputs(specs: list[OutputSpec], returned: Any, max_file_bytes: int) -> dict[str, Any]:
+    """Check what the function returned against its declared outputs; raise ValueError (a user
+    error). File outputs are read now (see ``rayline.domain.files``); the rest must be JSON."""
     if returned is None:
         returned = {}
     if not isinstance(returned, dict):
@@ -118,10 +122,17 @@ def check_outputs(specs: list[OutputSpec], returned: Any) -> dict[str, Any]:
     for spec in specs:
         value = returned.get(spec.name)
         if value is not None:
-            reason = type_error(spec.data_type, value)
-            if reason:
-                raise ValueError(f"Output {spec.name!r}: {reason}.")
+            if spec.data_type == "file":
+                value = read_output(spec.name, value, max_file_bytes)
+            else:
+                reason = type_error(spec.data_type, value)
+                if reason:
+                    raise ValueError(f"Output {spec.name!r}: {reason}.")
         outputs[spec.name] = value
+    try:  # what is returned must be storable as JSON (an array may hold anything)
+        json.dumps({k: v for k, v in outputs.items() if not isinstance(v, FileValue)}, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"The outputs must be JSON values: {error}.") from None
     return outputs
 
 

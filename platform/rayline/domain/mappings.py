@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from rayline.domain.environment import check_name as check_variable_name
+from rayline.domain.files import FileValue
 from rayline.domain.io_types import InputSpec, OutputSpec, type_error
 from rayline.errors import InvalidInput
 
@@ -163,6 +164,10 @@ def normalize_outputs_mapping(specs: list[OutputSpec], raw: Any, rule: str) -> l
                                    "give each its own.")
             endpoint_names.add(endpoint_name)
         mapping.append({"pipeline_output_name": spec.name, "data_type": spec.data_type, **destination})
+    exposed = [item for item in mapping if "endpoint_output_name" in item]
+    if any(item["data_type"] == "file" for item in exposed) and len(exposed) > 1:
+        raise InvalidInput("outputs_mapping: an endpoint answers a file output with the file itself "
+                           "(application/octet-stream), so it must be its only output; map the others to is_null=True.")
     return mapping
 
 
@@ -225,7 +230,7 @@ def gather_inputs(mapping: list[dict[str, Any]], given: Any,
                 value = item.get("default_value")
             if value is None and item.get("is_required", True):
                 raise InvalidInput(f"Input {sent_as!r} ({data_type}) is required; give it a value.")
-            if value is not None and data_type != "file":  # files are checked where they are received
+            if value is not None:
                 reason = type_error(data_type, value)
                 if reason:
                     raise InvalidInput(f"Input {sent_as!r}: {reason}.")
@@ -242,7 +247,7 @@ def gather_inputs(mapping: list[dict[str, Any]], given: Any,
         if value is not None or kind == "is_null":
             values[name] = value
         records.append({"pipeline_input_name": name, "data_type": data_type, "mapping_type": kind,
-                        "mapping_value": mapping_value(item), "value": value})
+                        "mapping_value": mapping_value(item), "value": _recorded(value)})
     return values, records
 
 
@@ -256,12 +261,32 @@ def place_outputs(mapping: list[dict[str, Any]], outputs: dict[str, Any]) -> tup
         if kind != "is_null":
             returned[item.get("endpoint_output_name", name)] = value
         records.append({"pipeline_output_name": name, "data_type": item["data_type"], "mapping_type": kind,
-                        "mapping_value": mapping_value(item), "value": value})
+                        "mapping_value": mapping_value(item), "value": _recorded(value)})
     return returned, records
 
 
+def kept_files(records: list[dict[str, Any]], outputs: dict[str, Any]) -> dict[str, FileValue]:
+    """The file outputs to store with the execution (by pipeline output name): not the dropped ones."""
+    return {record["pipeline_output_name"]: outputs[record["pipeline_output_name"]] for record in records
+            if record["mapping_type"] != "is_null" and isinstance(outputs.get(record["pipeline_output_name"]), FileValue)}
+
+
+def _recorded(value: Any) -> Any:
+    return value.describe() if isinstance(value, FileValue) else value
+
+
+def _returned_name(record: dict[str, Any]) -> str:
+    return record["mapping_value"].get("endpoint_output_name", record["pipeline_output_name"])
+
+
 def returned_outputs(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a caller gets back, from an execution's output records (see ``place_outputs``)."""
-    return {record["mapping_value"].get("endpoint_output_name", record["pipeline_output_name"]): record.get("value")
-            for record in records if record["mapping_type"] != "is_null"}
+    """What a caller gets back, from an execution's output records (see ``place_outputs``); a
+    file is described there, and kept apart (see ``returned_files``)."""
+    return {_returned_name(record): record.get("value") for record in records if record["mapping_type"] != "is_null"}
+
+
+def returned_files(records: list[dict[str, Any]]) -> dict[str, str]:
+    """The file outputs a caller gets back: returned name -> pipeline output name."""
+    return {_returned_name(record): record["pipeline_output_name"] for record in records
+            if record["mapping_type"] != "is_null" and record["data_type"] == "file" and record.get("value")}
 

@@ -112,6 +112,9 @@ class ElasticRunner:
         try:
             result: ExecutionResult = future.result()
             store.append_logs(self._db, execution_id, result.logs)
+            if result.files:
+                with self._db.session() as session:
+                    store.save_files(session, execution_id, result.files)
             store.finish(self._db, execution_id, result.status, outputs=result.outputs, error=result.error,
                          start_date=result.started_at)
             return

@@ -13,7 +13,6 @@ import asyncio
 import importlib
 import importlib.util
 import inspect
-import json
 import os
 import shutil
 import sys
@@ -27,8 +26,9 @@ from typing import Any, Callable, Iterator
 
 import ray
 
+from rayline.domain.files import FileValue, materialize
 from rayline.domain.io_types import OutputSpec, check_outputs
-from rayline.domain.mappings import place_outputs
+from rayline.domain.mappings import kept_files, place_outputs
 from rayline.runtime.log_capture import LogSink, Record, capture_output, follow_executions_into_threads
 
 SUCCEEDED, FAILED = "Succeeded", "Failed"
@@ -49,6 +49,7 @@ class ExecutionJob:
     outputs_mapping: list[dict[str, Any]] = field(default_factory=list)  # normalized (rayline.domain.mappings)
     timeout_s: float | None = None  # enforced by the runner, which stops the worker past it
     environment: dict[str, str] = field(default_factory=dict)  # the platform's environment variables
+    max_file_bytes: int = 50 * 1024**2  # the largest file output
 
 
 @contextmanager
@@ -121,6 +122,7 @@ class ExecutionResult:
     outputs: list[dict[str, Any]] | None = None
     error: str | None = None
     logs: list[Record] = field(default_factory=list)  # what was not streamed to SQL yet
+    files: dict[str, FileValue] = field(default_factory=dict)  # file outputs, by pipeline output name
 
 
 class _LateLogWriter:
@@ -152,18 +154,19 @@ def execute(job: ExecutionJob) -> ExecutionResult:
     os.environ.update(job.environment)  # this process serves no other execution
     sink = LogSink(_LateLogWriter(job), delay_s=STREAM_LOGS_AFTER_S)
     specs = [OutputSpec(**spec) for spec in job.outputs]
-    outputs, error = None, None
+    outputs, error, files = None, None, {}
     try:
         with scratch_copy(Path.cwd(), job.execution_id) as workdir, capture_output(sink, job.execution_id):
             try:
+                inputs = materialize(job.inputs, workdir.parent / "inputs")  # removed with the scratch copy
                 function = load_function(workdir, job.function_path, job.function_name)
-                values = check_outputs(specs, call_function(function, job.inputs))
-                json.dumps(values, allow_nan=False)  # what is returned must be storable as JSON
+                values = check_outputs(specs, call_function(function, inputs), job.max_file_bytes)
                 _, outputs = place_outputs(job.outputs_mapping, values)
+                files = kept_files(outputs, values)
             except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit too
                 traceback.print_exc()
                 error = f"{type(exc).__name__}: {exc}. The traceback is in the execution's logs."
     finally:
         logs = sink.close()
     return ExecutionResult(status=SUCCEEDED if error is None else FAILED, started_at=started_at,
-                           outputs=outputs, error=error, logs=logs)
+                           outputs=outputs, error=error, logs=logs, files=files)

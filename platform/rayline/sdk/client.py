@@ -6,6 +6,7 @@ Craft AI's platform run against Rayline with few changes.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -73,6 +74,35 @@ def _as_list_of(kind: type, values: Any, argument: str) -> list:
     if not isinstance(values, (list, tuple)) or not all(isinstance(v, kind) for v in values):
         raise ValueError(f"'{argument}' must be a list of {kind.__name__} objects.")
     return list(values)
+
+
+def _is_file(value: Any) -> bool:
+    return isinstance(value, (bytes, bytearray, io.IOBase, os.PathLike))
+
+
+def _file_part(name: str, value: Any) -> tuple[str, Any]:
+    """A file input as a multipart part: a path (str or Path), bytes, or an open binary file."""
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if not path.is_file():
+            raise ValueError(f"Input {name!r} is a file input: {str(path)!r} is not a file.")
+        return path.name, path.read_bytes()
+    if isinstance(value, (bytes, bytearray)):
+        return name, bytes(value)
+    if isinstance(value, io.IOBase) and value.readable():
+        return Path(getattr(value, "name", name) or name).name, value.read()
+    raise ValueError(f"Input {name!r} is a file input: give a path, bytes or an open binary file.")
+
+
+def _split_files(inputs: dict[str, Any], file_inputs: set[str]) -> tuple[dict[str, Any], dict[str, tuple[str, Any]]]:
+    """Inputs as JSON values and file parts (files by declaration, or by their Python type)."""
+    values, files = {}, {}
+    for name, value in inputs.items():
+        if name in file_inputs or _is_file(value):
+            files[name] = _file_part(name, value)
+        else:
+            values[name] = value
+    return values, files
 
 
 def _mappings(kind: type, values: Any, argument: str) -> list[dict] | None:
@@ -239,12 +269,17 @@ class RaylineSdk:
         """
         if inputs is not None and not isinstance(inputs, dict):
             raise ValueError("'inputs' must be a dict of input name to value.")
-        form = {"json_inputs": json.dumps(inputs or {})}
+        file_inputs = set()
+        if inputs:  # a file input may be given as a path string: its declaration says so
+            declared = self._request("GET", f"/pipelines/{pipeline_name}")["parameters"]["inputs"]
+            file_inputs = {item["name"] for item in declared if item["data_type"] == "file"}
+        values, files = _split_files(inputs or {}, file_inputs)
+        form = {"json_inputs": json.dumps(values)}
         for field, value in (("inputs_mapping", _mappings(InputSource, inputs_mapping, "inputs_mapping")),
                              ("outputs_mapping", _mappings(OutputDestination, outputs_mapping, "outputs_mapping"))):
             if value is not None:
                 form[field] = json.dumps(value)
-        started = self._request("POST", f"/pipelines/{pipeline_name}/run", data=form)
+        started = self._request("POST", f"/pipelines/{pipeline_name}/run", data=form, files=files or None)
         if not wait_for_completion:
             return {"execution_id": started["execution_id"]}
         return self.retrieve_pipeline_execution_outputs(started["execution_id"])
@@ -258,8 +293,19 @@ class RaylineSdk:
             if response.status_code != 307:
                 break
         body = self._parse(response)
-        outputs = {item["pipeline_output_name"]: item.get("value") for item in body["outputs"]}
+        outputs = {}
+        for item in body["outputs"]:
+            name, value = item["pipeline_output_name"], item.get("value")
+            if item["data_type"] == "file" and item.get("mapping_type") != "is_null" and value is not None:
+                value = self._file(f"/executions/{execution_id}/outputs/{name}")
+            outputs[name] = value
         return {"execution_id": execution_id, "outputs": outputs}
+
+    def _file(self, path: str, **kwargs: Any) -> bytes:
+        response = self._send("GET", path, **kwargs)
+        if response.status_code >= 400:
+            self._parse(response)  # raises SdkException with the platform's message
+        return response.content
 
     def get_pipeline_execution(self, execution_id: str) -> dict:
         """Get an execution: status, dates, and each input and output with its source or destination."""
@@ -391,36 +437,49 @@ class RaylineSdk:
 
     # --- Endpoints -------------------------------------------------------------------------------
 
-    def _endpoint_url(self, endpoint_name: str) -> str:
-        path = self._request("GET", f"/deployments/{endpoint_name}").get("endpoint_url_path") or endpoint_name
-        return f"{self.environment_url}/endpoints/{path}"
+    def _endpoint(self, endpoint_name: str) -> tuple[str, dict]:
+        deployment = self._request("GET", f"/deployments/{endpoint_name}")
+        return f"{self.environment_url}/endpoints/{deployment.get('endpoint_url_path') or endpoint_name}", deployment
 
     def trigger_endpoint(self, endpoint_name: str, endpoint_token: str | None = None,
                          inputs: dict[str, Any] | None = None, wait_for_completion: bool = True) -> dict:
         """Call an endpoint deployment: with its endpoint token over its HTTP route, or without one
-        through the API with the SDK token. Returns ``{"execution_id"}``, plus ``"outputs"`` when waiting."""
+        through the API with the SDK token. Returns ``{"execution_id"}``, plus ``"outputs"`` when
+        waiting. File inputs are given as bytes, an open binary file or a ``pathlib.Path``; a file
+        output comes back as bytes."""
         if inputs is not None and not isinstance(inputs, dict):
             raise ValueError("'inputs' must be a dict of input name to value.")
+        values, files = _split_files(inputs or {}, set())
+        # JSON without files; with files, multipart with each other value JSON-encoded.
+        payload = {"files": files, "data": {k: json.dumps(v) for k, v in values.items()}} if files else {"json": values}
         if endpoint_token is None:
-            started = self._request("POST", f"/deployments/{endpoint_name}/executions", json=inputs or {})
+            started = self._request("POST", f"/deployments/{endpoint_name}/executions", **payload)
             if not wait_for_completion:
                 return {"execution_id": started["execution_id"]}
             return self.retrieve_pipeline_execution_outputs(started["execution_id"])
-        response = self._send("POST", self._endpoint_url(endpoint_name), json=inputs or {}, follow_redirects=True,
-                              headers={"Authorization": f"EndpointToken {endpoint_token}"})
-        body = self._parse(response)
+        url, deployment = self._endpoint(endpoint_name)
+        response = self._send("POST", url, follow_redirects=True,
+                              headers={"Authorization": f"EndpointToken {endpoint_token}"}, **payload)
+        if response.status_code < 400 and response.headers.get("content-type", "").startswith("application/octet"):
+            execution_id = response.headers.get("x-rayline-execution-id", "")
+            name = next(m["endpoint_output_name"] for m in deployment["outputs_mapping"] if "endpoint_output_name" in m)
+            outputs = {name: response.content}
+        else:
+            body = self._parse(response)
+            execution_id, outputs = body["execution_id"], body.get("output", {})
         if not wait_for_completion:
-            return {"execution_id": body["execution_id"]}
-        return {"execution_id": body["execution_id"], "outputs": body.get("output", {})}
+            return {"execution_id": execution_id}
+        return {"execution_id": execution_id, "outputs": outputs}
 
     def retrieve_endpoint_results(self, endpoint_name: str, execution_id: str,
                                   endpoint_token: str | None = None) -> dict:
-        """The outputs of an endpoint's execution, waiting for it to end."""
+        """The outputs of an endpoint's execution, waiting for it to end (a file output as bytes)."""
         if endpoint_token is None:
             return self.retrieve_pipeline_execution_outputs(execution_id)
-        url = f"{self._endpoint_url(endpoint_name).replace('/endpoints/', '/endpoints/v1/', 1)}/executions/{execution_id}"
+        url = f"{self._endpoint(endpoint_name)[0].replace('/endpoints/', '/endpoints/v1/', 1)}/executions/{execution_id}"
         body = self._parse(self._send("GET", url, params={"token": endpoint_token}, follow_redirects=True))
-        outputs = {name: item.get("value") for name, item in body.get("outputs", {}).items()}
+        outputs = {name: self._file(item["url"], params={"token": endpoint_token}) if "url" in item else item.get("value")
+                   for name, item in body.get("outputs", {}).items()}
         return {"execution_id": execution_id, "outputs": outputs}
 
     def generate_new_endpoint_token(self, endpoint_name: str, endpoint_token: str | None = None) -> dict:

@@ -232,7 +232,7 @@ class DeploymentService:
             max_parallel_executions=row.max_parallel_executions_per_pod,
             max_queued_executions=row.max_queued_executions, execution_timeout_s=row.execution_timeout_s,
             journal_dir=str(self._settings.home_dir / "journal" / row.name),
-            secret_key_path=str(self._settings.secret_key_path))
+            secret_key_path=str(self._settings.secret_key_path), max_file_bytes=self._settings.max_file_bytes)
         try:
             self._serve.deploy(config, ram_request=row.ram_request,
                                gpu_request=row.gpu_request, package_uri=pipeline.package_uri,

@@ -10,13 +10,15 @@ from typing import Any, Callable, Protocol
 
 from sqlalchemy import delete, select
 
-from rayline.domain.mappings import gather_inputs, normalize_inputs_mapping, normalize_outputs_mapping
+from rayline.domain.files import FileValue
+from rayline.domain.mappings import (gather_inputs, normalize_inputs_mapping, normalize_outputs_mapping,
+                                     returned_files, returned_outputs)
 from rayline.errors import Conflict, InvalidInput, NotFound, PlatformFailure
 from rayline.runtime.worker import ExecutionJob
 from rayline.services.pipelines import READY, PipelineService, pipeline_specs
 from rayline.store import executions as store
 from rayline.store.db import Database
-from rayline.store.models import Deployment, Execution, ExecutionLog, Pipeline
+from rayline.store.models import Deployment, Execution, ExecutionFile, ExecutionLog, Pipeline
 
 RECORD_DELAY_S = 1.0
 
@@ -26,9 +28,12 @@ class Runner(Protocol):
         """Start the execution; the future is done once it has ended and is recorded."""
 
 
-def parse_json_field(field: str, text: str | None, default: Any) -> Any:
+def parse_json_field(field: str, text: Any, default: Any) -> Any:
+    """A form field holding JSON (already decoded when the form was read as inputs)."""
     if text is None or text == "":
         return default
+    if not isinstance(text, str):
+        return text
     try:
         return json.loads(text)
     except ValueError as error:
@@ -37,8 +42,9 @@ def parse_json_field(field: str, text: str | None, default: Any) -> Any:
 
 class ExecutionService:
     def __init__(self, db: Database, pipelines: PipelineService, runner: Runner,
-                 environment: Callable[[], dict[str, str]]) -> None:
+                 environment: Callable[[], dict[str, str]], max_file_bytes: int) -> None:
         self._db = db
+        self._max_file_bytes = max_file_bytes
         self._pipelines = pipelines
         self._runner = runner
         self._environment = environment  # the environment variables, read at each execution start
@@ -73,7 +79,7 @@ class ExecutionService:
         job = ExecutionJob(execution_id=execution.execution_id, database_url=self._db.url,
                            function_path=pipeline.function_path, function_name=pipeline.function_name,
                            inputs=values, outputs=pipeline.outputs, outputs_mapping=outputs_mapping,
-                           timeout_s=timeout_s, environment=environment)
+                           timeout_s=timeout_s, environment=environment, max_file_bytes=self._max_file_bytes)
         try:
             ended = self._runner.submit(job, pipeline.package_uri, pipeline.requirements)
             self._running[execution.execution_id] = ended
@@ -129,6 +135,25 @@ class ExecutionService:
                 return row
             await asyncio.sleep(poll_s)
 
+    def returned_output(self, execution: Execution) -> dict[str, Any]:
+        """What its caller gets back from an ended execution, file outputs as ``FileValue``."""
+        output = returned_outputs(execution.outputs)
+        for returned_name, name in returned_files(execution.outputs).items():
+            output[returned_name] = self.output_file(execution.execution_id, name)
+        return output
+
+    def output_file(self, execution_id: str, name: str) -> FileValue:
+        """A file output of an ended execution."""
+        execution = self.get(execution_id)
+        record = next((r for r in execution.outputs if r["pipeline_output_name"] == name), None)
+        if record is None or record["data_type"] != "file":
+            raise NotFound(f"Execution {execution_id!r} has no file output named {name!r}.")
+        found = store.load_file(self._db, execution_id, name)
+        if found is None:
+            raise NotFound(f"Execution {execution_id!r} kept no file for output {name!r} (it returned none, or it "
+                           "was mapped to null).")
+        return found
+
     def logs(self, execution_id: str, from_ts: datetime | None, to_ts: datetime | None,
              limit: int | None) -> list[ExecutionLog]:
         self.get(execution_id)
@@ -140,4 +165,5 @@ class ExecutionService:
             raise Conflict(f"Execution {execution_id!r} is {row.status}; it can be deleted once it has ended.")
         with self._db.session() as session:
             session.execute(delete(ExecutionLog).where(ExecutionLog.execution_id == execution_id))
+            session.execute(delete(ExecutionFile).where(ExecutionFile.execution_id == execution_id))
             session.execute(delete(Execution).where(Execution.execution_id == execution_id))

@@ -14,9 +14,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from rayline.domain.files import FileValue
 from rayline.errors import InvalidInput
 from rayline.store.db import Database
-from rayline.store.models import Counter, Execution, ExecutionLog, utcnow
+from rayline.store.models import Counter, Execution, ExecutionFile, ExecutionLog, utcnow
 
 PENDING, RUNNING, SUCCEEDED, FAILED, ERROR = "Pending", "Running", "Succeeded", "Failed", "Error"
 FINAL_STATUSES = (SUCCEEDED, FAILED, ERROR)
@@ -84,6 +85,17 @@ def append_logs(db: Database, execution_id: str, records: Iterable[tuple[datetim
     if rows:
         with db.session() as session:
             session.execute(insert(ExecutionLog), rows)
+
+
+def save_files(session: Session, execution_id: str, files: dict[str, FileValue]) -> None:
+    for name, value in files.items():
+        session.merge(ExecutionFile(execution_id=execution_id, name=name, filename=value.filename, data=value.data))
+
+
+def load_file(db: Database, execution_id: str, name: str) -> FileValue | None:
+    with db.session() as session:
+        row = session.get(ExecutionFile, (execution_id, name))
+        return FileValue(row.filename, row.data) if row else None
 
 
 def get(session: Session, execution_id: str) -> Execution | None:

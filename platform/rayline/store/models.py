@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -88,6 +88,17 @@ class ExecutionLog(Base):
     message: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (Index("ix_execution_logs_execution_time", "execution_id", "timestamp"),)
+
+
+class ExecutionFile(Base):
+    """A file output of an execution, kept for its caller (records only name its file and size)."""
+
+    __tablename__ = "execution_files"
+    execution_id: Mapped[str] = mapped_column(
+        String(160), ForeignKey("executions.execution_id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # the pipeline output's name
+    filename: Mapped[str] = mapped_column(String(255))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Deployment(Base):

@@ -10,7 +10,7 @@ from rayline.api.context import AppContext, get_context
 from rayline.api.routes.executions import from_epoch_ms
 from rayline.api.schemas import DeploymentListItem, DeploymentPublic, ExecutionListItem, ExecutionStarted, LogsQuery
 from rayline.domain.deployments import FINAL_STATUSES
-from rayline.api.routes.endpoints import json_body
+from rayline.api.http_io import read_inputs
 from rayline.store.models import Deployment
 
 router = APIRouter(tags=["deployments"])
@@ -81,7 +81,7 @@ def latest_deployment_execution(name: str, context: AppContext = Depends(get_con
 async def trigger_deployment(name: str, request: Request, context: AppContext = Depends(get_context)):
     """Trigger an endpoint with the SDK token instead of the endpoint token."""
     row = await run_in_threadpool(context.deployments.get, name)
-    result = await context.deployments.trigger(row, await json_body(request))
+    result = await context.deployments.trigger(row, await read_inputs(request, context.settings.max_file_bytes))
     return ExecutionStarted(execution_id=result["execution_id"])
 
 

@@ -4,9 +4,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 
 from rayline.api.context import AppContext, get_context
+from rayline.api.http_io import file_response
 from rayline.api.schemas import ExecutionOutputs, ExecutionPublic, LogLine, LogsQuery
 from rayline.errors import ExecutionFailed, ExecutionNotFinished
 from rayline.store.executions import FINAL_STATUSES, SUCCEEDED
@@ -44,6 +45,12 @@ async def get_execution_outputs(execution_id: str, request: Request, wait_for_co
             additional_data={"execution_id": execution_id, "status": row.status})
     raise ExecutionNotFinished(f"Execution {execution_id!r} is {row.status}; ask with wait_for_completion=true "
                                "to wait for its outputs.")
+
+
+@router.get("/executions/{execution_id}/outputs/{name}")
+def get_execution_output_file(execution_id: str, name: str, context: AppContext = Depends(get_context)) -> Response:
+    """A file output of an ended execution, as ``application/octet-stream``."""
+    return file_response(execution_id, context.executions.output_file(execution_id, name))
 
 
 @router.post("/executions/{execution_id}/logs")

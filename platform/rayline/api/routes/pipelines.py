@@ -7,6 +7,7 @@ from starlette.datastructures import UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from rayline.api.context import AppContext, get_context
+from rayline.api.http_io import read_inputs
 from rayline.api.schemas import (ExecutionListItem, ExecutionStarted, PipelineListItem, PipelinePublic)
 from rayline.domain.forms import declarations, unflatten
 from rayline.errors import InvalidInput, PayloadTooLarge
@@ -76,11 +77,15 @@ def delete_pipeline(pipeline_name: str, force_deployments_deletion: bool = False
 @router.post("/pipelines/{pipeline_name}/run", response_model=ExecutionStarted)
 async def run_pipeline(pipeline_name: str, request: Request,
                        context: AppContext = Depends(get_context)) -> ExecutionStarted:
-    """Start one execution. Form fields ``json_inputs``, ``inputs_mapping``, ``outputs_mapping`` (JSON)."""
-    form = await request.form(max_files=0, max_fields=100)
-    inputs = parse_json_field("json_inputs", form.get("json_inputs"), {})
-    inputs_mapping = parse_json_field("inputs_mapping", form.get("inputs_mapping"), [])
-    outputs_mapping = parse_json_field("outputs_mapping", form.get("outputs_mapping"), [])
+    """Start one execution. Form fields ``json_inputs``, ``inputs_mapping``, ``outputs_mapping``
+    (JSON), and one file part per file input (multipart)."""
+    fields = await read_inputs(request, context.settings.max_file_bytes)
+    inputs = parse_json_field("json_inputs", fields.pop("json_inputs", None), {})
+    inputs_mapping = parse_json_field("inputs_mapping", fields.pop("inputs_mapping", None), [])
+    outputs_mapping = parse_json_field("outputs_mapping", fields.pop("outputs_mapping", None), [])
+    if not isinstance(inputs, dict):
+        raise InvalidInput("json_inputs must be a JSON object of input name to value.")
+    inputs.update(fields)  # the file parts
     execution = await run_in_threadpool(context.executions.run_pipeline, pipeline_name, inputs,
                                         inputs_mapping, outputs_mapping)
     return ExecutionStarted(execution_id=execution.execution_id)
