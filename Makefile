@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
 .PHONY: up test install bench clean
 
@@ -12,6 +12,10 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
+	# The published Craft AI client, to test wire compatibility. Without its weaviate-client
+	# dependency (vector databases, which Rayline answers 501): it would pin grpcio below what
+	# Ray Serve installs. Its other dependencies are in the test extras.
+	$(BIN)/pip install --quiet --no-deps craft-ai-sdk==0.74.7
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)

@@ -22,6 +22,7 @@ CONTROL_PLANE_APP = "rayline"
 class ControlPlane:
     def __init__(self, settings: Settings) -> None:
         from rayline.api.context import AppContext
+        from rayline.domain.access_tokens import AccessTokens
         from rayline.runtime import serve_deployments
         from rayline.runtime.elastic import ElasticRunner
         from rayline.services.credentials import load_sdk_token_hash, load_secret_box
@@ -41,7 +42,9 @@ class ControlPlane:
         deployments = DeploymentService(db, settings, pipelines, executions, box, serve_deployments)
         self._context = AppContext(settings=settings, db=db, pipelines=pipelines, executions=executions,
                                    deployments=deployments, environment=environment,
-                                   sdk_token_hash=load_sdk_token_hash(db))
+                                   sdk_token_hash=load_sdk_token_hash(db),
+                                   access_tokens=AccessTokens(settings.secret_key_path.read_bytes().strip(),
+                                                              settings.access_token_ttl_s))
         # SQL is the truth, Serve the runtime: bring back every enabled low-latency deployment.
         threading.Thread(target=deployments.reconcile, name="rayline-reconcile", daemon=True).start()
         # Periodic deployments: each due time is claimed in SQL, so several control planes (or a

@@ -291,20 +291,34 @@ class LowLatencyReplica:
     async def _execute(self, place: asyncio.Future, values: dict[str, Any],
                        records: list[dict[str, Any]]) -> dict[str, Any]:
         await self._slots.wait(place)
-        self._apply_environment()
-        execution_id = self._next_execution_id()
+        folder: Path | None = None
+        try:
+            self._apply_environment()
+            execution_id = self._next_execution_id()
+        except BaseException:
+            self._slots.release()
+            raise
         self._writer.execution_started(execution_id, self._config.pipeline_name, self._config.deployment_name,
                                        records, utcnow(), self._pod_id)
         self._log(f"Execution {execution_id} started.")
         scope = ExecutionScope(execution_id, lambda stream, line: self._writer.execution_log(execution_id, stream, line))
-        folder = None
-        if any(isinstance(value, FileValue) for value in values.values()):  # the function gets paths
-            folder = Path(tempfile.mkdtemp(prefix=f"rayline-{execution_id}-"))
-            values = materialize(values, folder)
-        call = self._start_call(scope, values)
+        try:
+            if any(isinstance(value, FileValue) for value in values.values()):  # the function gets paths
+                inputs = values
+                self._writer.call(lambda session: store.save_files(session, execution_id, "input", inputs))
+                folder = Path(tempfile.mkdtemp(prefix=f"rayline-{execution_id}-"))
+                values = materialize(values, folder)
+            call = self._start_call(scope, values)
+        except BaseException as exc:  # it never started: its slot is free again and its record ends
+            self._slots.release()
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            error = f"The execution could not start: {type(exc).__name__}: {exc}"
+            self._writer.execution_finished(execution_id, store.ERROR, None, error)
+            return {"execution_id": execution_id, "status": store.ERROR, "error": error}
         began = time.monotonic()
         timeout_s = self._config.execution_timeout_s
-        call.add_done_callback(lambda _: self._call_ended(call, scope, time.monotonic() - began, folder))
+        call.add_done_callback(lambda _: self._call_ended(call, scope, time.monotonic() - began))
         outputs, error = None, None
         done, _ = await asyncio.wait({call}, timeout=timeout_s)
         if not done:
@@ -317,12 +331,14 @@ class LowLatencyReplica:
                     self._writer.execution_log(execution_id, "stderr", line)
                 self._log(f"Execution {execution_id} failed: {type(exc).__name__}: {exc}", "stderr")
                 error = f"{type(exc).__name__}: {exc}. The traceback is in the execution's logs."
+        if folder is not None:  # the input files: once outputs are read, or once a timed-out call ends
+            call.add_done_callback(lambda _: shutil.rmtree(folder, ignore_errors=True))
         scope.drain()
         if error is None:
             returned, output_records = place_outputs(self._config.outputs_mapping, outputs)
             files = kept_files(output_records, outputs)
             if files:  # not journaled: a file is too big for a journal line
-                self._writer.call(lambda session: store.save_files(session, execution_id, files))
+                self._writer.call(lambda session: store.save_files(session, execution_id, "output", files))
             self._writer.execution_finished(execution_id, store.SUCCEEDED, output_records, None)
             return {"execution_id": execution_id, "status": store.SUCCEEDED, "output": returned}
         self._writer.execution_finished(execution_id, store.FAILED, None, error)
@@ -335,8 +351,12 @@ class LowLatencyReplica:
         context.run(current_scope.set, scope)
         loop = asyncio.get_running_loop()
         if self._is_coroutine:
-            return loop.create_task(self._function(**call_kwargs(self._function, values)), context=context)
+            return loop.create_task(self._await_function(values), context=context)
         return loop.run_in_executor(self._executor, context.run, call_function, self._function, values)
+
+    async def _await_function(self, values: dict[str, Any]) -> Any:
+        # Called inside the task, so that wrong arguments fail the execution like any user error.
+        return await self._function(**call_kwargs(self._function, values))
 
     def _time_out(self, call: asyncio.Future, execution_id: str, timeout_s: float) -> str:
         if self._is_coroutine:
@@ -349,11 +369,8 @@ class LowLatencyReplica:
         return timed_out_error(timeout_s, "; its caller was answered, but its thread cannot be stopped and runs on "
                                           "(its further logs still come here).")
 
-    def _call_ended(self, call: asyncio.Future, scope: ExecutionScope, duration_s: float,
-                    folder: Path | None) -> None:
+    def _call_ended(self, call: asyncio.Future, scope: ExecutionScope, duration_s: float) -> None:
         self._slots.release(duration_s)
-        if folder is not None:  # the input files, once the function really ended
-            shutil.rmtree(folder, ignore_errors=True)
         if call in self._timed_out_threads:
             self._timed_out_threads.discard(call)
             scope.drain()

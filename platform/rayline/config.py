@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     elastic_spare_workers: int = Field(2, ge=0, description="Fresh workers kept ready for elastic "
                                        "executions, platform-wide (0: start each one on demand).")
     endpoint_wait_s: float = Field(60.0, description="How long an endpoint call waits before redirecting.")
+    access_token_ttl_s: float = Field(3600.0, gt=0, description="Lifetime of the access tokens /auth/refresh "
+                                      "issues (craft-ai-sdk refreshes them before they expire).")
 
     @property
     def home_dir(self) -> Path:

@@ -1,9 +1,8 @@
 import pytest
 
-from rayline.domain.forms import declarations, unflatten
-from rayline.domain.io_types import InputSpec, OutputSpec, check_outputs, parse_input_specs, parse_output_specs
-from rayline.domain.mappings import gather_inputs, normalize_inputs_mapping
 from rayline.domain.files import FileValue, materialize
+from rayline.domain.io_types import check_outputs, parse_input_specs, parse_output_specs
+from rayline.domain.mappings import gather_inputs, normalize_inputs_mapping
 from rayline.errors import InvalidInput
 
 LIMIT = 1024
@@ -95,6 +94,9 @@ def test_file_outputs_are_read_from_a_path_or_bytes_within_the_limit(tmp_path):
 
 
 def test_file_inputs_become_paths_that_the_client_cannot_choose(tmp_path):
-    placed = materialize({"doc": FileValue("../../etc/passwd", b"x"), "n": 1}, tmp_path)
+    placed = materialize({"doc": FileValue("../../etc/passwd", b"x"), "n": 1, "dots": FileValue("..", b"y"),
+                          "win": FileValue("C:\\temp\\a.txt", b"z")}, tmp_path)
     assert placed["n"] == 1 and placed["doc"] == str(tmp_path / "doc" / "passwd")
     assert (tmp_path / "doc" / "passwd").read_bytes() == b"x"
+    assert placed["dots"] == str(tmp_path / "dots" / "dots")  # no name of its own: the input's
+    assert placed["win"] == str(tmp_path / "win" / "a.txt")

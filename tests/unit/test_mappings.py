@@ -3,7 +3,7 @@
 import pytest
 
 from rayline.domain.io_types import parse_input_specs, parse_output_specs
-from rayline.domain.mappings import (gather_inputs, normalize_inputs_mapping, normalize_outputs_mapping,
+from rayline.domain.mappings import (from_form, gather_inputs, normalize_inputs_mapping, normalize_outputs_mapping,
                                      place_outputs, returned_outputs, with_constants)
 from rayline.errors import InvalidInput
 
@@ -42,6 +42,7 @@ def test_environment_variables_and_null_feed_inputs():
     assert values == {"text": "hello", "count": None, "flag": False}
     assert records[0]["mapping_type"] == "environment_variable"
     assert records[0]["mapping_value"] == {"environment_variable_name": "GREETING"}
+    assert records[0]["value"] is None  # it may be a secret: the record names the variable only
     assert records[1]["mapping_type"] == "is_null"
     with pytest.raises(InvalidInput, match="'GREETING', which is not set"):
         gather_inputs(mapping, {}, {})
@@ -83,6 +84,22 @@ def test_outputs_are_renamed_or_dropped():
         normalize_outputs_mapping(OUTPUTS, [{"pipeline_output_name": "y", "endpoint_output_name": "r"}], "run")
 
 
+@pytest.mark.parametrize("data_type, text, expected", [
+    ("string", '"quoted"', "quoted"), ("string", "Paris", "Paris"), ("string", "12345", "12345"),
+    ("number", "3.5", 3.5), ("boolean", "True", True), ("boolean", "false", False), ("json", '{"a": 1}', {"a": 1}),
+    ("array", "[1, 2]", [1, 2]),
+])
+def test_form_fields_are_read_by_the_type_of_their_input(data_type, text, expected):
+    assert from_form(data_type, text, "x") == expected
+
+
+def test_a_form_field_that_does_not_match_its_type_is_a_400():
+    with pytest.raises(InvalidInput, match="'x': 'three' is not a number; send it JSON-encoded"):
+        from_form("number", "three", "x")
+    with pytest.raises(InvalidInput, match="file part"):
+        from_form("file", "hello", "x")
+
+
 def test_only_constant_values_can_be_updated():
     mapping = normalize_inputs_mapping(INPUTS, [{"pipeline_input_name": "count", "constant_value": 1}], "endpoint")
     updated = with_constants(mapping, INPUTS, [{"pipeline_input_name": "count", "constant_value": 5}])
@@ -91,3 +108,18 @@ def test_only_constant_values_can_be_updated():
         with_constants(mapping, INPUTS, [{"pipeline_input_name": "count", "constant_value": "5"}])
     with pytest.raises(InvalidInput, match="only give constant mappings a new constant_value"):
         with_constants(mapping, INPUTS, [{"pipeline_input_name": "text", "constant_value": "x"}])
+
+
+def test_environment_variables_are_checked_and_a_deleted_one_gets_its_original_value_back():
+    from rayline.domain.environment import apply, check_variables
+
+    for bad in ({"PATH": "/x"}, {"CUDA_VISIBLE_DEVICES": "0"}, {"PYTHONPATH": "/x"}, {"OK_NAME": "a\x00b"}):
+        with pytest.raises(InvalidInput):
+            check_variables(bad)
+    environ, originals = {"LANG": "C"}, {}
+    apply({"LANG": "fr", "MODE": "blue"}, {}, environ, originals)
+    assert environ == {"LANG": "fr", "MODE": "blue"}
+    apply({"MODE": "green"}, {"LANG": "fr", "MODE": "blue"}, environ, originals)
+    assert environ == {"LANG": "C", "MODE": "green"}  # the process's own LANG is back
+    apply({}, {"MODE": "green"}, environ, originals)
+    assert environ == {"LANG": "C"}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from rayline.config import Settings
+from rayline.domain.access_tokens import AccessTokens
 from rayline.services.deployments import DeploymentService
 from rayline.services.environment import EnvironmentService
 from rayline.services.executions import ExecutionService
@@ -23,6 +24,7 @@ class AppContext:
     deployments: DeploymentService
     environment: EnvironmentService
     sdk_token_hash: str
+    access_tokens: AccessTokens
 
 
 def get_context(request: Request) -> AppContext:

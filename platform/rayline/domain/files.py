@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rayline.errors import PayloadTooLarge
 
 
 @dataclass
@@ -26,9 +25,20 @@ class FileValue:
         return {"filename": self.filename, "size": len(self.data)}
 
 
-def check_size(name: str, size: int, limit: int) -> None:
+class FormText(str):
+    """A text field of a form, whose type the input it feeds decides (see ``mappings.from_form``)."""
+
+
+def size_problem(what: str, size: int, limit: int) -> str | None:
     if size > limit:
-        raise PayloadTooLarge(f"File {name!r} is {size} bytes; the limit is {limit} bytes (RAYLINE_MAX_FILE_BYTES).")
+        return f"{what} is {size} bytes; the limit is {limit} bytes (RAYLINE_MAX_FILE_BYTES)."
+    return None
+
+
+def _safe_name(filename: str, fallback: str) -> str:
+    # Only the base name of what the client sent: it must not choose where the file goes.
+    name = Path(filename.replace("\\", "/")).name.replace("\x00", "")
+    return fallback if name in ("", ".", "..") else name
 
 
 def materialize(values: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -38,8 +48,7 @@ def materialize(values: dict[str, Any], folder: Path) -> dict[str, Any]:
         if isinstance(value, FileValue):
             target = folder / name
             target.mkdir(parents=True, exist_ok=True)
-            # Only the base name of what the client sent: it must not choose where the file goes.
-            path = target / (Path(value.filename).name or name)
+            path = target / _safe_name(value.filename, name)
             path.write_bytes(value.data)
             value = str(path)
         placed[name] = value
@@ -50,20 +59,18 @@ def read_output(name: str, value: Any, limit: int) -> FileValue:
     """A file output as the function returned it (a path, or bytes), read now: its temporary
     folder is removed after the execution. Raises ValueError, a user error, when it is neither."""
     if isinstance(value, (bytes, bytearray)):
-        check_output_size(name, len(value), limit)
-        return FileValue(name, bytes(value))
-    if isinstance(value, (str, os.PathLike)):
+        size, read = len(value), lambda: bytes(value)
+        filename = name
+    elif isinstance(value, (str, os.PathLike)):
         path = Path(value)
         if not path.is_file():
             raise ValueError(f"Output {name!r}: {str(path)!r} is not a file; return the path of a file you wrote, "
                              "or its bytes.")
-        check_output_size(name, path.stat().st_size, limit)
-        return FileValue(path.name, path.read_bytes())
-    raise ValueError(f"Output {name!r} is a file: return the path of a file you wrote, or bytes, not "
-                     f"{type(value).__name__}.")
-
-
-def check_output_size(name: str, size: int, limit: int) -> None:
-    if size > limit:
-        raise ValueError(f"Output {name!r} is a file of {size} bytes; the limit is {limit} bytes "
-                         "(RAYLINE_MAX_FILE_BYTES).")
+        size, read, filename = path.stat().st_size, path.read_bytes, path.name
+    else:
+        raise ValueError(f"Output {name!r} is a file: return the path of a file you wrote, or bytes, not "
+                         f"{type(value).__name__}.")
+    problem = size_problem(f"Output {name!r}", size, limit)
+    if problem:
+        raise ValueError(problem)
+    return FileValue(filename, read())

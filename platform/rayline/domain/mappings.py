@@ -15,10 +15,11 @@ Plain Python: elastic workers and warm replicas import it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rayline.domain.environment import check_name as check_variable_name
-from rayline.domain.files import FileValue
+from rayline.domain.files import FileValue, FormText
 from rayline.domain.io_types import InputSpec, OutputSpec, type_error
 from rayline.errors import InvalidInput
 
@@ -226,6 +227,8 @@ def gather_inputs(mapping: list[dict[str, Any]], given: Any,
         if kind in ("endpoint", "run"):
             sent_as = item.get("endpoint_input_name", name)
             value = given.get(sent_as)
+            if isinstance(value, FormText):
+                value = from_form(data_type, value, sent_as)
             if value is None:
                 value = item.get("default_value")
             if value is None and item.get("is_required", True):
@@ -246,9 +249,27 @@ def gather_inputs(mapping: list[dict[str, Any]], given: Any,
             value = None
         if value is not None or kind == "is_null":
             values[name] = value
+        # A variable's value may be a secret: the record names the variable, not its value.
         records.append({"pipeline_input_name": name, "data_type": data_type, "mapping_type": kind,
-                        "mapping_value": mapping_value(item), "value": _recorded(value)})
+                        "mapping_value": mapping_value(item),
+                        "value": None if kind == "environment_variable" else _recorded(value)})
     return values, records
+
+
+def from_form(data_type: str, text: str, sent_as: str) -> Any:
+    """A form field's text as a value of the input's type: JSON-encoded (as craft-ai-sdk sends
+    fields beside files), or plain text for a string (``-F city=Paris``)."""
+    if data_type == "file":
+        raise InvalidInput(f"Input {sent_as!r}: a file is sent as a multipart/form-data file part, not as text.")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        if data_type == "string":
+            return str(text)
+        if data_type == "boolean" and text.strip().lower() in ("true", "false"):
+            return text.strip().lower() == "true"
+        raise InvalidInput(f"Input {sent_as!r}: {text[:60]!r} is not a {data_type}; send it JSON-encoded.") from None
+    return str(text) if data_type == "string" and not isinstance(value, str) else value
 
 
 def place_outputs(mapping: list[dict[str, Any]], outputs: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -114,7 +114,7 @@ class ElasticRunner:
             store.append_logs(self._db, execution_id, result.logs)
             if result.files:
                 with self._db.session() as session:
-                    store.save_files(session, execution_id, result.files)
+                    store.save_files(session, execution_id, "output", result.files)
             store.finish(self._db, execution_id, result.status, outputs=result.outputs, error=result.error,
                          start_date=result.started_at)
             return

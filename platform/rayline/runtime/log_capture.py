@@ -167,11 +167,16 @@ def follow_executions_into_threads() -> None:
         start(self)
 
     def submit_in_scope(self: ThreadPoolExecutor, fn: Callable, /, *args, **kwargs):
-        # A pool's worker thread serves the tasks of any execution: the scope goes with the task.
+        # A pool's worker thread serves the tasks of any execution: the scope goes with the task,
+        # and a worker the pool starts now belongs to none.
         scope = current_scope.get()
         if scope is None:
             return submit(self, fn, *args, **kwargs)
-        return submit(self, _in_scope, scope, fn, *args, **kwargs)
+        token = current_scope.set(None)
+        try:
+            return submit(self, _in_scope, scope, fn, *args, **kwargs)
+        finally:
+            current_scope.reset(token)
 
     threading.Thread.start = start_in_scope
     ThreadPoolExecutor.submit = submit_in_scope

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Protocol
@@ -72,7 +73,10 @@ class DeploymentService:
         self._executions = executions
         self._box = box
         self._serve = serve_runtime
-        self._periodic = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rayline-periodic")
+        # A low-latency periodic execution holds a thread while it runs: one per deployment at most.
+        self._periodic = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rayline-periodic")
+        self._periodic_running: set[str] = set()
+        self._periodic_lock = threading.Lock()
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -152,7 +156,16 @@ class DeploymentService:
 
     def start_scheduled(self, name: str, due: datetime, catch_up: bool) -> None:
         """The scheduler's hand-off: the execution of a periodic deployment due now, started on a
-        thread of ours, so that a long low-latency execution never holds the scheduler."""
+        thread of ours, so that a long low-latency execution never holds the scheduler. While a
+        low-latency one still runs, the next due time is skipped (and logged): no pile-up."""
+        with self._periodic_lock:
+            busy = name in self._periodic_running
+            if not busy:
+                self._periodic_running.add(name)
+        if busy:
+            self._log(name, f"Skipped the execution due at {due:%Y-%m-%dT%H:%M:%SZ}: the previous one is still "
+                            "running.", "stderr")
+            return
         self._periodic.submit(self._run_scheduled, name, due)
 
     def _run_scheduled(self, name: str, due: datetime) -> None:
@@ -166,6 +179,9 @@ class DeploymentService:
                 self._executions.run_elastic_deployment(row, {})
         except Exception as error:  # the deployment's logs are where its user looks
             self._log(name, f"The execution due at {due:%Y-%m-%dT%H:%M:%SZ} could not start: {error}", "stderr")
+        finally:
+            with self._periodic_lock:
+                self._periodic_running.discard(name)
 
     # --- changing ------------------------------------------------------------------------------
 

@@ -76,6 +76,9 @@ class ExecutionService:
         execution = store.create_execution(self._db, name_prefix=deployment_name or pipeline.name,
                                            pipeline_name=pipeline.name, deployment_name=deployment_name,
                                            inputs=records)
+        if any(isinstance(value, FileValue) for value in values.values()):
+            with self._db.session() as session:
+                store.save_files(session, execution.execution_id, "input", values)
         job = ExecutionJob(execution_id=execution.execution_id, database_url=self._db.url,
                            function_path=pipeline.function_path, function_name=pipeline.function_name,
                            inputs=values, outputs=pipeline.outputs, outputs_mapping=outputs_mapping,
@@ -139,19 +142,23 @@ class ExecutionService:
         """What its caller gets back from an ended execution, file outputs as ``FileValue``."""
         output = returned_outputs(execution.outputs)
         for returned_name, name in returned_files(execution.outputs).items():
-            output[returned_name] = self.output_file(execution.execution_id, name)
+            output[returned_name] = self.value(execution.execution_id, "output", name)
         return output
 
-    def output_file(self, execution_id: str, name: str) -> FileValue:
-        """A file output of an ended execution."""
+    def value(self, execution_id: str, direction: str, name: str) -> Any:
+        """The value of one input or output of an execution; a file as ``FileValue``."""
         execution = self.get(execution_id)
-        record = next((r for r in execution.outputs if r["pipeline_output_name"] == name), None)
-        if record is None or record["data_type"] != "file":
-            raise NotFound(f"Execution {execution_id!r} has no file output named {name!r}.")
-        found = store.load_file(self._db, execution_id, name)
+        key = f"pipeline_{direction}_name"
+        record = next((r for r in (execution.inputs if direction == "input" else execution.outputs)
+                       if r[key] == name), None)
+        if record is None:
+            raise NotFound(f"Execution {execution_id!r} has no {direction} named {name!r}.")
+        if record["data_type"] != "file" or record.get("value") is None:
+            return record.get("value")
+        found = store.load_file(self._db, execution_id, direction, name)
         if found is None:
-            raise NotFound(f"Execution {execution_id!r} kept no file for output {name!r} (it returned none, or it "
-                           "was mapped to null).")
+            raise NotFound(f"Execution {execution_id!r} kept no file for {direction} {name!r} (its pod may have "
+                           "stopped before storing it).")
         return found
 
     def logs(self, execution_id: str, from_ts: datetime | None, to_ts: datetime | None,

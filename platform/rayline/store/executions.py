@@ -87,14 +87,17 @@ def append_logs(db: Database, execution_id: str, records: Iterable[tuple[datetim
             session.execute(insert(ExecutionLog), rows)
 
 
-def save_files(session: Session, execution_id: str, files: dict[str, FileValue]) -> None:
+def save_files(session: Session, execution_id: str, direction: str, files: dict[str, Any]) -> None:
+    """Keep the ``FileValue`` among ``files`` (by input or output name) with the execution."""
     for name, value in files.items():
-        session.merge(ExecutionFile(execution_id=execution_id, name=name, filename=value.filename, data=value.data))
+        if isinstance(value, FileValue):
+            session.merge(ExecutionFile(execution_id=execution_id, direction=direction, name=name,
+                                        filename=value.filename, data=value.data))
 
 
-def load_file(db: Database, execution_id: str, name: str) -> FileValue | None:
+def load_file(db: Database, execution_id: str, direction: str, name: str) -> FileValue | None:
     with db.session() as session:
-        row = session.get(ExecutionFile, (execution_id, name))
+        row = session.get(ExecutionFile, (execution_id, direction, name))
         return FileValue(row.filename, row.data) if row else None
 
 

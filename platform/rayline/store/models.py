@@ -91,12 +91,13 @@ class ExecutionLog(Base):
 
 
 class ExecutionFile(Base):
-    """A file output of an execution, kept for its caller (records only name its file and size)."""
+    """A file input or output of an execution, kept with it (records only name its file and size)."""
 
     __tablename__ = "execution_files"
     execution_id: Mapped[str] = mapped_column(
         String(160), ForeignKey("executions.execution_id", ondelete="CASCADE"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # the pipeline output's name
+    direction: Mapped[str] = mapped_column(String(8), primary_key=True)  # "input" or "output"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # the pipeline input's or output's name
     filename: Mapped[str] = mapped_column(String(255))
     data: Mapped[bytes] = mapped_column(LargeBinary)
 

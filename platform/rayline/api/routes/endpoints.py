@@ -52,15 +52,19 @@ async def call_endpoint(path: str, request: Request, context: AppContext = Depen
     execution_id = result["execution_id"]
     if row.mode == "elastic":
         execution = await context.executions.wait_until_final(execution_id, context.settings.endpoint_wait_s)
-        if execution.status not in FINAL_STATUSES:
-            return RedirectResponse(f"/endpoints/v1/{path}/executions/{execution_id}", status_code=303)
+        if execution.status not in FINAL_STATUSES:  # with the id in the body, for clients that do not follow
+            return JSONResponse({"execution_id": execution_id}, status_code=303,
+                                headers={"Location": f"/endpoints/v1/{path}/executions/{execution_id}"})
         result = {"execution_id": execution_id, "status": execution.status, "error": execution.error,
                   "output": await run_in_threadpool(context.executions.returned_output, execution),
                   "timed_out": is_timed_out(execution.error)}
     if result["status"] == SUCCEEDED:
         return output_response(execution_id, result["output"])
-    timed_out = result.get("timed_out", False)
-    return JSONResponse({"message": result["error"], "name": "ExecutionTimedOut" if timed_out else "ExecutionFailed",
+    return _failure(execution_id, result["error"], result.get("timed_out", False))
+
+
+def _failure(execution_id: str, error: str | None, timed_out: bool) -> JSONResponse:
+    return JSONResponse({"message": error, "name": "ExecutionTimedOut" if timed_out else "ExecutionFailed",
                          "execution_id": execution_id}, status_code=504 if timed_out else 500)
 
 
@@ -76,8 +80,7 @@ async def endpoint_result(path: str, execution_id: str, request: Request, token:
     if execution.status not in FINAL_STATUSES:
         return RedirectResponse(str(request.url), status_code=307)
     if execution.status != SUCCEEDED:
-        return JSONResponse({"message": execution.error, "name": "ExecutionFailed", "execution_id": execution_id},
-                            status_code=500)
+        return _failure(execution_id, execution.error, is_timed_out(execution.error))
     files = returned_files(execution.outputs)
     outputs = {name: {"url": f"{str(request.base_url).rstrip('/')}/endpoints/v1/{path}/executions/{execution_id}"
                              f"/outputs/{name}"} if name in files else {"value": value}

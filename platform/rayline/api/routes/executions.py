@@ -4,10 +4,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from rayline.api.context import AppContext, get_context
 from rayline.api.http_io import file_response
+from rayline.domain.files import FileValue
 from rayline.api.schemas import ExecutionOutputs, ExecutionPublic, LogLine, LogsQuery
 from rayline.errors import ExecutionFailed, ExecutionNotFinished
 from rayline.store.executions import FINAL_STATUSES, SUCCEEDED
@@ -47,10 +48,20 @@ async def get_execution_outputs(execution_id: str, request: Request, wait_for_co
                                "to wait for its outputs.")
 
 
+@router.get("/executions/{execution_id}/inputs/{name}")
+def get_execution_input_value(execution_id: str, name: str, context: AppContext = Depends(get_context)) -> Response:
+    """One input's value as JSON, or the file itself (``application/octet-stream``)."""
+    return _value_response(execution_id, context.executions.value(execution_id, "input", name))
+
+
 @router.get("/executions/{execution_id}/outputs/{name}")
-def get_execution_output_file(execution_id: str, name: str, context: AppContext = Depends(get_context)) -> Response:
-    """A file output of an ended execution, as ``application/octet-stream``."""
-    return file_response(execution_id, context.executions.output_file(execution_id, name))
+def get_execution_output_value(execution_id: str, name: str, context: AppContext = Depends(get_context)) -> Response:
+    """One output's value as JSON, or the file itself (``application/octet-stream``)."""
+    return _value_response(execution_id, context.executions.value(execution_id, "output", name))
+
+
+def _value_response(execution_id: str, value: Any) -> Response:
+    return file_response(execution_id, value) if isinstance(value, FileValue) else JSONResponse(value)
 
 
 @router.post("/executions/{execution_id}/logs")

@@ -1,0 +1,45 @@
+"""Short-lived access tokens: signed JWTs that clients get in exchange for the SDK token.
+
+craft-ai-sdk treats its ``sdk_token`` as a refresh token: it posts it to ``/auth/refresh`` and
+sends the returned access token on every call, refreshing it before ``exp``. Our own SDK sends
+the SDK token itself; both are accepted. The signing key is derived from the platform's secret
+key, so tokens survive a restart and every control-plane replica checks them alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+import jwt
+
+ALGORITHM = "HS256"
+ISSUER = "rayline"
+
+
+class AccessTokens:
+    def __init__(self, secret_key: bytes, ttl_s: float) -> None:
+        # A key of its own, derived: the secret key itself also encrypts stored secrets.
+        self._key = hmac.new(secret_key, b"rayline access tokens", hashlib.sha256).digest()
+        self.ttl_s = ttl_s
+
+    def issue(self) -> str:
+        now = int(time.time())
+        return jwt.encode({"iss": ISSUER, "sub": "sdk", "iat": now, "exp": now + int(self.ttl_s)}, self._key,
+                          algorithm=ALGORITHM)
+
+    def problem(self, token: str) -> str | None:
+        """Why ``token`` is not a valid access token, or None when it is."""
+        try:
+            jwt.decode(token, self._key, algorithms=[ALGORITHM], issuer=ISSUER,
+                       options={"require": ["exp", "iat", "iss"]})
+        except jwt.ExpiredSignatureError:
+            return "The access token has expired; get a new one from POST /api/v1/auth/refresh (clients do it for you)."
+        except jwt.InvalidTokenError:
+            return "Invalid access token: it was not issued by this platform (or was altered)."
+        return None
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2
