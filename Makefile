@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: up test install bench clean
+.PHONY: up test install postgres bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,notebooks]'
 	# The published Craft AI client, to test wire compatibility. Without its weaviate-client
 	# dependency (vector databases, which Rayline answers 501): it would pin grpcio below what
 	# Ray Serve installs. Its other dependencies are in the test extras.
@@ -25,16 +25,24 @@ up: install
 	$(BIN)/rayline up
 
 ## Install what the tests need and run the whole suite.
-test: install
+test: install postgres
 	$(BIN)/python -m pytest
 
-## Measure against baselines in the same run (prints JSON): run_pipeline vs a bare Ray task,
-## endpoints vs bare uvicorn and raw Serve (needs wrk, installed from Debian's packages if missing).
+## PostgreSQL's server programs, for the store's tests on PostgreSQL (they start their own server
+## on 127.0.0.1). Installed from Debian's packages when missing and when run as root, as in CI;
+## elsewhere those tests skip and say how to enable them.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL is not installed and this is not root: its tests will skip (apt-get install postgresql)."; fi; \
+	fi
+
+## The benchmark suite, each figure beside its baseline measured in the same run (JSON out, also
+## written to benchmarks/results/); needs wrk, installed from Debian's packages if missing.
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(BIN)/python benchmarks/run_pipeline_latency.py
-	$(BIN)/python benchmarks/endpoint_latency.py
-	$(BIN)/python benchmarks/parallel_throughput.py
+	$(BIN)/python benchmarks/suite.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info platform/*.egg-info

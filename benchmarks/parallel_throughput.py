@@ -30,6 +30,7 @@ from endpoint_latency import wrk
 from rayline.execution_context import ExecutionScope, current_scope
 from rayline.local_platform import LocalPlatform
 from rayline.runtime.log_capture import RoutingStream
+from rayline.store import migrate
 from rayline.store.db import Database
 from rayline.store.models import utcnow
 from rayline.store.record_writer import RecordWriter
@@ -59,7 +60,7 @@ def chatty():
 def capture_cost_in_process(folder: Path, runs: int = 20000) -> dict:
     """What the replica does around a trivial execution to keep its logs, in microseconds."""
     db = Database(f"sqlite:///{folder / 'capture.db'}")
-    db.create_schema()
+    migrate.upgrade(db)
     writer = RecordWriter(db, folder / "journal" / "bench.journal")
     routed = RoutingStream("stdout", io.StringIO(), ExecutionScope(None, lambda stream, line: None))
     plain = io.StringIO()

@@ -15,6 +15,7 @@ from rayline.config import Settings
 def _up(args: argparse.Namespace) -> int:
     from rayline.runtime import cluster
     from rayline.services.credentials import ensure_secret_key, ensure_sdk_token
+    from rayline.store import migrate
     from rayline.store.db import Database
     from rayline.store.executions import end_unfinished_executions
     from rayline.store.record_writer import replay_all_orphans
@@ -22,9 +23,10 @@ def _up(args: argparse.Namespace) -> int:
     settings = Settings()
     # Ray's processes (and so the users' code) inherit this environment: the token stays here.
     os.environ.pop("RAYLINE_SDK_TOKEN", None)
+    os.environ.pop("RAYLINE_PACKAGE_TOKEN", None)
     settings.home_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = Database(settings.resolved_database_url)
-    db.create_schema()
+    migrate.upgrade(db)
     ensure_sdk_token(settings, db)
     ensure_secret_key(settings)
     if not args.ray_address:  # a new cluster: nothing from before is still running

@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     elastic_spare_workers: int = Field(2, ge=0, description="Fresh workers kept ready for elastic "
                                        "executions, platform-wide (0: start each one on demand).")
     endpoint_wait_s: float = Field(60.0, description="How long an endpoint call waits before redirecting.")
+    package_url_base: str | None = Field(None, description="On a multi-node cluster, the URL of the control plane "
+                                         "as nodes reach it (e.g. http://rayline-head-svc:8000): pipeline packages "
+                                         "are then kept in SQL and downloaded by every node from "
+                                         "<base>/api/v1/packages/. Unset: a file on this machine.")
+    package_token: SecretStr | None = Field(None, description="A token that may only download packages: give it to "
+                                            "Ray's nodes as RAY_RUNTIME_ENV_BEARER_TOKEN (user code can read "
+                                            "their environment, so not the SDK token).")
     access_token_ttl_s: float = Field(3600.0, gt=0, description="Lifetime of the access tokens /auth/refresh "
                                       "issues (craft-ai-sdk refreshes them before they expire).")
 

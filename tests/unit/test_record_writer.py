@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+from rayline.store import migrate
 from rayline.store.db import Database
 from rayline.store.models import Execution, ExecutionLog, utcnow
 from rayline.store.record_writer import RecordWriter, replay_orphans
@@ -13,7 +14,7 @@ from rayline.store.record_writer import RecordWriter, replay_orphans
 
 def database(tmp_path) -> Database:
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    db.create_schema()
+    migrate.upgrade(db)
     return db
 
 
@@ -28,8 +29,8 @@ def _record_then_die(url: str, journal: str) -> None:
     os._exit(1)  # before the batch holding the end was committed
 
 
-def test_a_dead_writers_journal_is_replayed_once_without_what_was_committed(tmp_path):
-    db = database(tmp_path)
+def test_a_dead_writers_journal_is_replayed_once_without_what_was_committed(tmp_path, any_database):
+    db = any_database
     folder = tmp_path / "journal"
     process = multiprocessing.get_context("fork").Process(target=_record_then_die,
                                                           args=(db.url, str(folder / "pod-a.journal")))

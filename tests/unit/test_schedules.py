@@ -10,6 +10,7 @@ import pytest
 from rayline.domain.schedules import human_readable, next_due, parse_schedule
 from rayline.errors import InvalidInput
 from rayline.services.scheduler import Scheduler
+from rayline.store import migrate
 from rayline.store.db import Database
 from rayline.store.models import Deployment, DeploymentLog
 
@@ -19,7 +20,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # a whole minute
 
 def database(tmp_path) -> Database:
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    db.create_schema()
+    migrate.upgrade(db)
     return db
 
 
@@ -126,8 +127,8 @@ def test_next_due_is_strictly_after_and_utc():
 
 # --- the scheduler -------------------------------------------------------------------------------
 
-def test_a_due_time_starts_exactly_one_execution(tmp_path):
-    db = database(tmp_path)
+def test_a_due_time_starts_exactly_one_execution(any_database):
+    db = any_database
     add_deployment(db, "every-minute", next_run_at=T0 + timedelta(minutes=1))
     start = Recorder()
     scheduler = Scheduler(db, start)
@@ -165,8 +166,8 @@ def test_disabled_and_endpoint_deployments_never_run(tmp_path):
     assert next_run_at(db, "disabled-new") is None
 
 
-def test_missed_due_times_run_once_as_a_catch_up_and_the_log_says_so(tmp_path):
-    db = database(tmp_path)
+def test_missed_due_times_run_once_as_a_catch_up_and_the_log_says_so(any_database):
+    db = any_database
     add_deployment(db, "every-5", schedule="*/5 * * * *", next_run_at=T0)
     start = Recorder()
     scheduler = Scheduler(db, start)
@@ -239,8 +240,8 @@ def test_a_custom_logger_gets_the_lines(tmp_path):
     assert deployment_logs(db, "every-minute") == []
 
 
-def test_a_claim_fails_when_the_schedule_changed_under_it(tmp_path):
-    db = database(tmp_path)
+def test_a_claim_fails_when_the_schedule_changed_under_it(any_database):
+    db = any_database
     add_deployment(db, "changing", schedule="*/5 * * * *", next_run_at=T0)
     start = Recorder()
 
@@ -299,8 +300,8 @@ def add_racing_deployments(db: Database) -> None:
         add_deployment(db, name, schedule=schedule, next_run_at=next_due(schedule, T0))
 
 
-def test_exactly_once_with_two_schedulers_racing_in_threads(tmp_path):
-    db = database(tmp_path)
+def test_exactly_once_with_two_schedulers_racing_in_threads(any_database):
+    db = any_database
     add_racing_deployments(db)
     start = Recorder()
     # Two schedulers as two control-plane replicas: each its own engine on the same file.
@@ -330,10 +331,10 @@ def test_exactly_once_with_two_schedulers_racing_in_threads(tmp_path):
     assert len(expected_starts()) == 90 + 45 + 30
 
 
-def test_no_due_time_twice_with_unsynchronised_schedulers(tmp_path):
+def test_no_due_time_twice_with_unsynchronised_schedulers(any_database):
     # Without the barrier a fast thread runs minutes ahead of a slow one, so catch-ups happen;
     # still no due time starts twice, and no execution starts before the previous claim.
-    db = database(tmp_path)
+    db = any_database
     add_racing_deployments(db)
     start = Recorder()
     schedulers = [Scheduler(Database(db.url), start) for _ in range(2)]
@@ -361,8 +362,8 @@ def _tick_in_a_process(url: str, barrier, results) -> None:
     results.put(starts)
 
 
-def test_exactly_once_with_two_scheduler_processes(tmp_path):
-    db = database(tmp_path)
+def test_exactly_once_with_two_scheduler_processes(any_database):
+    db = any_database
     add_racing_deployments(db)
     context = multiprocessing.get_context("spawn")  # nothing shared with this process but the file
     barrier, results = context.Barrier(2), context.Queue()

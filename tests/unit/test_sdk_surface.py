@@ -61,3 +61,27 @@ def test_a_missing_token_says_where_to_find_one(monkeypatch, tmp_path):
     assert sdk.environment_url == "http://example.invalid:1"
     assert sdk._client.headers["authorization"] == "Bearer from-the-file"
     assert "example.invalid" in repr(sdk)
+
+
+def test_waiting_shows_a_status_line_only_where_someone_watches():
+    import io
+
+    from rayline.sdk.progress import StatusLine
+
+    shown = io.StringIO()
+    line = StatusLine("Deployment 'd'", enabled=True, stream=shown)
+    line.update("creation_pending")
+    line.close("up")
+    first, last = shown.getvalue().split("\r")[1:]
+    assert first == "Deployment 'd': creation_pending, 0 s"
+    assert last.rstrip() == "Deployment 'd': up, 0 s" and len(last) == len(first) + 1  # padded over, then a newline
+    piped = io.StringIO()  # not a terminal, not a notebook: silent
+    quiet = StatusLine("Deployment 'd'", stream=piped)
+    quiet.update("creation_pending")
+    quiet.close("up")
+    assert piped.getvalue() == ""
+
+
+def test_repr_names_the_platform():
+    assert repr(RaylineSdk(sdk_token="t" * 20, environment_url="http://127.0.0.1:9/")) == (
+        "RaylineSdk(environment_url='http://127.0.0.1:9')")

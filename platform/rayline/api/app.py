@@ -8,8 +8,8 @@ from rayline import __version__
 from rayline.api.auth import require_sdk_token
 from rayline.api.context import AppContext
 from rayline.api.errors import install_error_handlers
-from rayline.api.routes import (auth, deployments, endpoints, environment_variables, executions, health, pipelines,
-                                unsupported)
+from rayline.api.routes import (auth, deployments, endpoints, environment_variables, executions, health, packages,
+                                pipelines, unsupported)
 
 API_PREFIX = "/api/v1"
 
@@ -22,6 +22,7 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(unsupported.router, prefix=API_PREFIX)
+    app.include_router(packages.router, prefix=API_PREFIX)  # its own token check
     protected = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_sdk_token)])
     protected.include_router(pipelines.router)
     protected.include_router(executions.router)

@@ -19,6 +19,7 @@ import httpx
 from rayline.sdk.errors import SdkException
 from rayline.sdk.io import Input, InputSource, Output, OutputDestination
 from rayline.sdk.packaging import pack_folder
+from rayline.sdk.progress import StatusLine
 
 DEFAULT_ENVIRONMENT_URL = "http://127.0.0.1:8000"
 
@@ -119,10 +120,13 @@ class RaylineSdk:
         environment_url: the platform's URL. Defaults to ``RAYLINE_ENVIRONMENT_URL``, then to
             ``http://127.0.0.1:8000``.
         http_timeout_s: how long one HTTP request may take.
+        show_progress: a status line while waiting for a pipeline or a deployment; by default only
+            in a notebook or a terminal, never when output goes to a file.
     """
 
     def __init__(self, sdk_token: str | None = None, environment_url: str | None = None,
-                 http_timeout_s: float = 120.0) -> None:
+                 http_timeout_s: float = 120.0, show_progress: bool | None = None) -> None:
+        self.show_progress = show_progress
         self.environment_url = (
             environment_url or os.environ.get("RAYLINE_ENVIRONMENT_URL") or DEFAULT_ENVIRONMENT_URL
         ).rstrip("/")
@@ -231,16 +235,20 @@ class RaylineSdk:
                      timeout_s: float | None = None) -> dict:
         """Get a pipeline: ``{"parameters": {...}, "creation_info": {...}}``."""
         start = time.monotonic()
+        progress = StatusLine(f"Pipeline {pipeline_name!r}", self.show_progress if wait_for_completion else False)
         while True:
             pipeline = self._request("GET", f"/pipelines/{pipeline_name}",
                                      params={"wait_for_completion": "true"} if wait_for_completion else None)
             status = pipeline["creation_info"]["status"]
             if not wait_for_completion or status != "creation_pending":
                 break
+            progress.update(status)
             time.sleep(0.5)
             if timeout_s is not None and time.monotonic() - start > timeout_s:
+                progress.close(status)
                 raise SdkException(f"Pipeline {pipeline_name!r} was not ready after {timeout_s} s; "
                                    "check it later with get_pipeline().", name="TimeoutException")
+        progress.close(status)
         if status == "creation_failed":
             raise SdkException(f"The creation of pipeline {pipeline_name!r} failed.", name="CreationFailedException")
         latest = self._request("GET", f"/pipelines/{pipeline_name}/executions/latest")
@@ -384,15 +392,19 @@ class RaylineSdk:
         """Get a deployment; with ``wait_for_completion``, wait until its status is final
         (``up``, ``creation_failed``, ``disabled`` or ``standby``)."""
         start = time.monotonic()
+        progress = StatusLine(f"Deployment {deployment_name!r}", self.show_progress if wait_for_completion else False)
         while True:
             deployment = self._request("GET", f"/deployments/{deployment_name}",
                                        params={"wait_for_completion": "true"} if wait_for_completion else None)
             status = deployment["status"]
             if not wait_for_completion or status in ("up", "creation_failed", "disabled", "standby"):
                 break
+            progress.update(status)  # the server holds each request a few seconds: no busy loop
             if timeout_s is not None and time.monotonic() - start > timeout_s:
+                progress.close(status)
                 raise SdkException(f"Deployment {deployment_name!r} is still {status} after {timeout_s} s; "
                                    "check it later with get_deployment().", name="TimeoutException")
+        progress.close(status)
         if wait_for_completion and status == "creation_failed":
             lines = self.get_deployment_logs(deployment_name)[-15:]
             tail = "\n".join(f"  {line['message']}" for line in lines)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from rayline.config import Settings
@@ -20,7 +20,7 @@ from rayline.domain.io_types import InputSpec, OutputSpec, parse_input_specs, pa
 from rayline.domain.names import validate_name
 from rayline.errors import AlreadyExists, InvalidInput, NotFound, PayloadTooLarge
 from rayline.store.db import Database
-from rayline.store.models import Pipeline, utcnow
+from rayline.store.models import Package, Pipeline, utcnow
 
 READY = "ready"
 # Modules the processes running a pipeline import themselves: a pipeline may not hide them.
@@ -36,6 +36,10 @@ class PipelineCreate:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
     container_config: dict[str, Any] = field(default_factory=dict)
+
+
+def _package_digest(package_uri: str) -> str:
+    return package_uri.rsplit("/", 1)[-1].removesuffix(".zip")
 
 
 def pipeline_specs(pipeline: Pipeline) -> tuple[list[InputSpec], list[OutputSpec]]:
@@ -117,11 +121,12 @@ class PipelineService:
                 requirements = _requirements(read_text_member(root, config["requirements_path"], "requirements_path"))
             package = self._settings.packages_dir / name / f"{sha[:16]}.zip"
             write_package_zip(root, package)
+        package_uri = self._publish(package)
 
         row = Pipeline(name=name, function_path=params.function_path, function_name=params.function_name,
                        description=params.description, inputs=[asdict(i) for i in inputs],
                        outputs=[asdict(o) for o in outputs], container_config=config,
-                       requirements=requirements, package_uri=package.as_uri(), package_sha256=sha,
+                       requirements=requirements, package_uri=package_uri, package_sha256=sha,
                        status=READY, created_at=utcnow())
         try:
             with self._db.session() as session:
@@ -129,6 +134,28 @@ class PipelineService:
         except IntegrityError:
             raise AlreadyExists(f"A pipeline named {name!r} already exists; delete it first or pick another name.") from None
         return row
+
+    def _publish(self, package: Path) -> str:
+        """The URI Ray's nodes fetch the package from: the file itself on one machine; on a
+        cluster, the control plane's URL, content-addressed (nodes cache what they fetched)."""
+        base = self._settings.package_url_base
+        if not base:
+            return package.as_uri()
+        data = package.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        with self._db.session() as session:
+            if session.get(Package, digest) is None:
+                session.add(Package(sha256=digest, data=data, created_at=utcnow()))
+        return f"{base.rstrip('/')}/api/v1/packages/{digest}.zip"
+
+    def package(self, filename: str) -> bytes:
+        """A package by its content address (``<sha256>.zip``), for the nodes that run it."""
+        digest = filename.removesuffix(".zip")
+        with self._db.session() as session:
+            row = session.get(Package, digest) if filename.endswith(".zip") and len(digest) == 64 else None
+            if row is None:
+                raise NotFound(f"No package {filename!r}.")
+            return row.data
 
     def get(self, name: str) -> Pipeline:
         with self._db.session() as session:
@@ -150,5 +177,8 @@ class PipelineService:
             current = session.get(Pipeline, name)
             if current is not None:
                 session.delete(current)
+                session.flush()
+                if not session.scalar(select(Pipeline.name).where(Pipeline.package_uri == current.package_uri)):
+                    session.execute(delete(Package).where(Package.sha256 == _package_digest(current.package_uri)))
         shutil.rmtree(self._settings.packages_dir / row.name, ignore_errors=True)
         return {"pipeline": {"name": name}, "deployments": deleted_deployments}

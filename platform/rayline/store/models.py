@@ -63,6 +63,15 @@ class Pipeline(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Package(Base):
+    """A pipeline's package (a zip), kept in SQL when nodes download it from the control plane."""
+
+    __tablename__ = "packages"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Execution(Base):
     __tablename__ = "executions"
     execution_id: Mapped[str] = mapped_column(String(160), primary_key=True)

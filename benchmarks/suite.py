@@ -1,0 +1,57 @@
+"""The whole benchmark suite, side by side in one run on this machine (JSON out).
+
+Runs each script of this folder in turn (each starts its own platform and measures its
+baselines in the same run), gathers their JSON with the date and the machine, prints it and
+writes it to benchmarks/results/<date>.json. benchmarks/README.md summarizes a run.
+
+Usage: python benchmarks/suite.py   (or `make bench`, which also installs wrk)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RUNS = {
+    "run_pipeline": ["run_pipeline_latency.py"],
+    "endpoints_haproxy": ["endpoint_latency.py"],
+    "endpoints_default_proxy": ["endpoint_latency.py", "--no-ha-proxy", "--skip-elastic"],
+    "parallel": ["parallel_throughput.py"],
+    "model_and_capacity": ["model_and_capacity.py"],
+}
+
+
+def machine() -> dict:
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    total_kib = int(next(line for line in meminfo if line.startswith("MemTotal:")).split()[1])
+    return {"cpus": os.cpu_count(), "memory_gib": round(total_kib / 1024**2, 1), "python": platform.python_version(),
+            "system": platform.platform()}
+
+
+def main() -> None:
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), "runs": {}}
+    for name, command in RUNS.items():
+        began = time.monotonic()
+        done = subprocess.run([sys.executable, str(HERE / command[0]), *command[1:]], capture_output=True, text=True)
+        if done.returncode != 0:
+            result["runs"][name] = {"failed": done.returncode, "stderr_tail": done.stderr[-2000:]}
+        else:
+            result["runs"][name] = json.loads(done.stdout[done.stdout.index("{"):])
+        result["runs"][name]["wall_s"] = round(time.monotonic() - began)
+        print(f"{name}: done in {result['runs'][name]['wall_s']} s", file=sys.stderr)
+    out = HERE / "results" / f"{result['date'][:10]}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    json.dump(result, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()

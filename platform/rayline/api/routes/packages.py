@@ -1,0 +1,31 @@
+"""``/packages/<sha256>.zip``: pipeline packages for the Ray nodes that run them.
+
+On a multi-node cluster (``RAYLINE_PACKAGE_URL_BASE``), Ray downloads each pipeline's package
+over HTTP, sending ``RAY_RUNTIME_ENV_BEARER_TOKEN``. The processes that run user code inherit
+that variable, so it should be ``RAYLINE_PACKAGE_TOKEN``, which opens this route only; the SDK
+token (or an access token) is accepted too.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from rayline.api.auth import require_sdk_token
+from rayline.api.context import AppContext, get_context
+from rayline.domain.tokens import hash_token, token_matches
+
+router = APIRouter(tags=["packages"])
+
+
+def _package_reader(request: Request, context: AppContext = Depends(get_context)) -> None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    package_token = context.settings.package_token
+    if scheme.lower() == "bearer" and package_token is not None and \
+            token_matches(token.strip(), hash_token(package_token.get_secret_value())):
+        return
+    require_sdk_token(request, context)
+
+
+@router.get("/packages/{filename}", dependencies=[Depends(_package_reader)])
+def get_package(filename: str, context: AppContext = Depends(get_context)) -> Response:
+    return Response(context.pipelines.package(filename), media_type="application/zip")

@@ -1,0 +1,36 @@
+"""Fixtures shared by unit and integration tests: the SQL databases the store runs on."""
+
+from __future__ import annotations
+
+import pytest
+
+from rayline.store import migrate
+from rayline.store.db import Database
+from tests.databases import PostgresServer
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    try:
+        server = PostgresServer()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database_url(request, tmp_path) -> str:
+    """An empty database URL, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite'}"
+    return request.getfixturevalue("postgres_server").new_database()
+
+
+@pytest.fixture
+def any_database(any_database_url) -> Database:
+    """A migrated database, on each backend."""
+    db = Database(any_database_url)
+    migrate.upgrade(db)
+    yield db
+    db.dispose()

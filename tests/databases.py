@@ -1,0 +1,76 @@
+"""The SQL databases the store's tests run on: SQLite, and a real PostgreSQL server started here.
+
+PostgreSQL comes from Debian's `postgresql` package (``make test`` installs it when it runs as
+root, as CI does). Where its server programs are missing, the PostgreSQL cases skip and say how
+to enable them. The server refuses to run as root: as root, it runs as the `postgres` user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import sqlalchemy
+
+HOW_TO_ENABLE = ("PostgreSQL's server programs (initdb, pg_ctl) are not installed: `apt-get install postgresql` "
+                 "(make test does it when run as root), then run the tests again.")
+
+
+def _bindir() -> Path | None:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    found = candidates[-1] if candidates else shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL server on 127.0.0.1, trust authentication, data under /tmp."""
+
+    def __init__(self) -> None:
+        bindir = _bindir()
+        if bindir is None:
+            raise FileNotFoundError(HOW_TO_ENABLE)
+        self._root = Path(tempfile.mkdtemp(prefix="rayline-postgres-"))
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self._root, "postgres", "postgres")
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+        self._pg_ctl, data = str(bindir / "pg_ctl"), str(self._root / "data")
+        self.port = _free_port()
+        self._run(str(bindir / "initdb"), "-D", data, "-U", "rayline", "--auth=trust", "-E", "UTF8")
+        self._run(self._pg_ctl, "-D", data, "-l", str(self._root / "server.log"), "-w", "start", "-o",
+                  f"-p {self.port} -k {self._root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                  "-c max_connections=200")
+        self._data = data
+
+    def _run(self, *command: str) -> None:
+        subprocess.run([*self._as_user, *command], check=True, capture_output=True, cwd=self._root)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://rayline@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """The URL of a new, empty database."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        engine = sqlalchemy.create_engine(self.url(), isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+        return self.url(name)
+
+    def stop(self) -> None:
+        try:
+            self._run(self._pg_ctl, "-D", self._data, "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self._root, ignore_errors=True)

@@ -1,0 +1,564 @@
+"""kuberay/: the Kubernetes manifests, checked without a cluster.
+
+- Every ``ray.io/v1`` RayCluster validates against KubeRay's CRD schema (``kuberay/crds/``, a copy
+  of KubeRay's, compared with ``../shared/kuberay-crds`` where that exists) with ``jsonschema``.
+  The schema is made strict first: an object schema that lists its properties rejects others, as
+  the API server does under ``kubectl apply``'s default strict field validation, so that a
+  misspelt field fails here instead of being dropped in the cluster.
+- Every core object (Service, Secret, StatefulSet, ...) validates with ``kubernetes-validate``
+  (strict) for Kubernetes ``K8S_VERSION``; so do the RayCluster's pod templates.
+- Every kustomization is rendered by a small renderer (resources, components, JSON 6902 patches:
+  all that ``kuberay/`` uses; anything else fails the test), and the renderings are checked:
+  versions agree with ``pyproject.toml``, Secret keys and Services referenced exist, the head pod
+  runs the control plane as the issue describes. Where ``kubectl`` is installed, the renderer's
+  output is compared with ``kubectl kustomize``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBERAY = ROOT / "kuberay"
+SCHEMA_FILE = KUBERAY / "crds" / "ray.io_rayclusters.v1.schema.json"
+SHARED_CRDS = [ROOT.parent / "shared" / "kuberay-crds", Path("/work/shared/kuberay-crds")]
+K8S_VERSION = "1.30"
+SECRET = "rayline"  # the Secret the platform reads (from one of the database components)
+# The kustomizations one applies (the others are Components or the base, applied through these).
+ENTRY_POINTS = ["kuberay", "kuberay/overlays/external-database", "kuberay/overlays/ha"]
+
+Obj = dict[str, Any]
+
+
+# --- loading and rendering --------------------------------------------------------------------
+
+def load_docs(path: Path) -> list[Obj]:
+    with path.open() as handle:
+        return [doc for doc in yaml.safe_load_all(handle) if doc is not None]
+
+
+def kustomization(directory: Path) -> Obj:
+    return yaml.safe_load((directory / "kustomization.yaml").read_text())
+
+
+def kustomization_dirs() -> list[Path]:
+    return sorted(path.parent for path in KUBERAY.rglob("kustomization.yaml"))
+
+
+def manifest_files() -> list[Path]:
+    """Every YAML file of kuberay/ but the kustomizations (patches included)."""
+    return sorted(path for path in KUBERAY.rglob("*.y*ml")
+                  if path.name != "kustomization.yaml" and path.suffix in (".yaml", ".yml"))
+
+
+def object_files() -> list[Path]:
+    """The manifest files that hold whole objects (a JSON 6902 patch is a list)."""
+    return [path for path in manifest_files() if all(isinstance(doc, dict) for doc in load_docs(path))]
+
+
+def _pointer(path: str) -> list[str]:
+    if not path.startswith("/"):
+        raise ValueError(f"not a JSON pointer: {path!r}")
+    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
+
+
+def json_patch(document: Any, operations: list[Obj]) -> Any:
+    """RFC 6902 add / remove / replace / test: the operations kuberay/ uses."""
+    document = copy.deepcopy(document)
+    for operation in operations:
+        op, parts = operation["op"], _pointer(operation["path"])
+        parent = document
+        for part in parts[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+        last = parts[-1]
+        if isinstance(parent, list):
+            index = len(parent) if (last == "-" and op == "add") else int(last)
+            if not 0 <= index <= len(parent) - (op != "add"):
+                raise IndexError(f"{operation['path']}: index out of range")
+        elif op in ("remove", "replace", "test") and last not in parent:
+            raise KeyError(f"{operation['path']}: no such member")
+        if op == "add":
+            if isinstance(parent, list):
+                parent.insert(index, copy.deepcopy(operation["value"]))
+            else:
+                parent[last] = copy.deepcopy(operation["value"])
+        elif op == "replace":
+            parent[index if isinstance(parent, list) else last] = copy.deepcopy(operation["value"])
+        elif op == "remove":
+            del parent[index if isinstance(parent, list) else last]
+        elif op == "test":
+            if parent[index if isinstance(parent, list) else last] != operation["value"]:
+                raise AssertionError(f"JSON patch test failed at {operation['path']}")
+        else:
+            raise NotImplementedError(f"JSON patch op {op!r} is not supported by this test")
+    return document
+
+
+def _group(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+def _targets(target: Obj, obj: Obj) -> bool:
+    group, version = _group(obj["apiVersion"])
+    wanted = {"group": group, "version": version, "kind": obj["kind"], "name": obj["metadata"]["name"]}
+    return all(wanted[key] == value for key, value in target.items())
+
+
+SUPPORTED_FIELDS = {"apiVersion", "kind", "resources", "components", "patches"}
+
+
+def render(directory: Path, objects: list[Obj] | None = None, component: bool = False) -> list[Obj]:
+    """What ``kustomize build`` makes of ``directory``, for the features kuberay/ uses."""
+    spec = kustomization(directory)
+    expected = ("kustomize.config.k8s.io/v1alpha1", "Component") if component else \
+        ("kustomize.config.k8s.io/v1beta1", "Kustomization")
+    assert (spec.get("apiVersion"), spec.get("kind")) == expected, f"{directory}: not a {expected[1]}"
+    unsupported = set(spec) - SUPPORTED_FIELDS
+    assert not unsupported, (f"{directory}/kustomization.yaml uses {sorted(unsupported)}, which this "
+                             "test's renderer does not apply: extend render() (and its kubectl check)")
+    objects = list(objects or [])
+    for entry in spec.get("resources", []):
+        path = directory / entry
+        objects += render(path) if path.is_dir() else load_docs(path)
+    for entry in spec.get("components", []):
+        objects = render(directory / entry, objects, component=True)
+    for patch in spec.get("patches", []):
+        assert set(patch) == {"path", "target"}, f"{directory}: only `path` + `target` patches are supported"
+        operations = yaml.safe_load((directory / patch["path"]).read_text())
+        assert isinstance(operations, list), f"{patch['path']}: only JSON 6902 patches (a list) are supported"
+        matched = [i for i, obj in enumerate(objects) if _targets(patch["target"], obj)]
+        assert matched, f"{directory}: patch {patch['path']} matches no object"
+        for i in matched:
+            objects[i] = json_patch(objects[i], operations)
+    ids = [(obj["apiVersion"], obj["kind"], obj["metadata"]["name"]) for obj in objects]
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    assert not duplicates, f"{directory}: the same object twice (kustomize refuses): {duplicates}"
+    return objects
+
+
+def of_kind(objects: list[Obj], kind: str) -> list[Obj]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def the(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
+    found = [obj for obj in of_kind(objects, kind) if name is None or obj["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+# --- schemas ------------------------------------------------------------------------------------
+
+def strict(schema: Any) -> Any:
+    """The schema with every object that lists its properties closed to others (the API server's
+    strict field validation), except where the CRD keeps unknown fields on purpose."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: strict(value) for key, value in schema.items()}
+    if ("properties" in schema and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")):
+        result["additionalProperties"] = False
+    return result
+
+
+@pytest.fixture(scope="module")
+def raycluster_validator() -> jsonschema.Validator:
+    schema = strict(json.loads(SCHEMA_FILE.read_text()))
+    return jsonschema.Draft7Validator(schema)
+
+
+def schema_errors(validator: jsonschema.Validator, obj: Obj) -> list[str]:
+    return [f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
+            for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def pod_templates(cluster: Obj) -> list[tuple[str, Obj]]:
+    spec = cluster["spec"]
+    return [("head", spec["headGroupSpec"]["template"])] + \
+        [(group["groupName"], group["template"]) for group in spec.get("workerGroupSpecs", [])]
+
+
+def k8s_validate(obj: Obj) -> None:
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+# --- the vendored CRD schema ----------------------------------------------------------------------
+
+def test_vendored_schema_is_the_raycluster_v1_schema():
+    schema = json.loads(SCHEMA_FILE.read_text())
+    spec = schema["properties"]["spec"]["properties"]
+    assert {"rayVersion", "headGroupSpec", "workerGroupSpecs", "gcsFaultToleranceOptions",
+            "autoscalerOptions", "enableInTreeAutoscaling"} <= set(spec)
+    assert "Apache-2.0" in (KUBERAY / "crds" / "README.md").read_text()
+    assert "feeaf72f" in (KUBERAY / "crds" / "README.md").read_text()
+
+
+def test_vendored_schema_equals_kuberays_crd():
+    shared = next((path for path in SHARED_CRDS if (path / "ray.io_rayclusters.yaml").exists()), None)
+    if shared is None:
+        pytest.skip(f"no KubeRay CRDs beside the checkout ({SHARED_CRDS[0]}): nothing to compare with")
+    crd = yaml.safe_load((shared / "ray.io_rayclusters.yaml").read_text())
+    assert crd["spec"]["names"]["kind"] == "RayCluster"
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    assert json.loads(SCHEMA_FILE.read_text()) == version["schema"]["openAPIV3Schema"], (
+        f"kuberay/crds/ differs from {shared}: refresh it (kuberay/crds/README.md)")
+
+
+# --- files and kustomizations --------------------------------------------------------------------
+
+def test_every_listed_file_exists_and_every_manifest_is_listed():
+    listed: set[Path] = set()
+    for directory in kustomization_dirs():
+        spec = kustomization(directory)
+        for entry in spec.get("resources", []) + spec.get("components", []):
+            path = (directory / entry).resolve()
+            assert path.exists(), f"{directory}/kustomization.yaml lists {entry}, which does not exist"
+            if path.is_dir():
+                assert (path / "kustomization.yaml").exists(), f"{entry}: a folder without kustomization.yaml"
+            listed.add(path)
+        for patch in spec.get("patches", []):
+            path = (directory / patch["path"]).resolve()
+            assert path.is_file(), f"{directory}/kustomization.yaml patches with {patch['path']}, which does not exist"
+            listed.add(path)
+    unlisted = [str(path.relative_to(ROOT)) for path in manifest_files() if path.resolve() not in listed]
+    assert not unlisted, f"manifests no kustomization lists (kustomize would never apply them): {unlisted}"
+    unused = [str(path.relative_to(ROOT)) for path in kustomization_dirs()
+              if path.resolve() not in listed and str(path.relative_to(ROOT)) not in ENTRY_POINTS]
+    assert not unused, f"kustomizations neither listed by another nor an entry point: {unused}"
+
+
+def test_every_entry_point_renders_and_the_renderer_refuses_what_it_does_not_know(tmp_path):
+    for entry in ENTRY_POINTS:
+        assert of_kind(render(ROOT / entry), "RayCluster")
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamePrefix: x-\n")
+    with pytest.raises(AssertionError, match="namePrefix"):
+        render(tmp_path)
+
+
+def test_json_patch_helper():
+    doc = {"a": [1, 2], "b/c": {"d": 1}}
+    assert json_patch(doc, [{"op": "add", "path": "/a/-", "value": 3}])["a"] == [1, 2, 3]
+    assert json_patch(doc, [{"op": "add", "path": "/a/0", "value": 0}])["a"] == [0, 1, 2]
+    assert json_patch(doc, [{"op": "replace", "path": "/b~1c/d", "value": 2}])["b/c"] == {"d": 2}
+    assert json_patch(doc, [{"op": "remove", "path": "/a/1"}])["a"] == [1]
+    assert json_patch(doc, [{"op": "add", "path": "/e", "value": {"f": 1}}])["e"] == {"f": 1}
+    assert doc == {"a": [1, 2], "b/c": {"d": 1}}  # the input is left alone
+    with pytest.raises(AssertionError):
+        json_patch(doc, [{"op": "test", "path": "/a/0", "value": 9}])
+    with pytest.raises(KeyError):
+        json_patch(doc, [{"op": "replace", "path": "/missing", "value": 1}])
+    with pytest.raises(IndexError):
+        json_patch(doc, [{"op": "replace", "path": "/a/5", "value": 1}])
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
+                    reason="neither kubectl nor kustomize is installed: the renderer is not compared "
+                           "with kustomize (the other tests still check every rendering)")
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_renderer_agrees_with_kustomize(entry):
+    command = ["kubectl", "kustomize", entry] if shutil.which("kubectl") else ["kustomize", "build", entry]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+    def key(obj: Obj) -> tuple[str, str, str]:
+        return obj["apiVersion"], obj["kind"], obj["metadata"]["name"]
+
+    theirs = sorted((doc for doc in yaml.safe_load_all(result.stdout) if doc), key=key)
+    ours = sorted(render(ROOT / entry), key=key)
+    assert [key(o) for o in ours] == [key(o) for o in theirs]
+    assert ours == theirs
+
+
+# --- schema validation -----------------------------------------------------------------------------
+
+def test_every_raycluster_validates_against_kuberays_schema(raycluster_validator):
+    clusters = [(str(path.relative_to(ROOT)), doc) for path in object_files() for doc in load_docs(path)
+                if doc.get("apiVersion", "").startswith("ray.io/")]
+    clusters += [(f"{entry} (rendered)", obj) for entry in ENTRY_POINTS for obj in render(ROOT / entry)
+                 if obj["apiVersion"].startswith("ray.io/")]
+    assert clusters
+    for where, obj in clusters:
+        assert (obj["apiVersion"], obj["kind"]) == ("ray.io/v1", "RayCluster"), f"{where}: unexpected kind"
+        assert re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", obj["metadata"]["name"]), where
+        assert not schema_errors(raycluster_validator, obj), f"{where}: {schema_errors(raycluster_validator, obj)}"
+
+
+def test_the_schema_check_fails_on_a_misspelt_field_or_a_wrong_type(raycluster_validator):
+    cluster = the(render(KUBERAY), "RayCluster")
+    misspelt = copy.deepcopy(cluster)
+    misspelt["spec"]["workerGroupSpecs"][0]["minReplica"] = 1
+    assert any("minReplica" in error for error in schema_errors(raycluster_validator, misspelt))
+    in_a_container = copy.deepcopy(cluster)
+    in_a_container["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["environment"] = []
+    assert schema_errors(raycluster_validator, in_a_container)
+    wrong_type = copy.deepcopy(cluster)
+    wrong_type["spec"]["workerGroupSpecs"][0]["maxReplicas"] = "ten"
+    assert schema_errors(raycluster_validator, wrong_type)
+    wrong_enum = copy.deepcopy(cluster)
+    wrong_enum["spec"]["upgradeStrategy"]["type"] = "RollingUpdate"
+    assert schema_errors(raycluster_validator, wrong_enum)
+
+
+def test_core_objects_validate_with_kubernetes_validate():
+    objects = [(str(path.relative_to(ROOT)), doc) for path in object_files() for doc in load_docs(path)]
+    objects += [(f"{entry} (rendered)", obj) for entry in ENTRY_POINTS for obj in render(ROOT / entry)]
+    checked = set()
+    for where, obj in objects:
+        if obj["apiVersion"].startswith("ray.io/"):
+            for group, template in pod_templates(obj):
+                pod_template = {"apiVersion": "v1", "kind": "PodTemplate",
+                                "metadata": {"name": f"{obj['metadata']['name']}-{group}"}, "template": template}
+                k8s_validate(pod_template)
+            continue
+        k8s_validate(obj)
+        checked.add(obj["kind"])
+    assert {"Service", "Secret", "Ingress", "StatefulSet", "Deployment", "PersistentVolumeClaim"} <= checked
+    with pytest.raises(kubernetes_validate.ValidationError):
+        k8s_validate({**the(render(KUBERAY), "Service", "rayline-serve"), "specs": {}})
+
+
+# --- what the deployment must be ------------------------------------------------------------------
+
+def ray_pin() -> str:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = [m.group(1) for dep in project["dependencies"]
+            if (m := re.fullmatch(r"ray(?:\[[^\]]*\])?==([0-9][^;\s]*)", dep.replace(" ", "")))]
+    assert len(pins) == 1, "pyproject.toml must pin ray with ray[serve]==X"
+    return pins[0]
+
+
+def dockerfile_python_tag() -> str:
+    match = re.search(r"^FROM\s+rayproject/ray:[0-9.]+-(py3\d+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert match, "Dockerfile: no FROM rayproject/ray:X-py3NN"
+    return match.group(1)
+
+
+def containers(template: Obj) -> list[Obj]:
+    return template["spec"]["containers"]
+
+
+def env_of(container: Obj) -> dict[str, Obj]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def from_secret(item: Obj) -> tuple[str, str] | None:
+    ref = item.get("valueFrom", {}).get("secretKeyRef")
+    return (ref["name"], ref["key"]) if ref else None
+
+
+def test_versions_agree_with_the_ray_pin():
+    pin, python = ray_pin(), dockerfile_python_tag()
+    for entry in ENTRY_POINTS:
+        cluster = the(render(ROOT / entry), "RayCluster")
+        assert cluster["spec"]["rayVersion"] == pin, f"{entry}: rayVersion != pyproject.toml's ray pin {pin}"
+        images = [(group, c["image"]) for group, template in pod_templates(cluster) for c in containers(template)]
+        if cluster["spec"].get("autoscalerOptions", {}).get("image"):
+            images.append(("autoscaler", cluster["spec"]["autoscalerOptions"]["image"]))
+        for group, image in images:
+            repository, _, tag = image.rpartition(":")
+            assert re.search(rf"(^|-)ray{re.escape(pin)}-{python}$", tag), (
+                f"{entry}: {group} image {image}: its tag must end ray{pin}-{python} (Dockerfile, pyproject.toml)")
+            gpu_group = any("nvidia.com/gpu" in c.get("resources", {}).get("limits", {})
+                            for g, t in pod_templates(cluster) if g == group for c in containers(t))
+            assert repository.endswith("-gpu") == gpu_group, (
+                f"{entry}: {group} must use the {'GPU image (rayline-gpu)' if gpu_group else 'CPU image (rayline)'}")
+
+
+def test_head_pod_runs_ray_and_the_control_plane():
+    objects = render(KUBERAY)
+    cluster = the(objects, "RayCluster")
+    head = cluster["spec"]["headGroupSpec"]["template"]
+    ray_head, *others = containers(head)
+    assert ray_head["name"] == "ray-head"  # KubeRay starts Ray in the first container
+    sidecar = next(c for c in others if c["name"] == "rayline")
+    assert sidecar["image"] == ray_head["image"]
+    command = " ".join(sidecar.get("command", []) + sidecar.get("args", []))
+    assert re.search(r"exec rayline up --ray-address 127\.0\.0\.1:6379\s*$", command), command
+    env = env_of(sidecar)
+    assert env["RAYLINE_HTTP_HOST"]["value"] == "0.0.0.0"
+    assert env["RAYLINE_HTTP_PORT"]["value"] == "8000"
+    assert from_secret(env["RAYLINE_DATABASE_URL"]) == (SECRET, "RAYLINE_DATABASE_URL")
+    assert from_secret(env["RAYLINE_SDK_TOKEN"]) == (SECRET, "RAYLINE_SDK_TOKEN")
+    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/api/v1/health", "port": 8000}
+
+    # RAYLINE_HOME: an emptyDir shared by the sidecar and the head's Ray container (where the
+    # control plane's replica runs), with the secret key inside it, from the Secret.
+    home = env["RAYLINE_HOME"]["value"]
+    assert home == "/home/ray/rayline"
+    volumes = {v["name"]: v for v in head["spec"]["volumes"]}
+    for container in (ray_head, sidecar):
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert "emptyDir" in volumes[mounts[home]["name"]], container["name"]
+        assert volumes[mounts["/tmp/ray"]["name"]]["name"] == "ray-logs", container["name"]
+        key_volume = volumes[mounts[f"{home}/secret-key"]["name"]]["secret"]
+        assert key_volume["secretName"] == SECRET
+        assert {"key": "RAYLINE_SECRET_KEY", "path": mounts[f"{home}/secret-key"]["subPath"]} in key_volume["items"]
+
+    # RAYLINE_PACKAGE_URL_BASE: a Service in front of the head pod's Serve port.
+    url = urlsplit(env["RAYLINE_PACKAGE_URL_BASE"]["value"])
+    assert (url.scheme, url.port, url.path) == ("http", 8000, "")
+    service = the(objects, "Service", url.hostname)
+    assert service["spec"]["selector"] == {"ray.io/cluster": cluster["metadata"]["name"], "ray.io/node-type": "head"}
+    assert [p["port"] for p in service["spec"]["ports"]] == [8000]
+    assert {"name": "serve", "containerPort": 8000} in ray_head["ports"]
+
+
+def test_every_ray_container_has_the_ray_environment():
+    cluster = the(render(KUBERAY), "RayCluster")
+    ray_containers = [(group, containers(template)[0]) for group, template in pod_templates(cluster)]
+    sidecar = next(c for c in containers(cluster["spec"]["headGroupSpec"]["template"]) if c["name"] == "rayline")
+    for where, container in ray_containers + [("head sidecar", sidecar)]:
+        env = env_of(container)
+        assert env["RAY_SERVE_ENABLE_HA_PROXY"]["value"] == "1", where
+        assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"]["value"] == "3", where
+        assert env["RAY_AUTH_MODE"]["value"] == "token", where
+        assert from_secret(env["RAY_AUTH_TOKEN"]) == (SECRET, "RAY_AUTH_TOKEN"), where
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
+    # The processes that download pipeline packages send the package token, which the control
+    # plane is given too (not the SDK token: user code can read this environment).
+    assert from_secret(env_of(sidecar)["RAYLINE_PACKAGE_TOKEN"]) == (SECRET, "RAYLINE_PACKAGE_TOKEN")
+    for where, container in ray_containers:
+        assert from_secret(env_of(container)["RAY_RUNTIME_ENV_BEARER_TOKEN"]) == (SECRET, "RAYLINE_PACKAGE_TOKEN"), where
+        assert "RAYLINE_SDK_TOKEN" not in str(container), where
+        assert "/home/ray/rayline/secret-key" in {m["mountPath"] for m in container["volumeMounts"]}, where
+    autoscaler_env = {item["name"]: item for item in cluster["spec"]["autoscalerOptions"]["env"]}
+    assert autoscaler_env["RAY_AUTH_MODE"]["value"] == "token"
+    assert from_secret(autoscaler_env["RAY_AUTH_TOKEN"]) == (SECRET, "RAY_AUTH_TOKEN")
+    for _, template in pod_templates(cluster):
+        assert template["spec"]["securityContext"]["runAsNonRoot"] is True
+        assert template["spec"]["securityContext"]["runAsUser"] != 0
+
+
+def test_autoscaled_cpu_and_gpu_worker_groups():
+    spec = the(render(KUBERAY), "RayCluster")["spec"]
+    assert spec["enableInTreeAutoscaling"] is True
+    assert spec["autoscalerOptions"]
+    assert spec["upgradeStrategy"]["type"] == "Recreate"
+    groups = {group["groupName"]: group for group in spec["workerGroupSpecs"]}
+
+    def gpus(group: Obj) -> int:
+        return int(containers(group["template"])[0]["resources"].get("limits", {}).get("nvidia.com/gpu", 0))
+
+    gpu = [g for g in groups.values() if gpus(g) > 0]
+    cpu = [g for g in groups.values() if gpus(g) == 0]
+    assert len(gpu) == 1 and len(cpu) == 1, sorted(groups)
+    assert gpu[0]["minReplicas"] == 0 and gpu[0].get("replicas", 0) == 0 and gpu[0]["maxReplicas"] >= 1
+    assert cpu[0]["maxReplicas"] >= cpu[0]["minReplicas"] >= 0
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_references_resolve(entry):
+    """Every Secret key, Service, claim and Redis address that an object names is in the rendering."""
+    objects = render(ROOT / entry)
+    secrets = {obj["metadata"]["name"]: set(obj.get("stringData", {})) | set(obj.get("data", {}))
+               for obj in of_kind(objects, "Secret")}
+    assert SECRET in secrets, f"{entry}: no Secret {SECRET!r}: combine base/ with a database component"
+    claims = {obj["metadata"]["name"] for obj in of_kind(objects, "PersistentVolumeClaim")}
+    services = {obj["metadata"]["name"]: {p["port"] for p in obj["spec"]["ports"]} for obj in of_kind(objects, "Service")}
+
+    def walk(node: Any):
+        if isinstance(node, dict):
+            yield node
+            for value in node.values():
+                yield from walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from walk(value)
+
+    for obj in objects:
+        where = f"{entry}: {obj['kind']} {obj['metadata']['name']}"
+        for node in walk(obj):
+            if "secretKeyRef" in node:
+                ref = node["secretKeyRef"]
+                assert ref["key"] in secrets.get(ref["name"], set()), f"{where}: no key {ref['key']} in Secret {ref['name']}"
+            if "secret" in node and isinstance(node["secret"], dict) and "secretName" in node["secret"]:
+                for item in node["secret"].get("items", []):
+                    assert item["key"] in secrets.get(node["secret"]["secretName"], set()), f"{where}: {item}"
+            if "persistentVolumeClaim" in node:
+                assert node["persistentVolumeClaim"]["claimName"] in claims, f"{where}: {node}"
+            if "service" in node and isinstance(node["service"], dict) and "port" in node["service"]:
+                assert node["service"]["port"]["number"] in services.get(node["service"]["name"], set()), f"{where}: {node}"
+    for obj in of_kind(objects, "StatefulSet") + of_kind(objects, "Deployment"):
+        labels = obj["spec"]["template"]["metadata"]["labels"]
+        assert obj["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    workload_labels = [obj["spec"]["template"]["metadata"]["labels"]
+                       for obj in of_kind(objects, "StatefulSet") + of_kind(objects, "Deployment")]
+    cluster_name = the(objects, "RayCluster")["metadata"]["name"]
+    for service in of_kind(objects, "Service"):
+        selector = service["spec"]["selector"]
+        kuberay_pod = selector.get("ray.io/cluster") == cluster_name and selector.get("ray.io/node-type") in ("head", "worker")
+        assert kuberay_pod or any(selector.items() <= labels.items() for labels in workload_labels), (
+            f"{entry}: Service {service['metadata']['name']} selects no pod")
+    ft = the(objects, "RayCluster")["spec"].get("gcsFaultToleranceOptions")
+    if ft:
+        host, _, port = ft["redisAddress"].partition(":")
+        assert int(port) in services.get(host, set()), f"{entry}: redisAddress {ft['redisAddress']} is no Service"
+
+
+def test_ingress_routes_the_api_and_the_endpoints_to_the_serve_port():
+    ingress = the(render(KUBERAY), "Ingress")
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    routes = {(path["path"], path["pathType"]): (path["backend"]["service"]["name"], path["backend"]["service"]["port"]["number"])
+              for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]}
+    assert routes == {("/api/v1", "Prefix"): ("rayline-serve", 8000), ("/endpoints", "Prefix"): ("rayline-serve", 8000)}
+    dashboard = the(render(KUBERAY), "Service", "rayline-dashboard")
+    assert [p["port"] for p in dashboard["spec"]["ports"]] == [8265]
+
+
+def test_database_choices():
+    default = render(KUBERAY)
+    statefulset = the(default, "StatefulSet", "rayline-postgres")
+    postgres = containers(statefulset["spec"]["template"])[0]
+    assert postgres["image"] == "postgres:16"
+    assert statefulset["spec"]["volumeClaimTemplates"]
+    secret = the(default, "Secret", SECRET)["stringData"]
+    url = urlsplit(secret["RAYLINE_DATABASE_URL"])
+    env = env_of(postgres)
+    assert url.scheme == "postgresql+psycopg"
+    assert (url.username, url.hostname, url.port, url.path) == (env["POSTGRES_USER"]["value"], "rayline-postgres",
+                                                                5432, "/" + env["POSTGRES_DB"]["value"])
+    assert url.password == secret["POSTGRES_PASSWORD"]
+    assert the(default, "Service", "rayline-postgres")
+
+    external = render(ROOT / "kuberay/overlays/external-database")
+    assert not of_kind(external, "StatefulSet")
+    assert urlsplit(the(external, "Secret", SECRET)["stringData"]["RAYLINE_DATABASE_URL"]).scheme == "postgresql+psycopg"
+
+
+def test_committed_secrets_hold_placeholders_only():
+    for path in object_files():
+        for doc in load_docs(path):
+            if doc["kind"] == "Secret":
+                assert "data" not in doc, f"{path}: use stringData placeholders"
+                for key, value in doc["stringData"].items():
+                    assert "CHANGE-ME" in value, f"{path}: {key} is not a placeholder"
+                assert "must be replaced" in path.read_text(), f"{path}: say that the values must be replaced"
+
+
+def test_gcs_fault_tolerance_component():
+    base_cluster = the(render(KUBERAY), "RayCluster")
+    assert "gcsFaultToleranceOptions" not in base_cluster["spec"]
+    objects = render(ROOT / "kuberay/overlays/ha")
+    options = the(objects, "RayCluster")["spec"]["gcsFaultToleranceOptions"]
+    assert options["redisAddress"] == "rayline-redis:6379"
+    assert from_secret(options["redisPassword"]) == ("rayline-redis", "REDIS_PASSWORD")
+    redis = the(objects, "Deployment", "rayline-redis")
+    assert containers(redis["spec"]["template"])[0]["image"].startswith("redis:")
+    assert the(objects, "Service", "rayline-redis")

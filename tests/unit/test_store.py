@@ -1,0 +1,67 @@
+"""The store on each backend (SQLite, and a real PostgreSQL server): migrations build exactly
+the declared schema, and writers in several processes at once lose nothing."""
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select
+
+from rayline.errors import PlatformFailure
+from rayline.store import executions as store
+from rayline.store import migrate
+from rayline.store.db import Database
+from rayline.store.models import Base, Execution, ExecutionLog, utcnow
+from rayline.store.record_writer import RecordWriter
+
+PROCESSES, EXECUTIONS_EACH = 4, 40
+
+
+def test_migrations_build_exactly_the_schema_the_models_declare(any_database):
+    with any_database.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    assert migrate.current_revision(any_database) == migrate.head_revision()
+    migrate.upgrade(any_database)  # at every start-up: nothing to do the second time
+    assert migrate.current_revision(any_database) == migrate.head_revision()
+
+
+def test_a_database_made_before_migrations_is_refused_not_damaged(any_database_url):
+    db = Database(any_database_url)
+    Base.metadata.create_all(db.engine)  # what Rayline 0.1 did before migrations
+    with pytest.raises(PlatformFailure, match="made before migrations"):
+        migrate.upgrade(db)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Execution)) == 0
+    db.dispose()
+
+
+def _write(url: str, journal: str, worker: int) -> None:
+    db = Database(url)
+    writer = RecordWriter(db, journal_path=Path(journal), interval_s=0.01)
+    for _ in range(EXECUTIONS_EACH):
+        number = store.take_numbers(db, store.execution_counter("race"))[0]  # one at a time: most contention
+        execution_id = f"race-{number}"
+        writer.execution_started(execution_id, "pipe", "race", [], utcnow())
+        writer.execution_log(execution_id, "stdout", f"from worker {worker}")
+        writer.execution_finished(execution_id, store.SUCCEEDED, [], None)
+    writer.close()
+
+
+def test_writers_in_several_processes_lose_nothing(any_database, tmp_path):
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write, args=(any_database.url, str(tmp_path / f"w{i}.journal"), i))
+               for i in range(PROCESSES)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    total = PROCESSES * EXECUTIONS_EACH
+    with any_database.session() as session:
+        ids = set(session.scalars(select(Execution.execution_id)))
+        statuses = set(session.scalars(select(Execution.status)))
+        logs = session.scalar(select(func.count()).select_from(ExecutionLog))
+    assert ids == {f"race-{n}" for n in range(1, total + 1)}  # every number once, none lost or reused
+    assert statuses == {store.SUCCEEDED} and logs == total
