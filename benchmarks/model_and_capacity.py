@@ -6,8 +6,8 @@
 - Resident memory (RSS, and PSS: shared pages divided among the processes that share them) of
   one idle low_latency pod of a trivial pipeline, read from /proc.
 - How many idle low_latency deployments fit: ``--bound`` of them are created one after another,
-  and MemAvailable is read after each; its slope from the first pod to the last is the cost of
-  one more pod, which extrapolates how many the machine's available memory would hold.
+  and MemAvailable is read after each; its slope over the second half of them is the cost of one
+  more pod, which extrapolates how many the machine's available memory would hold.
 - ``rayline up`` time to ready.
 
 Usage: python benchmarks/model_and_capacity.py [--bound 8] [--elastic-calls 4]
@@ -108,9 +108,10 @@ def main() -> None:
                 pid = int(callers[-1]()["output"]["pid"])
                 time.sleep(1)
                 pods.append({**process_kib(pid), "available_mib": round(meminfo_kib("MemAvailable") / 1024)})
-            # The slope, not a drop from before the first pod: memory given back by earlier
-            # measures (the MiniLM pod) would blur a single difference.
-            cost_mib = (pods[0]["available_mib"] - pods[-1]["available_mib"]) / max(1, len(pods) - 1)
+            # The slope over the later pods: while the first ones start, memory that earlier
+            # measures (the MiniLM pod) give back still blurs MemAvailable.
+            later = pods[len(pods) // 2 - 1:]
+            cost_mib = (later[0]["available_mib"] - later[-1]["available_mib"]) / max(1, len(later) - 1)
             answering = len({int(call()["output"]["pid"]) for call in callers})  # each its own pod, still up
             result["idle_low_latency_pod"] = {"first": pods[0], "mean_rss_mib": round(statistics.fmean(
                 p["rss_mib"] for p in pods), 1), "mean_pss_mib": round(statistics.fmean(p["pss_mib"] for p in pods), 1)}

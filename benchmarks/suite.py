@@ -29,10 +29,12 @@ RUNS = {
 
 
 def machine() -> dict:
+    from importlib.metadata import version
+
     meminfo = Path("/proc/meminfo").read_text().splitlines()
     total_kib = int(next(line for line in meminfo if line.startswith("MemTotal:")).split()[1])
     return {"cpus": os.cpu_count(), "memory_gib": round(total_kib / 1024**2, 1), "python": platform.python_version(),
-            "system": platform.platform()}
+            "ray": version("ray"), "system": platform.platform()}
 
 
 def main() -> None:
@@ -40,10 +42,12 @@ def main() -> None:
     for name, command in RUNS.items():
         began = time.monotonic()
         done = subprocess.run([sys.executable, str(HERE / command[0]), *command[1:]], capture_output=True, text=True)
-        if done.returncode != 0:
-            result["runs"][name] = {"failed": done.returncode, "stderr_tail": done.stderr[-2000:]}
-        else:
+        try:
+            if done.returncode != 0:
+                raise ValueError(f"exit status {done.returncode}")
             result["runs"][name] = json.loads(done.stdout[done.stdout.index("{"):])
+        except ValueError as error:  # one script failing must not lose the others' results
+            result["runs"][name] = {"failed": str(error), "stderr_tail": done.stderr[-2000:]}
         result["runs"][name]["wall_s"] = round(time.monotonic() - began)
         print(f"{name}: done in {result['runs'][name]['wall_s']} s", file=sys.stderr)
     out = HERE / "results" / f"{result['date'][:10]}.json"

@@ -185,11 +185,11 @@ def concurrently(count, seconds):
 `rayline.current_execution_id()` tells the code which one it runs for:"""),
     ("code", """execution_id = responses[0].json()["execution_id"]
 [line["message"] for line in sdk.get_pipeline_execution_logs(execution_id)]"""),
-    ("md", "Twelve calls at once: four run, four wait, four are refused at once:"),
-    ("code", """responses, elapsed = concurrently(12, 1)
+    ("md", "Twelve calls of 3 s at once: four run, four wait, four are refused at once:"),
+    ("code", """responses, elapsed = concurrently(12, 3)
 refused = [r for r in responses if r.status_code == 503]
-print(f"{len(responses) - len(refused)} ran, {len(refused)} refused, Retry-After {refused[0].headers['Retry-After']} s")
-refused[0].json()["message"]"""),
+print(f"{len(responses) - len(refused)} ran, {len(refused)} refused")
+{"Retry-After": refused[0].headers["Retry-After"], "message": refused[0].json()["message"]}"""),
     ("md", "An execution past `execution_timeout_s` (3 s here) is cancelled and its caller gets 504:"),
     ("code", """response = call(10)
 response.status_code, response.json()["message"]"""),

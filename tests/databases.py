@@ -7,6 +7,7 @@ to enable them. The server refuses to run as root: as root, it runs as the `post
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
@@ -38,21 +39,28 @@ class PostgresServer:
     """A throwaway PostgreSQL server on 127.0.0.1, trust authentication, data under /tmp."""
 
     def __init__(self) -> None:
+        """Raises FileNotFoundError, saying why, when no server can be started here."""
         bindir = _bindir()
         if bindir is None:
             raise FileNotFoundError(HOW_TO_ENABLE)
         self._root = Path(tempfile.mkdtemp(prefix="rayline-postgres-"))
         self._as_user: list[str] = []
-        if os.geteuid() == 0:
-            shutil.chown(self._root, "postgres", "postgres")
-            self._as_user = ["runuser", "-u", "postgres", "--"]
-        self._pg_ctl, data = str(bindir / "pg_ctl"), str(self._root / "data")
+        self._pg_ctl, self._data = str(bindir / "pg_ctl"), str(self._root / "data")
         self.port = _free_port()
-        self._run(str(bindir / "initdb"), "-D", data, "-U", "rayline", "--auth=trust", "-E", "UTF8")
-        self._run(self._pg_ctl, "-D", data, "-l", str(self._root / "server.log"), "-w", "start", "-o",
-                  f"-p {self.port} -k {self._root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                  "-c max_connections=200")
-        self._data = data
+        try:
+            if os.geteuid() == 0:
+                shutil.chown(self._root, "postgres", "postgres")
+                self._as_user = ["runuser", "-u", "postgres", "--"]
+            self._run(str(bindir / "initdb"), "-D", self._data, "-U", "rayline", "--auth=trust", "-E", "UTF8")
+            self._run(self._pg_ctl, "-D", self._data, "-l", str(self._root / "server.log"), "-w", "start", "-o",
+                      f"-p {self.port} -k {self._root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                      "-c max_connections=200")
+        except (LookupError, subprocess.CalledProcessError) as error:  # no postgres user, or it failed
+            shutil.rmtree(self._root, ignore_errors=True)
+            detail = getattr(error, "stderr", b"") or b""
+            raise FileNotFoundError(f"PostgreSQL could not be started here ({error}; "
+                                    f"{detail.decode(errors='replace')[-300:]}). {HOW_TO_ENABLE}") from error
+        atexit.register(self.stop)  # also when a timeout ends the tests early
 
     def _run(self, *command: str) -> None:
         subprocess.run([*self._as_user, *command], check=True, capture_output=True, cwd=self._root)
@@ -70,7 +78,11 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
+        if not self._root.exists():
+            return
         try:
             self._run(self._pg_ctl, "-D", self._data, "-m", "immediate", "stop")
+        except subprocess.CalledProcessError:
+            pass  # already stopped
         finally:
             shutil.rmtree(self._root, ignore_errors=True)

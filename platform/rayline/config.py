@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RAYLINE_", extra="ignore")
+    # Errors must not echo what was given: a token that is too short is still a token.
+    model_config = SettingsConfigDict(env_prefix="RAYLINE_", extra="ignore", hide_input_in_errors=True)
 
     home: Path = Field(Path("~/.rayline"), description="Where state lives: database, packages, token.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under home.")
@@ -57,6 +58,16 @@ class Settings(BaseSettings):
     @property
     def token_path(self) -> Path:
         return self.home_dir / "sdk-token"
+
+    @model_validator(mode="after")
+    def _package_downloads_need_their_token(self) -> "Settings":
+        # Without it, nodes could only download with the SDK token, which user code would then see.
+        if self.package_url_base and self.package_token is None:
+            raise ValueError("RAYLINE_PACKAGE_URL_BASE needs RAYLINE_PACKAGE_TOKEN (16+ characters), given to Ray's "
+                             "nodes as RAY_RUNTIME_ENV_BEARER_TOKEN.")
+        if self.package_token is not None and len(self.package_token.get_secret_value()) < 16:
+            raise ValueError("RAYLINE_PACKAGE_TOKEN must be at least 16 characters long.")
+        return self
 
     @property
     def secret_key_path(self) -> Path:

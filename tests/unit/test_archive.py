@@ -115,3 +115,20 @@ def test_a_chain_of_links_leaving_the_folder_is_refused(tmp_path):
     with pytest.raises(InvalidInput):
         extract_archive(archive, tmp_path / "dest", LIMIT, MEMBERS)
     assert not (tmp_path / "escaped").exists()
+
+
+def test_a_package_is_named_by_its_content_alone(tmp_path):
+    import hashlib
+    import os
+    import time
+
+    from rayline.domain.archive import write_package_zip
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.py").write_text("def f():\n    return {}\n")
+    write_package_zip(tmp_path / "src", tmp_path / "a.zip")
+    later = time.time() + 3600
+    os.utime(tmp_path / "src" / "main.py", (later, later))  # touched, not changed
+    write_package_zip(tmp_path / "src", tmp_path / "b.zip")
+    digest = [hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() for name in ("a.zip", "b.zip")]
+    assert digest[0] == digest[1]

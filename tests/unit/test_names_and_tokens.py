@@ -28,3 +28,19 @@ def test_tokens_are_random_and_stored_only_as_hashes():
     assert not token_matches("", stored)
     assert not token_matches(None, stored)
     assert not token_matches(first, None)
+
+
+def test_package_downloads_need_a_token_of_their_own_and_errors_do_not_echo_it(monkeypatch):
+    import pydantic
+
+    from rayline.config import Settings
+
+    monkeypatch.setenv("RAYLINE_PACKAGE_URL_BASE", "http://rayline-serve:8000")
+    with pytest.raises(pydantic.ValidationError, match="needs RAYLINE_PACKAGE_TOKEN"):
+        Settings()
+    monkeypatch.setenv("RAYLINE_PACKAGE_TOKEN", "short-secret")
+    with pytest.raises(pydantic.ValidationError, match="at least 16") as info:
+        Settings()
+    assert "short-secret" not in str(info.value)
+    monkeypatch.setenv("RAYLINE_PACKAGE_TOKEN", "a-package-token-long-enough")
+    assert Settings().package_token.get_secret_value() == "a-package-token-long-enough"

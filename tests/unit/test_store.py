@@ -27,11 +27,25 @@ def test_migrations_build_exactly_the_schema_the_models_declare(any_database):
     assert migrate.current_revision(any_database) == migrate.head_revision()
 
 
-def test_a_database_made_before_migrations_is_refused_not_damaged(any_database_url):
+def test_a_database_made_just_before_migrations_is_adopted_and_upgraded(any_database_url):
     db = Database(any_database_url)
-    Base.metadata.create_all(db.engine)  # what Rayline 0.1 did before migrations
-    with pytest.raises(PlatformFailure, match="made before migrations"):
+    tables = [t for name, t in Base.metadata.tables.items() if name not in migrate.ADDED_SINCE]
+    Base.metadata.create_all(db.engine, tables=tables)  # what `rayline up` did before migrations
+    with db.session() as session:
+        session.add(Execution(execution_id="kept-1", pipeline_name="p", status="Succeeded", inputs=[], outputs=[]))
+    migrate.upgrade(db)
+    assert migrate.current_revision(db) == migrate.head_revision()
+    with db.session() as session:
+        assert session.get(Execution, "kept-1").status == "Succeeded"  # nothing lost
+    db.dispose()
+
+
+def test_an_older_database_is_refused_not_damaged(any_database_url):
+    db = Database(any_database_url)
+    Base.metadata.create_all(db.engine, tables=[Base.metadata.tables["pipelines"], Base.metadata.tables["executions"]])
+    with pytest.raises(PlatformFailure, match="older than its first migration"):
         migrate.upgrade(db)
+    assert migrate.current_revision(db) is None
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Execution)) == 0
     db.dispose()

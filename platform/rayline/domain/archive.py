@@ -96,17 +96,24 @@ def resolve_inside(root: Path, relative: str, field: str) -> Path:
     return path
 
 
+_FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the zip format's first date: the same files give the same zip
+
+
 def write_package_zip(src: Path, zip_path: Path) -> None:
-    """Zip ``src`` under one top folder, atomically (a reader never sees half a zip)."""
+    """Zip ``src`` under one top folder, atomically (a reader never sees half a zip), and
+    reproducibly: no timestamps, so a package is named by its content (nodes cache by name)."""
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=zip_path.parent, suffix=".partial")
     os.close(fd)
     partial = Path(name)
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(f"{PACKAGE_TOP}/", "")
+        zf.writestr(zipfile.ZipInfo(f"{PACKAGE_TOP}/", _FIXED_DATE), "")
         for dirpath, dirnames, filenames in os.walk(src):
             dirnames.sort()
             for name in sorted(filenames):
                 path = Path(dirpath) / name
-                zf.write(path, f"{PACKAGE_TOP}/{path.relative_to(src).as_posix()}")
+                entry = zipfile.ZipInfo(f"{PACKAGE_TOP}/{path.relative_to(src).as_posix()}", _FIXED_DATE)
+                entry.external_attr = (path.stat().st_mode & 0o777) << 16
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(entry, path.read_bytes())
     os.replace(partial, zip_path)

@@ -143,9 +143,12 @@ class PipelineService:
             return package.as_uri()
         data = package.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        with self._db.session() as session:
-            if session.get(Package, digest) is None:
-                session.add(Package(sha256=digest, data=data, created_at=utcnow()))
+        try:
+            with self._db.session() as session:
+                if session.get(Package, digest) is None:
+                    session.add(Package(sha256=digest, data=data, created_at=utcnow()))
+        except IntegrityError:  # the same package, stored at the same moment by another upload
+            pass
         return f"{base.rstrip('/')}/api/v1/packages/{digest}.zip"
 
     def package(self, filename: str) -> bytes:
@@ -178,7 +181,8 @@ class PipelineService:
             if current is not None:
                 session.delete(current)
                 session.flush()
-                if not session.scalar(select(Pipeline.name).where(Pipeline.package_uri == current.package_uri)):
-                    session.execute(delete(Package).where(Package.sha256 == _package_digest(current.package_uri)))
+                digest = _package_digest(current.package_uri)  # compared by content, whatever the URL base
+                if not session.scalar(select(Pipeline.name).where(Pipeline.package_uri.like(f"%/{digest}.zip"))):
+                    session.execute(delete(Package).where(Package.sha256 == digest))
         shutil.rmtree(self._settings.packages_dir / row.name, ignore_errors=True)
         return {"pipeline": {"name": name}, "deployments": deleted_deployments}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -13,6 +14,7 @@ from sqlalchemy import inspect
 
 from rayline.errors import PlatformFailure
 from rayline.store.db import Database
+from rayline.store.models import Base
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -23,17 +25,32 @@ def _config() -> Config:
     return config
 
 
+# The schema that Rayline had just before migrations, and what came after it.
+FIRST_REVISION, ADDED_SINCE = "0001", {"packages"}
+
+
 def upgrade(db: Database) -> None:
     """Bring the database to the latest schema (in one transaction where the database allows)."""
     with db.engine.begin() as connection:
-        if MigrationContext.configure(connection).get_current_revision() is None and \
-                inspect(connection).has_table("pipelines"):
-            raise PlatformFailure(
-                "The database holds Rayline tables made before migrations existed; it cannot be "
-                "upgraded. Move it aside (e.g. delete $RAYLINE_HOME/rayline.db) and start again.")
         config = _config()
         config.attributes["connection"] = connection
+        context = MigrationContext.configure(connection)
+        if context.get_current_revision() is None and inspect(connection).has_table("pipelines"):
+            _adopt(context)
+            command.stamp(config, FIRST_REVISION)
         command.upgrade(config, "head")
+
+
+def _adopt(context: MigrationContext) -> None:
+    """A database made just before migrations (its tables, no revision) is the first revision,
+    if its schema is that one: anything older cannot be upgraded."""
+    differences = [d for d in compare_metadata(context, Base.metadata)
+                   if not (d[0] == "add_table" and d[1].name in ADDED_SINCE)
+                   and not (d[0] == "add_index" and d[1].table.name in ADDED_SINCE)]
+    if differences:
+        raise PlatformFailure(
+            "The database holds Rayline tables older than its first migration; they cannot be upgraded. Move it "
+            "aside (e.g. delete $RAYLINE_HOME/rayline.db) and start again.")
 
 
 def head_revision() -> str:

@@ -101,4 +101,3 @@ def latest_pipeline_execution(pipeline_name: str, context: AppContext = Depends(
     """The latest execution, or ``{}`` when there is none yet (never a 404: clients rely on it)."""
     row = context.executions.latest_for_pipeline(pipeline_name)
     return ExecutionListItem.from_row(row).model_dump(mode="json") if row else {}
-
