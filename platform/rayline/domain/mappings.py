@@ -37,7 +37,10 @@ def _given(item: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
     return [key for key in keys if item.get(key) is not None and not (key == "is_null" and item[key] is False)]
 
 
-def _items(raw: Any, field: str, name_key: str, declared: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _items(raw: Any, field: str, name_key: str, declared: dict[str, Any],
+           all_mapped_to: str | None = None) -> dict[str, dict[str, Any]]:
+    """The mappings by name, checked against what the pipeline declares; with ``all_mapped_to``
+    (a periodic deployment has no caller), every declared name must be mapped."""
     if raw is None:
         return {}
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
@@ -51,17 +54,18 @@ def _items(raw: Any, field: str, name_key: str, declared: dict[str, Any]) -> dic
         if name in by_name:
             raise InvalidInput(f"{field}: {name!r} is mapped twice; map each one once.")
         by_name[name] = item
+    missing = [name for name in declared if name not in by_name]
+    if all_mapped_to and missing:
+        raise InvalidInput(f"{field}: a periodic deployment has no caller, so every {name_key.split('_')[1]} must "
+                           f"be mapped (to {all_mapped_to}); unmapped: {', '.join(map(repr, missing))}.")
     return by_name
 
 
 def normalize_inputs_mapping(specs: list[InputSpec], raw: Any, rule: str) -> list[dict[str, Any]]:
     """Check ``inputs_mapping`` against the pipeline's inputs for ``rule``; every input, mapped."""
     declared = {spec.name: spec for spec in specs}
-    given = _items(raw, "inputs_mapping", "pipeline_input_name", declared)
-    if rule == "periodic" and set(declared) - set(given):
-        missing = ", ".join(repr(name) for name in declared if name not in given)
-        raise InvalidInput(f"inputs_mapping: a periodic deployment has no caller, so every input must be mapped "
-                           f"(to a constant, an environment variable or null); unmapped: {missing}.")
+    given = _items(raw, "inputs_mapping", "pipeline_input_name", declared,
+                   "a constant, an environment variable or null" if rule == "periodic" else None)
     mapping, endpoint_names = [], set()
     for spec in specs:
         item = given.get(spec.name)
@@ -129,11 +133,8 @@ def _check_value(spec: InputSpec, value: Any, where: str) -> None:
 def normalize_outputs_mapping(specs: list[OutputSpec], raw: Any, rule: str) -> list[dict[str, Any]]:
     """Check ``outputs_mapping`` against the pipeline's outputs for ``rule``; every output, mapped."""
     declared = {spec.name: spec for spec in specs}
-    given = _items(raw, "outputs_mapping", "pipeline_output_name", declared)
-    if rule == "periodic" and set(declared) - set(given):
-        missing = ", ".join(repr(name) for name in declared if name not in given)
-        raise InvalidInput(f"outputs_mapping: a periodic deployment has no caller, so every output must be mapped "
-                           f"(to is_null=True); unmapped: {missing}.")
+    given = _items(raw, "outputs_mapping", "pipeline_output_name", declared,
+                   "is_null=True" if rule == "periodic" else None)
     mapping, endpoint_names = [], set()
     for spec in specs:
         item = given.get(spec.name)
