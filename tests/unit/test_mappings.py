@@ -80,6 +80,9 @@ def test_outputs_are_renamed_or_dropped():
     assert returned_outputs(place_outputs(run, {"y": 3, "debug": None})[1]) == {"y": 3, "debug": None}
     with pytest.raises(InvalidInput, match="every output must be mapped"):
         normalize_outputs_mapping(OUTPUTS, [{"pipeline_output_name": "y", "is_null": True}], "periodic")
+    with pytest.raises(InvalidInput, match="two outputs use endpoint_output_name 'r'"):
+        normalize_outputs_mapping(OUTPUTS, [{"pipeline_output_name": "y", "endpoint_output_name": "r"},
+                                            {"pipeline_output_name": "debug", "endpoint_output_name": "r"}], "endpoint")
     with pytest.raises(InvalidInput, match="only endpoint deployments have endpoint outputs"):
         normalize_outputs_mapping(OUTPUTS, [{"pipeline_output_name": "y", "endpoint_output_name": "r"}], "run")
 

@@ -66,7 +66,7 @@ def normalize_inputs_mapping(specs: list[InputSpec], raw: Any, rule: str) -> lis
     declared = {spec.name: spec for spec in specs}
     given = _items(raw, "inputs_mapping", "pipeline_input_name", declared,
                    "a constant, an environment variable or null" if rule == "periodic" else None)
-    mapping, endpoint_names = [], set()
+    mapping = []
     for spec in specs:
         item = given.get(spec.name)
         if item is None:  # from the caller, under its own name, with the pipeline's own rules
@@ -74,14 +74,20 @@ def normalize_inputs_mapping(specs: list[InputSpec], raw: Any, rule: str) -> lis
             source.update(is_required=spec.is_required, default_value=spec.default_value)
         else:
             source = _input_source(spec, item, rule)
-        if "endpoint_input_name" in source:
-            if source["endpoint_input_name"] in endpoint_names:
-                raise InvalidInput(f"inputs_mapping: two inputs use endpoint_input_name "
-                                   f"{source['endpoint_input_name']!r}; give each its own.")
-            endpoint_names.add(source["endpoint_input_name"])
         mapping.append({"pipeline_input_name": spec.name, "data_type": spec.data_type,
                         **{k: v for k, v in source.items() if v is not None}})
+    _check_unique_endpoint_names(mapping, "inputs_mapping", "endpoint_input_name")
     return mapping
+
+
+def _check_unique_endpoint_names(mapping: list[dict[str, Any]], field: str, key: str) -> None:
+    seen: set[str] = set()
+    for item in mapping:
+        name = item.get(key)
+        if name is not None:
+            if name in seen:
+                raise InvalidInput(f"{field}: two {field.split('_')[0]} use {key} {name!r}; give each its own.")
+            seen.add(name)
 
 
 def _input_source(spec: InputSpec, item: dict[str, Any], rule: str) -> dict[str, Any]:
@@ -135,7 +141,7 @@ def normalize_outputs_mapping(specs: list[OutputSpec], raw: Any, rule: str) -> l
     declared = {spec.name: spec for spec in specs}
     given = _items(raw, "outputs_mapping", "pipeline_output_name", declared,
                    "is_null=True" if rule == "periodic" else None)
-    mapping, endpoint_names = [], set()
+    mapping = []
     for spec in specs:
         item = given.get(spec.name)
         where = f"outputs_mapping[{spec.name!r}]"
@@ -159,13 +165,8 @@ def normalize_outputs_mapping(specs: list[OutputSpec], raw: Any, rule: str) -> l
                 if not isinstance(name, str) or not name.isidentifier():
                     raise InvalidInput(f"{where}: endpoint_output_name {name!r} must be a valid identifier.")
                 destination = {"endpoint_output_name": name}
-        endpoint_name = destination.get("endpoint_output_name")
-        if endpoint_name is not None:
-            if endpoint_name in endpoint_names:
-                raise InvalidInput(f"outputs_mapping: two outputs use endpoint_output_name {endpoint_name!r}; "
-                                   "give each its own.")
-            endpoint_names.add(endpoint_name)
         mapping.append({"pipeline_output_name": spec.name, "data_type": spec.data_type, **destination})
+    _check_unique_endpoint_names(mapping, "outputs_mapping", "endpoint_output_name")
     exposed = [item for item in mapping if "endpoint_output_name" in item]
     if any(item["data_type"] == "file" for item in exposed) and len(exposed) > 1:
         raise InvalidInput("outputs_mapping: an endpoint answers a file output with the file itself "
