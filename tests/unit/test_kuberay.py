@@ -12,6 +12,13 @@
   versions agree with ``pyproject.toml``, Secret keys and Services referenced exist, the head pod
   runs the control plane as the issue describes. Where ``kubectl`` is installed, the renderer's
   output is compared with ``kubectl kustomize``.
+- The security defaults (kuberay/README.md, "Security defaults"), on every rendering: every pod
+  without a service-account token, non-root as its image's user, seccomp RuntimeDefault; every
+  container without capabilities or privilege escalation, on a read-only root filesystem with
+  volumes where it writes; the autoscaler alone with Kubernetes API credentials; no Secret on a
+  command line (Redis reads its password from a file); an HTTPS-only Ingress with cert-manager;
+  NetworkPolicies, checked by a small evaluator: who may reach the head, the workers, PostgreSQL
+  and Redis, on which ports.
 """
 
 from __future__ import annotations
@@ -328,7 +335,7 @@ def test_core_objects_validate_with_kubernetes_validate():
             continue
         k8s_validate(obj)
         checked.add(obj["kind"])
-    assert {"Service", "Secret", "Ingress", "StatefulSet", "Deployment", "PersistentVolumeClaim"} <= checked
+    assert {"Service", "Secret", "Ingress", "StatefulSet", "Deployment", "PersistentVolumeClaim", "NetworkPolicy"} <= checked
     with pytest.raises(kubernetes_validate.ValidationError):
         k8s_validate({**the(render(KUBERAY), "Service", "rayline-serve"), "specs": {}})
 
@@ -562,3 +569,343 @@ def test_gcs_fault_tolerance_component():
     redis = the(objects, "Deployment", "rayline-redis")
     assert containers(redis["spec"]["template"])[0]["image"].startswith("redis:")
     assert the(objects, "Service", "rayline-redis")
+
+
+# --- security defaults (kuberay/README.md, "Security defaults") ---------------------------------
+
+# The user each image runs as: the rayline images keep the Ray base image's `ray` (Dockerfile:
+# USER 1000:100); the official postgres and redis images run as their `postgres` / `redis` (999).
+IMAGE_USERS = {"rayline": 1000, "rayline-gpu": 1000, "postgres": 999, "redis": 999}
+# Containers whose root filesystem may stay writable, as (pod, container) -> why they must write
+# to their image's filesystem (where no emptyDir can stand in), e.g.
+# ("RayCluster rayline gpu", "ray-worker"): "...". None today: Ray, the control plane, the
+# autoscaler, PostgreSQL and Redis all write to volumes only. Add an entry only with its reason.
+WRITABLE_ROOT_ALLOWED: dict[tuple[str, str], str] = {}
+# What each image writes, and therefore mounts from an emptyDir or a volume claim (its root
+# filesystem being read-only).
+WRITABLE_PATHS = {
+    "rayline": ["/tmp", "/home/ray/.cache", "/home/ray/rayline"],  # tempfile, Ray's /tmp/ray, HAProxy; caches; RAYLINE_HOME
+    "rayline-gpu": ["/tmp", "/home/ray/.cache", "/home/ray/rayline"],
+    "postgres": ["/var/lib/postgresql/data", "/var/run/postgresql", "/tmp"],  # data; socket and lock; the entrypoint's shell
+    "redis": ["/data"],  # the append-only file
+}
+AUTOSCALER = "autoscaler"  # the container KubeRay adds to the head pod from spec.autoscalerOptions
+SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+# The namespace of the ingress controller (ingress-nginx's manifests and chart install it there),
+# which rayline-head-from-ingress lets reach the head's Serve port; kuberay/README.md names it.
+INGRESS_NAMESPACE = "ingress-nginx"
+README = KUBERAY / "README.md"
+
+
+def image_name(image: str) -> str:
+    repository = image.rpartition(":")[0] if ":" in image.rsplit("/", 1)[-1] else image
+    return repository.rsplit("/", 1)[-1]
+
+
+def pods(objects: list[Obj]) -> list[tuple[str, Obj, Obj, list[Obj]]]:
+    """(where, owner, pod spec, containers) for every pod template of the rendering. Containers include
+    the init containers and, for a RayCluster's head, the autoscaler container that KubeRay builds
+    from spec.autoscalerOptions (the head's image, the options' securityContext and volumeMounts)."""
+    found = []
+    for obj in objects:
+        name = f"{obj['kind']} {obj['metadata']['name']}"
+        if obj["kind"] == "RayCluster":
+            for group, template in pod_templates(obj):
+                spec = template["spec"]
+                listed = spec["containers"] + spec.get("initContainers", [])
+                if group == "head" and obj["spec"].get("enableInTreeAutoscaling"):
+                    options = obj["spec"].get("autoscalerOptions", {})
+                    listed = listed + [{"name": AUTOSCALER, "image": options.get("image", spec["containers"][0]["image"]),
+                                        "securityContext": options.get("securityContext"),
+                                        "volumeMounts": options.get("volumeMounts", [])}]
+                found.append((f"{name} {group}", obj, spec, listed))
+        elif obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
+            spec = obj["spec"]["template"]["spec"]
+            found.append((name, obj, spec, spec["containers"] + spec.get("initContainers", [])))
+        elif obj["kind"] in ("Pod", "CronJob"):
+            raise AssertionError(f"{name}: extend pods() to check this kind")
+    return found
+
+
+def writable_volumes(obj: Obj, spec: Obj) -> set[str]:
+    """The volumes of a pod that a container can write to: emptyDirs and volume claims."""
+    claims = {template["metadata"]["name"] for template in obj.get("spec", {}).get("volumeClaimTemplates", [])}
+    return claims | {volume["name"] for volume in spec.get("volumes", [])
+                     if "emptyDir" in volume or "persistentVolumeClaim" in volume}
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_every_pod_runs_unprivileged_without_a_token(entry):
+    objects = render(ROOT / entry)
+    checked = []
+    for where, owner, spec, listed in pods(objects):
+        assert spec.get("automountServiceAccountToken") is False, f"{entry}: {where}: automountServiceAccountToken"
+        assert not (spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC")), f"{entry}: {where}"
+        context = spec.get("securityContext", {})
+        assert context.get("runAsNonRoot") is True, f"{entry}: {where}: runAsNonRoot"
+        assert context.get("seccompProfile") == {"type": "RuntimeDefault"}, f"{entry}: {where}: seccompProfile"
+        users = {IMAGE_USERS[image_name(c["image"])] for c in listed}
+        assert users == {context.get("runAsUser")}, (
+            f"{entry}: {where}: runAsUser {context.get('runAsUser')} is not the images' user {users}")
+        assert isinstance(context.get("fsGroup"), int) and context.get("runAsGroup") == context["fsGroup"], (
+            f"{entry}: {where}: fsGroup (the volumes' group) must be the user's group")
+        writable = writable_volumes(owner, spec)
+        for container in listed:
+            what = f"{entry}: {where}: container {container['name']}"
+            sc = container.get("securityContext") or {}
+            assert sc.get("allowPrivilegeEscalation") is False, f"{what}: allowPrivilegeEscalation"
+            assert sc.get("capabilities") == {"drop": ["ALL"]}, f"{what}: capabilities must drop ALL and add none"
+            assert not sc.get("privileged"), what
+            assert sc.get("runAsUser", context["runAsUser"]) != 0 and sc.get("runAsNonRoot", True) is True, what
+            assert sc.get("seccompProfile", {"type": "RuntimeDefault"}) == {"type": "RuntimeDefault"}, what
+            if (where, container["name"]) in WRITABLE_ROOT_ALLOWED:
+                assert WRITABLE_ROOT_ALLOWED[where, container["name"]].strip(), f"{what}: say why it stays writable"
+            else:
+                assert sc.get("readOnlyRootFilesystem") is True, f"{what}: readOnlyRootFilesystem"
+                # What it writes must then be on a writable volume.
+                mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+                paths = ["/tmp"] if container["name"] == AUTOSCALER else WRITABLE_PATHS[image_name(container["image"])]
+                for path in paths:
+                    assert path in mounts and not mounts[path].get("readOnly"), f"{what}: no writable volume at {path}"
+                    assert mounts[path]["name"] in writable, f"{what}: {path} is not an emptyDir or a volume claim"
+            checked.append((where, container["name"]))
+    assert any(c == AUTOSCALER for _, c in checked)
+    kinds = {where.split(" ")[0] for where, _ in checked}
+    assert "RayCluster" in kinds and ({"StatefulSet", "Deployment"} & kinds or entry.endswith("external-database"))
+
+
+def test_only_the_autoscaler_gets_a_kubernetes_api_token():
+    """The autoscaler patches the RayCluster and deletes pods: its credentials are in its container
+    alone, not in those where pipeline code runs (or Ray's own processes)."""
+    cluster = the(render(KUBERAY), "RayCluster")
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]
+    tokens = {v["name"]: v for v in head["volumes"]
+              if any("serviceAccountToken" in source for source in v.get("projected", {}).get("sources", []))}
+    assert len(tokens) == 1, tokens
+    (name, volume), = tokens.items()
+    paths = {item.get("path") for source in volume["projected"]["sources"] for part in source.values()
+             for item in ([part] if "path" in part else part.get("items", []))}
+    assert {"token", "ca.crt", "namespace"} <= paths  # what Ray's KubeRay node provider reads
+    mounts = [m for m in cluster["spec"]["autoscalerOptions"]["volumeMounts"] if m["name"] == name]
+    assert mounts == [{"name": name, "mountPath": SERVICE_ACCOUNT_MOUNT, "readOnly": True}]
+    for group, template in pod_templates(cluster):
+        for container in template["spec"]["containers"] + template["spec"].get("initContainers", []):
+            names = {m["name"] for m in container.get("volumeMounts", [])}
+            paths = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            assert name not in names and SERVICE_ACCOUNT_MOUNT not in paths, f"{group}: {container['name']}"
+        if group != "head":
+            assert not any("projected" in v for v in template["spec"].get("volumes", [])), group
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_no_secret_on_a_command_line(entry):
+    """A process's arguments are visible (ps, /proc/PID/cmdline) to every process of the pod: no
+    container passes a Secret's value in its command, args or probe commands, neither written out
+    nor as a $(VAR) expansion of an environment variable from a Secret."""
+    objects = render(ROOT / entry)
+    values = {value for secret in of_kind(objects, "Secret") for value in secret.get("stringData", {}).values()}
+    for where, _, _, listed in pods(objects):
+        for container in listed:
+            what = f"{entry}: {where}: container {container['name']}"
+            from_secrets = {item["name"] for item in container.get("env", []) if from_secret(item)}
+            lines = list(container.get("command", [])) + list(container.get("args", []))
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                lines += container.get(probe, {}).get("exec", {}).get("command", [])
+            for hook in container.get("lifecycle", {}).values():
+                lines += hook.get("exec", {}).get("command", [])
+            text = "\n".join(lines)
+            for name in from_secrets:
+                assert f"$({name})" not in text, f"{what}: $({name}) puts a Secret on the command line"
+            assert not any(value in text for value in values), f"{what}: a Secret's value on the command line"
+            assert "--requirepass" not in text and not re.search(r"redis-cli\b[^\n|;]*\s(-a|--pass|--user|-u)\s", text), what
+    ft = the(objects, "RayCluster")["spec"].get("gcsFaultToleranceOptions")
+    assert "redis-password" not in the(objects, "RayCluster")["spec"]["headGroupSpec"]["rayStartParams"]
+    if not ft:
+        return
+    # Redis reads its password from a configuration file that its start script writes, from the
+    # environment, onto a memory volume; redis-cli (the readiness probe) from REDISCLI_AUTH.
+    deployment = the(objects, "Deployment", "rayline-redis")
+    spec = deployment["spec"]["template"]["spec"]
+    redis = containers(deployment["spec"]["template"])[0]
+    assert from_secret(env_of(redis)["REDISCLI_AUTH"]) == from_secret(ft["redisPassword"]) == ("rayline-redis", "REDIS_PASSWORD")
+    script = "\n".join(redis.get("command", []) + redis.get("args", []))
+    config = re.search(r"^\s*exec redis-server (\S+)\s*$", script, re.M)
+    assert config, script
+    assert re.search(rf"""printf 'requirepass %s\\n[^']*' "\$REDISCLI_AUTH" > {re.escape(config.group(1))}""", script), script
+    mounts = {m["mountPath"]: m["name"] for m in redis["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    directory = config.group(1).rsplit("/", 1)[0]
+    assert volumes[mounts[directory]]["emptyDir"].get("medium") == "Memory", "the file with the password: on a tmpfs"
+    assert "redis-cli" in " ".join(redis["readinessProbe"]["exec"]["command"])
+
+
+def test_ingress_is_https_only():
+    ingress = the(render(KUBERAY), "Ingress")
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations.get("cert-manager.io/cluster-issuer"), "cert-manager issues the certificate"
+    assert annotations["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
+    assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+    tls = ingress["spec"]["tls"]
+    assert tls and all(entry.get("secretName") and entry.get("hosts") for entry in tls)
+    hosts = {host for entry in tls for host in entry["hosts"]}
+    assert all(rule.get("host") in hosts for rule in ingress["spec"]["rules"]), "every routed host has a certificate"
+    readme = README.read_text()
+    assert "cert-manager.io/cluster-issuer" in readme
+    assert all(f"kubectl create secret tls {entry['secretName']}" in readme for entry in tls)
+
+
+# A small NetworkPolicy evaluator (ingress only: the manifests leave egress open, kuberay/README.md
+# says why), for the pods the rendering makes and a few others.
+
+NAMESPACE = "rayline"  # any name: the manifests name none, the policies hold in the namespace they are applied to
+
+
+def namespace_labels(name: str) -> dict[str, str]:
+    return {"kubernetes.io/metadata.name": name}  # the label Kubernetes puts on every namespace
+
+
+def selects(selector: Obj, labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels", "matchExpressions"}, selector
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        if not {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+                "Exists": key in labels, "DoesNotExist": key not in labels}[operator]:
+            return False
+    return True
+
+
+def peer_matches(peer: Obj, labels: dict[str, str], namespace: str) -> bool:
+    assert "ipBlock" not in peer, "ipBlock peers: extend the evaluator"
+    if "namespaceSelector" not in peer:  # a podSelector alone: pods of the policy's own namespace
+        return namespace == NAMESPACE and selects(peer["podSelector"], labels)
+    return selects(peer["namespaceSelector"], namespace_labels(namespace)) and selects(peer.get("podSelector", {}), labels)
+
+
+def port_matches(ports: list[Obj] | None, port: int) -> bool:
+    if not ports:
+        return True
+    for entry in ports:
+        assert isinstance(entry.get("port", 0), int), "named ports: extend the evaluator"
+        if entry.get("protocol", "TCP") == "TCP" and (
+                "port" not in entry or entry["port"] <= port <= entry.get("endPort", entry["port"])):
+            return True
+    return False
+
+
+def may_connect(policies: list[Obj], source: tuple[dict[str, str], str], target: dict[str, str], port: int) -> bool:
+    """Whether a pod (labels, namespace) may open a TCP connection to a pod of NAMESPACE."""
+    selecting = [p for p in policies if selects(p["spec"]["podSelector"], target)]
+    if not selecting:
+        return True  # a pod no policy selects is not isolated
+    return any(not rule.get("from") or any(peer_matches(peer, *source) for peer in rule["from"])
+               for policy in selecting for rule in policy["spec"].get("ingress", [])
+               if port_matches(rule.get("ports"), port))
+
+
+def ray_pod_labels(cluster: Obj, group: str, template: Obj, node_type: str) -> dict[str, str]:
+    """The labels KubeRay gives a Ray pod: its own, the template's, then the three that the
+    template cannot override (ray-operator/controllers/ray/common/pod.go, labelPod)."""
+    name = cluster["metadata"]["name"]
+    return {"ray.io/is-ray-node": "yes", "app.kubernetes.io/name": "kuberay",
+            "app.kubernetes.io/created-by": "kuberay-operator", "ray.io/identifier": f"{name}-{node_type}",
+            **template["metadata"].get("labels", {}),
+            "ray.io/cluster": name, "ray.io/node-type": node_type, "ray.io/group": group}
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_network_policies(entry):
+    objects = render(ROOT / entry)
+    policies = of_kind(objects, "NetworkPolicy")
+    for policy in policies:
+        # Egress is left open (kuberay/README.md: pip installs, downloads, the Kubernetes API).
+        assert policy["spec"].get("policyTypes") == ["Ingress"], policy["metadata"]["name"]
+    assert any(p["spec"]["podSelector"] == {} and not p["spec"].get("ingress") for p in policies), "no default deny"
+
+    cluster = the(objects, "RayCluster")
+    head_template = cluster["spec"]["headGroupSpec"]["template"]
+    head = ray_pod_labels(cluster, "headgroup", head_template, "head")
+    ray_pods = {"head": head}
+    ray_pods |= {group["groupName"]: ray_pod_labels(cluster, group["groupName"], group["template"], "worker")
+                 for group in cluster["spec"]["workerGroupSpecs"]}
+    if cluster["spec"].get("gcsFaultToleranceOptions"):  # KubeRay's Redis cleanup Job: the head pod, relabelled
+        ray_pods["redis-cleanup"] = {**head, "ray.io/node-type": "redis-cleanup"}
+    services = {name: labels for name, labels in (
+        ("postgres", next((o["spec"]["template"]["metadata"]["labels"] for o in of_kind(objects, "StatefulSet")
+                           if o["metadata"]["name"] == "rayline-postgres"), None)),
+        ("redis", next((o["spec"]["template"]["metadata"]["labels"] for o in of_kind(objects, "Deployment")
+                        if o["metadata"]["name"] == "rayline-redis"), None))) if labels}
+    assert ("postgres" in services) != entry.endswith("external-database")
+    assert ("redis" in services) == entry.endswith("ha")
+    service_ports = {"postgres": 5432, "redis": 6379}
+    ingress_controller = ({"app.kubernetes.io/name": "ingress-nginx"}, INGRESS_NAMESPACE)
+    outsiders = {
+        "another pod of the namespace": ({"app": "something-else"}, NAMESPACE),
+        "a pod of another namespace": ({"app.kubernetes.io/name": "ingress-nginx"}, "default"),
+        "another namespace's Ray cluster of the same name": (head, "default"),
+    }
+    # Ray's ports: GCS, Serve, dashboard, client, metrics, dashboard agent, HAProxy stats and
+    # metrics, and one of the ports Ray picks for its workers.
+    ray_ports = sorted({p["containerPort"] for c in containers(head_template) for p in c.get("ports", [])}
+                       | {6379, 8000, 8265, 10001, 8080, 52365, 8404, 9101, 23456})
+
+    for target_name, target in ray_pods.items():
+        for source_name, source in ray_pods.items():
+            for port in ray_ports:
+                assert may_connect(policies, (source, NAMESPACE), target, port), f"{entry}: {source_name} -> {target_name}:{port}"
+        for port in ray_ports:
+            allowed = target_name == "head" and port == 8000
+            assert may_connect(policies, ingress_controller, target, port) == allowed, (
+                f"{entry}: the ingress controller -> {target_name}:{port} must be {'allowed' if allowed else 'denied'}")
+            for source_name, source in outsiders.items():
+                assert not may_connect(policies, source, target, port), f"{entry}: {source_name} -> {target_name}:{port}"
+        for name, labels in services.items():
+            assert not may_connect(policies, (labels, NAMESPACE), target, 8265), f"{entry}: {name} -> {target_name}:8265"
+    for name, labels in services.items():
+        port = service_ports[name]
+        for source_name, source in ray_pods.items():
+            assert may_connect(policies, (source, NAMESPACE), labels, port), f"{entry}: {source_name} -> {name}:{port}"
+            assert not may_connect(policies, (source, NAMESPACE), labels, port + 1), f"{entry}: {source_name} -> {name}:{port + 1}"
+        for source_name, source in {**outsiders, "the ingress controller": ingress_controller}.items():
+            assert not may_connect(policies, source, labels, port), f"{entry}: {source_name} -> {name}:{port}"
+        for other, other_labels in services.items():
+            if other != name:
+                assert not may_connect(policies, (other_labels, NAMESPACE), labels, port), f"{entry}: {other} -> {name}"
+    # The namespace's other pods are isolated too (default deny), but for cert-manager's HTTP-01
+    # solver pods, which the ingress controller must reach for the Ingress's certificate.
+    assert not may_connect(policies, (head, NAMESPACE), {"app": "something-else"}, 80)
+    solver = {"acme.cert-manager.io/http01-solver": "true", "acme.cert-manager.io/http-domain": "1"}
+    assert may_connect(policies, ingress_controller, solver, 8089)
+    assert not may_connect(policies, ingress_controller, solver, 8000)
+    assert not any(may_connect(policies, source, solver, 8089) for source in outsiders.values())
+    # One place names the ingress controller: its namespace, in every namespaceSelector.
+    selectors = [peer["namespaceSelector"] for p in policies for rule in p["spec"].get("ingress", [])
+                 for peer in rule.get("from", []) if "namespaceSelector" in peer]
+    assert selectors and all(s == {"matchLabels": namespace_labels(INGRESS_NAMESPACE)} for s in selectors), selectors
+
+    # And said plainly: a policy selects Postgres, Redis and the head with their ports.
+    for target, port in [(head, 8000), *((services[name], service_ports[name]) for name in services)]:
+        assert any(p["spec"]["podSelector"] and selects(p["spec"]["podSelector"], target)
+                   and any(port_matches(rule.get("ports"), port) and rule.get("ports") for rule in p["spec"].get("ingress", []))
+                   for p in policies), f"{entry}: no policy names port {port} of {target}"
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            for peer in rule.get("from", []):
+                if "podSelector" in peer and "namespaceSelector" not in peer:
+                    assert peer["podSelector"] == {"matchLabels": {"ray.io/cluster": cluster["metadata"]["name"]}}, policy
+
+
+def test_readme_documents_the_security_defaults():
+    readme = README.read_text()
+    section = readme.split("## Security defaults", 1)
+    assert len(section) == 2, "kuberay/README.md: no `## Security defaults` section"
+    text = section[1].split("\n## ", 1)[0]
+    ingress_policy = the(render(KUBERAY), "NetworkPolicy", "rayline-head-from-ingress")
+    namespace = ingress_policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    assert namespace == INGRESS_NAMESPACE
+    for words in (INGRESS_NAMESPACE, "kubernetes.io~1metadata.name", "rayline-default-deny-ingress", "rayline-ray-cluster",
+                  "rayline-head-from-ingress", "rayline-postgres", "rayline-redis", "automountServiceAccountToken",
+                  "readOnlyRootFilesystem", "RuntimeDefault", "REDISCLI_AUTH", "Egress", "kubectl create secret tls",
+                  "cert-manager"):
+        assert words in text, f"kuberay/README.md, Security defaults: say something about {words}"
