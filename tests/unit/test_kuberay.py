@@ -10,7 +10,8 @@
 - Every kustomization is rendered by a small renderer (resources, components, JSON 6902 patches:
   all that ``kuberay/`` uses; anything else fails the test), and the renderings are checked:
   versions agree with ``pyproject.toml``, Secret keys and Services referenced exist, the head pod
-  runs the control plane as the issue describes. Where ``kubectl`` is installed, the renderer's
+  runs the control plane as the issue describes, the workers (where user code runs) hold none of
+  the platform's secrets but the package token. Where ``kubectl`` is installed, the renderer's
   output is compared with ``kubectl kustomize``.
 - The security defaults (kuberay/README.md, "Security defaults"), on every rendering: every pod
   without a service-account token, non-root as its image's user, seccomp RuntimeDefault; every
@@ -18,7 +19,7 @@
   volumes where it writes; the autoscaler alone with Kubernetes API credentials; no Secret on a
   command line (Redis reads its password from a file); an HTTPS-only Ingress with cert-manager;
   NetworkPolicies, checked by a small evaluator: who may reach the head, the workers, PostgreSQL
-  and Redis, on which ports.
+  and Redis (the head alone, not the workers), on which ports.
 """
 
 from __future__ import annotations
@@ -405,7 +406,8 @@ def test_head_pod_runs_ray_and_the_control_plane():
     assert sidecar["readinessProbe"]["httpGet"] == {"path": "/api/v1/health", "port": 8000}
 
     # RAYLINE_HOME: an emptyDir shared by the sidecar and the head's Ray container (where the
-    # control plane's replica runs), with the secret key inside it, from the Secret.
+    # control plane's replica runs, placed on the head), with the secret key inside it, from the
+    # Secret. The workers have no secret key (test_workers_hold_no_platform_secret).
     home = env["RAYLINE_HOME"]["value"]
     assert home == "/home/ray/rayline"
     volumes = {v["name"]: v for v in head["spec"]["volumes"]}
@@ -443,13 +445,104 @@ def test_every_ray_container_has_the_ray_environment():
     for where, container in ray_containers:
         assert from_secret(env_of(container)["RAY_RUNTIME_ENV_BEARER_TOKEN"]) == (SECRET, "RAYLINE_PACKAGE_TOKEN"), where
         assert "RAYLINE_SDK_TOKEN" not in str(container), where
-        assert "/home/ray/rayline/secret-key" in {m["mountPath"] for m in container["volumeMounts"]}, where
+        # The secret key: for the control plane, on the head only.
+        has_key = "/home/ray/rayline/secret-key" in {m["mountPath"] for m in container["volumeMounts"]}
+        assert has_key == (where == "head"), where
     autoscaler_env = {item["name"]: item for item in cluster["spec"]["autoscalerOptions"]["env"]}
     assert autoscaler_env["RAY_AUTH_MODE"]["value"] == "token"
     assert from_secret(autoscaler_env["RAY_AUTH_TOKEN"]) == (SECRET, "RAY_AUTH_TOKEN")
     for _, template in pod_templates(cluster):
         assert template["spec"]["securityContext"]["runAsNonRoot"] is True
         assert template["spec"]["securityContext"]["runAsUser"] != 0
+
+
+# The keys of the Secret `rayline` that user code must not get: the database, the SDK, the secret
+# key, and the package token but as Ray's download credential. User code runs on the workers
+# (elastic executions, low-latency pods); they record through the control plane on the head.
+PLATFORM_KEYS = {"RAYLINE_DATABASE_URL", "RAYLINE_SDK_TOKEN", "RAYLINE_PACKAGE_TOKEN", "RAYLINE_SECRET_KEY"}
+# The one exception, on every node: Ray sends it to download pipeline packages, and it opens
+# nothing but the package downloads.
+WORKER_SECRET_ENV_ALLOWED = {("RAY_RUNTIME_ENV_BEARER_TOKEN", "RAYLINE_PACKAGE_TOKEN")}
+
+
+def platform_secrets_in(template: Obj) -> list[str]:
+    """What of the platform's secrets (PLATFORM_KEYS of the Secret `rayline`) a pod template gives
+    its containers, beyond WORKER_SECRET_ENV_ALLOWED: volumes, projected volumes, env and envFrom."""
+    spec = template["spec"]
+    found = []
+    for volume in spec.get("volumes", []):
+        sources = [volume["secret"]] if "secret" in volume else \
+            [source["secret"] for source in volume.get("projected", {}).get("sources", []) if "secret" in source]
+        for source in sources:
+            name = source.get("secretName", source.get("name"))
+            if name != SECRET:
+                continue
+            keys = {item["key"] for item in source.get("items", [])}
+            if not source.get("items") or keys & PLATFORM_KEYS:  # without items: every key of the Secret
+                found.append(f"volume {volume['name']}: {sorted(keys & PLATFORM_KEYS) or 'every key'} of Secret {SECRET}")
+    for container in spec["containers"] + spec.get("initContainers", []):
+        for item in container.get("env", []):
+            ref = from_secret(item)
+            if item["name"] in PLATFORM_KEYS and not ref:
+                found.append(f"container {container['name']}: env {item['name']}")
+            if ref and ref[0] == SECRET and ref[1] in PLATFORM_KEYS and (item["name"], ref[1]) not in WORKER_SECRET_ENV_ALLOWED:
+                found.append(f"container {container['name']}: env {item['name']} from {ref}")
+        for source in container.get("envFrom", []):
+            if source.get("secretRef", {}).get("name") == SECRET:
+                found.append(f"container {container['name']}: envFrom Secret {SECRET} (every key)")
+        for mount in container.get("volumeMounts", []):
+            if mount["mountPath"].rstrip("/").endswith("/secret-key"):
+                found.append(f"container {container['name']}: a mount at {mount['mountPath']}")
+    return found
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_workers_hold_no_platform_secret(entry):
+    """User code runs on the workers: they mount no secret key and get neither the database URL nor
+    the SDK token; of the package token, only Ray's RAY_RUNTIME_ENV_BEARER_TOKEN. The head keeps
+    the secret key (the control plane runs there)."""
+    cluster = the(render(ROOT / entry), "RayCluster")
+    workers = [(group, template) for group, template in pod_templates(cluster) if group != "head"]
+    assert {group for group, _ in workers} == {"cpu", "gpu"}
+    for group, template in workers:
+        assert not platform_secrets_in(template), f"{entry}: {group}: {platform_secrets_in(template)}"
+        ray_worker = containers(template)[0]
+        allowed = {(item["name"], from_secret(item)[1]) for item in ray_worker["env"]
+                   if from_secret(item) and from_secret(item)[0] == SECRET and from_secret(item)[1] in PLATFORM_KEYS}
+        assert allowed == WORKER_SECRET_ENV_ALLOWED, f"{entry}: {group}: {allowed}"
+        volumes = {v["name"] for v in template["spec"]["volumes"]}
+        assert "rayline-home" in volumes and "rayline-secret-key" not in volumes, f"{entry}: {group}"
+    # The head: the secret key and the sidecar's database URL and SDK token are there, as they must be.
+    head = cluster["spec"]["headGroupSpec"]["template"]
+    assert any("secret key" in line or "RAYLINE_SECRET_KEY" in line for line in platform_secrets_in(head))
+    assert any("RAYLINE_DATABASE_URL" in line for line in platform_secrets_in(head))
+
+
+def test_the_platform_secret_check_finds_what_it_looks_for():
+    cluster = the(render(KUBERAY), "RayCluster")
+    head = cluster["spec"]["headGroupSpec"]["template"]
+    key_volume = next(v for v in head["spec"]["volumes"] if v["name"] == "rayline-secret-key")
+    key_mount = next(m for m in containers(head)[0]["volumeMounts"] if m["name"] == "rayline-secret-key")
+    worker = cluster["spec"]["workerGroupSpecs"][0]["template"]
+    assert not platform_secrets_in(worker)
+
+    def changed(edit) -> list[str]:
+        template = copy.deepcopy(worker)
+        edit(template["spec"], template["spec"]["containers"][0])
+        return platform_secrets_in(template)
+
+    assert changed(lambda spec, c: spec["volumes"].append(key_volume))
+    assert changed(lambda spec, c: c["volumeMounts"].append(key_mount))
+    assert changed(lambda spec, c: spec["volumes"].append({"name": "all", "secret": {"secretName": SECRET}}))
+    assert changed(lambda spec, c: spec["volumes"].append(
+        {"name": "p", "projected": {"sources": [{"secret": {"name": SECRET, "items": [{"key": "RAYLINE_SDK_TOKEN", "path": "t"}]}}]}}))
+    for key in sorted(PLATFORM_KEYS):
+        assert changed(lambda spec, c: c["env"].append(
+            {"name": "X", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": key}}})), key
+    assert changed(lambda spec, c: c["env"].append({"name": "RAYLINE_DATABASE_URL", "value": "postgresql://..."}))
+    assert changed(lambda spec, c: c.setdefault("envFrom", []).append({"secretRef": {"name": SECRET}}))
+    # Ray's own token and the package token as Ray's download credential stay allowed.
+    assert not changed(lambda spec, c: None)
 
 
 def test_autoscaled_cpu_and_gpu_worker_groups():
@@ -839,6 +932,10 @@ def test_network_policies(entry):
     assert ("postgres" in services) != entry.endswith("external-database")
     assert ("redis" in services) == entry.endswith("ha")
     service_ports = {"postgres": 5432, "redis": 6379}
+    # Which Ray pods reach them: PostgreSQL, the head alone (the control plane, and `rayline up`'s
+    # migrations in its sidecar; pods and executions record through the control plane); Redis,
+    # the head's GCS and KubeRay's Redis cleanup Job (the workers' raylets talk to the GCS only).
+    service_clients = {"postgres": {"head"}, "redis": {"head", "redis-cleanup"}}
     ingress_controller = ({"app.kubernetes.io/name": "ingress-nginx"}, INGRESS_NAMESPACE)
     outsiders = {
         "another pod of the namespace": ({"app": "something-else"}, NAMESPACE),
@@ -864,9 +961,18 @@ def test_network_policies(entry):
             assert not may_connect(policies, (labels, NAMESPACE), target, 8265), f"{entry}: {name} -> {target_name}:8265"
     for name, labels in services.items():
         port = service_ports[name]
+        assert set(ray_pods) >= service_clients[name]
         for source_name, source in ray_pods.items():
-            assert may_connect(policies, (source, NAMESPACE), labels, port), f"{entry}: {source_name} -> {name}:{port}"
+            allowed = source_name in service_clients[name]
+            assert may_connect(policies, (source, NAMESPACE), labels, port) == allowed, (
+                f"{entry}: {source_name} -> {name}:{port} must be {'allowed' if allowed else 'denied'}")
             assert not may_connect(policies, (source, NAMESPACE), labels, port + 1), f"{entry}: {source_name} -> {name}:{port + 1}"
+        # A worker cannot pass for the head: KubeRay sets ray.io/node-type itself (labelPod).
+        for group in cluster["spec"]["workerGroupSpecs"]:
+            disguised = copy.deepcopy(group["template"])
+            disguised["metadata"]["labels"] = {**disguised["metadata"].get("labels", {}), "ray.io/node-type": "head"}
+            worker = ray_pod_labels(cluster, group["groupName"], disguised, "worker")
+            assert not may_connect(policies, (worker, NAMESPACE), labels, port), f"{entry}: {group['groupName']} -> {name}"
         for source_name, source in {**outsiders, "the ingress controller": ingress_controller}.items():
             assert not may_connect(policies, source, labels, port), f"{entry}: {source_name} -> {name}:{port}"
         for other, other_labels in services.items():
@@ -889,11 +995,16 @@ def test_network_policies(entry):
         assert any(p["spec"]["podSelector"] and selects(p["spec"]["podSelector"], target)
                    and any(port_matches(rule.get("ports"), port) and rule.get("ports") for rule in p["spec"].get("ingress", []))
                    for p in policies), f"{entry}: no policy names port {port} of {target}"
+    # A peer of the namespace's own pods names the Ray cluster's (and perhaps one kind of its pods,
+    # by the labels KubeRay sets): never a label a pod template could give another pod alone.
     for policy in policies:
         for rule in policy["spec"].get("ingress", []):
             for peer in rule.get("from", []):
                 if "podSelector" in peer and "namespaceSelector" not in peer:
-                    assert peer["podSelector"] == {"matchLabels": {"ray.io/cluster": cluster["metadata"]["name"]}}, policy
+                    match = peer["podSelector"]
+                    assert set(match) == {"matchLabels"}, policy
+                    assert match["matchLabels"].get("ray.io/cluster") == cluster["metadata"]["name"], policy
+                    assert set(match["matchLabels"]) <= {"ray.io/cluster", "ray.io/node-type"}, policy
 
 
 def test_readme_documents_the_security_defaults():
