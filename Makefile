@@ -2,30 +2,45 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
+# What is installed is remembered by stamps named after pyproject.toml and this file: a change to
+# either installs again, nothing else does. Two stamps: the platform alone (`make up`), and the
+# platform with what the tests need (`make test`).
+SUM := $(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
+PLATFORM_STAMP := $(VENV)/.installed-platform-$(SUM)
+TEST_STAMP := $(VENV)/.installed-test-$(SUM)
 
-.PHONY: up test install postgres bench clean
+.PHONY: up test install install-test postgres bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
+# The platform and its dependencies only.
+$(PLATFORM_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	rm -f $(VENV)/.installed-platform-* $(VENV)/.installed-[0-9]* && touch $@
+
+# The test and notebooks extras: the tests run the notebooks against a platform started from this
+# environment, and the notebooks' pipelines (torch, sentence-transformers) run in the platform's.
+$(TEST_STAMP): $(PLATFORM_STAMP)
 	$(BIN)/pip install --quiet -e '.[test,notebooks]'
 	# The published Craft AI client, to test wire compatibility. Without its weaviate-client
 	# dependency (vector databases, which Rayline answers 501): it would pin grpcio below what
 	# Ray Serve installs. Its other dependencies are in the test extras.
 	$(BIN)/pip install --quiet --no-deps craft-ai-sdk==0.74.7
-	rm -f $(VENV)/.installed-* && touch $@
+	rm -f $(VENV)/.installed-test-* && touch $@
 
-install: $(STAMP)
+install: $(PLATFORM_STAMP)
+
+install-test: $(TEST_STAMP)
 
 ## Start the platform in the foreground (local Ray + Serve + SQLite). Ctrl-C stops everything.
+## Installs the platform only; `make install-test` adds what the notebooks' pipelines need.
 up: install
 	$(BIN)/rayline up
 
 ## Install what the tests need and run the whole suite.
-test: install postgres
+test: install-test postgres
 	$(BIN)/python -m pytest
 
 ## PostgreSQL's server programs, for the store's tests on PostgreSQL (they start their own server
@@ -40,7 +55,7 @@ postgres:
 
 ## The benchmark suite, each figure beside its baseline measured in the same run (JSON out, also
 ## written to benchmarks/results/); needs wrk, installed from Debian's packages if missing.
-bench: install
+bench: install-test
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python benchmarks/suite.py
 

@@ -33,7 +33,7 @@ from rayline.runtime.log_capture import RoutingStream
 from rayline.store import migrate
 from rayline.store.db import Database
 from rayline.store.models import utcnow
-from rayline.store.record_writer import RecordWriter
+from rayline.store.record_writer import RecordWriter, sql_sink
 
 MODULE = """
 import asyncio
@@ -61,7 +61,7 @@ def capture_cost_in_process(folder: Path, runs: int = 20000) -> dict:
     """What the replica does around a trivial execution to keep its logs, in microseconds."""
     db = Database(f"sqlite:///{folder / 'capture.db'}")
     migrate.upgrade(db)
-    writer = RecordWriter(db, folder / "journal" / "bench.journal")
+    writer = RecordWriter(sql_sink(db), folder / "journal" / "bench.journal")
     routed = RoutingStream("stdout", io.StringIO(), ExecutionScope(None, lambda stream, line: None))
     plain = io.StringIO()
 

@@ -8,16 +8,56 @@ the one place where the store, the services and the Ray runtime are wired togeth
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from datetime import datetime
+from typing import Any
 
 from ray import serve
 
 from rayline.config import Settings
 
 CONTROL_PLANE_APP = "rayline"
+# Each warm pod holds one long poll here (``pod_sync``), beside the API's own requests.
+MAX_ONGOING_REQUESTS = 1024
 
 
-@serve.deployment(name="control-plane", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+class _Changes:
+    """Wakes the pods' long polls when the control plane has changed what they follow (a token,
+    enable/disable, the environment variables). Services call ``notify`` from any thread."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    def bind(self) -> None:
+        if self._loop is None:
+            self._loop, self._event = asyncio.get_running_loop(), asyncio.Event()
+
+    def notify(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self.generation += 1
+        assert self._event is not None
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, since: int, timeout_s: float) -> None:
+        """Until a change after generation ``since``, or ``timeout_s``."""
+        if self.generation != since or self._event is None:
+            return
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            pass
+
+
+# On the head node: it reads the platform's secrets from RAYLINE_HOME there.
+@serve.deployment(name="control-plane", max_ongoing_requests=MAX_ONGOING_REQUESTS,
+                  ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}})
 @serve.ingress()
 class ControlPlane:
     def __init__(self, settings: Settings) -> None:
@@ -30,21 +70,29 @@ class ControlPlane:
         from rayline.services.environment import EnvironmentService
         from rayline.services.executions import ExecutionService
         from rayline.services.pipelines import PipelineService
+        from rayline.services.platform_secrets import with_platform_secrets
+        from rayline.services.pod_gateway import PodGateway
         from rayline.services.scheduler import Scheduler
         from rayline.store.db import Database
 
+        settings = with_platform_secrets(settings)
         db = Database(settings.resolved_database_url)
         box = load_secret_box(settings)
+        self._changes = _Changes()
+        self._gateway = gateway = PodGateway(db, settings.secret_key_path.read_bytes().strip(), box.open)
         pipelines = PipelineService(db, settings)
-        environment = EnvironmentService(db, box)
-        executions = ExecutionService(db, pipelines, ElasticRunner(db, settings.elastic_spare_workers),
-                                      environment.current, settings.max_file_bytes)
-        deployments = DeploymentService(db, settings, pipelines, executions, box, serve_deployments)
+        environment = EnvironmentService(db, box, on_change=self._changes.notify)
+        runner = ElasticRunner(db, settings.elastic_spare_workers, gateway.execution_credential)
+        executions = ExecutionService(db, pipelines, runner, environment.current, settings.max_file_bytes)
+        deployments = DeploymentService(db, settings, pipelines, executions, box, serve_deployments,
+                                        pod_credential=gateway.pod_credential, on_change=self._changes.notify)
+        # Read once per replica: the SDK token changes only through `rayline up`, which redeploys us.
+        sdk_token_hash = load_sdk_token_hash(db)
         self._context = AppContext(settings=settings, db=db, pipelines=pipelines, executions=executions,
                                    deployments=deployments, environment=environment,
-                                   sdk_token_hash=load_sdk_token_hash(db),
+                                   sdk_token_hash=sdk_token_hash,
                                    access_tokens=AccessTokens(settings.secret_key_path.read_bytes().strip(),
-                                                              settings.access_token_ttl_s))
+                                                              sdk_token_hash, settings.access_token_ttl_s))
         # SQL is the truth, Serve the runtime: bring back every enabled low-latency deployment.
         threading.Thread(target=deployments.reconcile, name="rayline-reconcile", daemon=True).start()
         # Periodic deployments: each due time is claimed in SQL, so several control planes (or a
@@ -55,6 +103,43 @@ class ControlPlane:
 
     def __del__(self) -> None:
         self._stop.set()
+
+    # --- the pods' narrow path (rayline.services.pod_gateway), through Serve handles ------------
+
+    async def pod_sync(self, credential: str, deployment_name: str, known: tuple, hold_s: float) -> dict[str, Any]:
+        """The state a pod follows, held up to ``hold_s`` (30 s at most) while it is ``known``
+        (``(token_hash, refusing, environment_version)``): an idle pod asks about once per hold."""
+        self._changes.bind()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(max(hold_s, 0.0), 30.0)
+        while True:
+            since = self._changes.generation
+            state = await asyncio.to_thread(self._gateway.pod_state, credential, deployment_name, known[2])
+            remaining = deadline - loop.time()
+            if (state["token_hash"], state["refusing"], state["environment_version"]) != tuple(known) \
+                    or remaining <= 0:
+                return state
+            await self._changes.wait(since, remaining)
+            if self._changes.generation == since:  # held to the end with no change
+                return state
+
+    async def register_pod(self, credential: str, deployment_name: str, pod_id: str, version: int,
+                           dead_pods: list[str]) -> None:
+        await asyncio.to_thread(self._gateway.register_pod, credential, deployment_name, pod_id, version, dead_pods)
+
+    async def update_pod(self, credential: str, deployment_name: str, pod_id: str, fields: dict[str, Any]) -> None:
+        await asyncio.to_thread(self._gateway.update_pod, credential, deployment_name, pod_id, fields)
+
+    async def take_ids(self, credential: str, deployment_name: str, count: int) -> list[int]:
+        return await asyncio.to_thread(self._gateway.take_ids, credential, deployment_name, count)
+
+    async def write_records(self, credential: str, deployment_name: str, events: list[dict[str, Any]],
+                            replaying: bool) -> None:
+        await asyncio.to_thread(self._gateway.write, credential, deployment_name, events, replaying)
+
+    async def append_execution_logs(self, credential: str, execution_id: str,
+                                    records: list[tuple[datetime, str, str]]) -> None:
+        await asyncio.to_thread(self._gateway.append_execution_logs, credential, execution_id, records)
 
     def __serve_build_asgi_app__(self):
         from rayline.api.app import create_app

@@ -5,11 +5,14 @@ HTTP goes from Serve's ingress straight to this replica (route prefix ``/endpoin
 An ``async def`` function runs as a task on the replica's event loop, a ``def`` one in a thread;
 ``ExecutionSlots`` lets at most ``max_parallel_executions_per_pod`` run at once and queues the
 rest, in arrival order, up to ``max_queued_executions``.
-The replica watches its deployment's row in SQL (one indexed read every ``WATCH_S``): a
-rotated token takes effect without a restart, and a disabled or deleted deployment is refused at
-once; it reports what it applies in its pod row, which the control plane waits for. Records and
-logs go to SQL through a background batch writer with a journal, off the response's path; a pod
-that starts replays the journals of the pods that died, and ends what they were running.
+The replica runs user code, so it holds no database URL, key or token: it records and follows
+its deployment through the control plane (``rayline.services.pod_gateway``), with a credential
+that only allows that. It follows its deployment with a long poll (answered at once when the
+control plane changes something, else about every ``FOLLOW_HOLD_S``): a rotated token takes
+effect without a restart, and a disabled or deleted deployment is refused at once; it reports
+what it applies in its pod row, which the control plane waits for. Records and logs go through a
+background batch writer with a journal, off the response's path; a pod that starts replays the
+journals of the pods that died, and ends what they were running.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import collections
 import contextvars
 import inspect
+import logging
 import os
 import shutil
 import tempfile
@@ -29,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from ray import serve
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -40,20 +43,21 @@ from rayline.domain.io_types import OutputSpec, check_outputs
 from rayline.domain.files import FileValue, materialize
 from rayline.domain.mappings import gather_inputs, kept_files, place_outputs
 from rayline.domain.tokens import token_matches
-from rayline.errors import InvalidInput, PayloadTooLarge
+from rayline.errors import InvalidInput, PayloadTooLarge, RaylineError
 from rayline.execution_context import ExecutionScope, current_scope
 from rayline.runtime.execution_slots import ExecutionSlots
 from rayline.runtime.log_capture import follow_executions_into_threads, install_routing
+from rayline.runtime.control_plane_link import ControlPlaneLink
 from rayline.runtime.worker import call_function, call_kwargs, load_function
-from rayline.services.credentials import SecretBox
-from rayline.store import environment as environment_store
 from rayline.store import executions as store
-from rayline.store.db import Database
-from rayline.store.models import Deployment, Pod, utcnow
-from rayline.store.record_writer import RecordWriter, replay_orphans
+from rayline.store.models import utcnow
+from rayline.store.record_writer import Event, RecordWriter, replay_orphans
+
+logger = logging.getLogger(__name__)
 
 ID_BLOCK = 100
-WATCH_S = 0.2
+FOLLOW_HOLD_S = 10.0  # an idle pod asks the control plane about its deployment once per hold
+LOAD_REPORT_S = 0.2  # how often running/waiting counts are reported, when they changed
 # Room above running + waiting for calls being refused, so that a refusal is never queued by Serve.
 REFUSALS_IN_FLIGHT = 16
 
@@ -66,12 +70,12 @@ class LowLatencyReplica:
     def __init__(self, config: ReplicaConfig) -> None:
         self._config = config
         self._pod_id = serve.get_replica_context().replica_id.unique_id
-        self._db = Database(config.database_url)
+        self._stop = threading.Event()  # first: __del__ relies on it whatever fails below
+        self._link = ControlPlaneLink(config.control_plane_app, config.credential)
         journals = Path(config.journal_dir)
         # What pods that died had not committed; their ids, to end what they were running.
-        dead_pods = replay_orphans(self._db, journals)
-        self._writer = RecordWriter(self._db, journals / f"{self._pod_id}.journal")
-        self._box = SecretBox(Path(config.secret_key_path).read_text().strip().encode())
+        dead_pods = replay_orphans(self._write_records, journals)
+        self._writer = RecordWriter(self._write_records, journals / f"{self._pod_id}.journal")
         self._token_hash: str | None = None
         self._refusing: str | None = None  # "disabled" or "deleted" once the pod sees it
         # The environment variables as last loaded (version, values), and as set in os.environ.
@@ -80,6 +84,7 @@ class LowLatencyReplica:
         self._outputs = [OutputSpec(**spec) for spec in config.outputs]
         self._ids: collections.deque[int] = collections.deque()
         self._ids_lock = threading.Lock()
+        self._ids_ready = threading.Condition(self._ids_lock)
         self._refilling = True
         self._take_id_block()
         # Threads for `def` functions, never more than the slots let run (timed-out ones included).
@@ -91,19 +96,18 @@ class LowLatencyReplica:
         self._deployment_scope = ExecutionScope(None, self._deployment_line)
         install_routing(self._deployment_scope)
         follow_executions_into_threads()
-        self._register_pod(dead_pods)
+        self._link.call("register_pod", config.deployment_name, self._pod_id, config.version, dead_pods)
         self._log(f"Pod {self._pod_id} created (version {config.version}).")
         if dead_pods:
             self._log(f"Pod(s) {', '.join(dead_pods)} stopped unexpectedly; their records are saved and what "
                       "they were running ended in Error.", "stderr")
-        self._reported_load = (0, 0)
-        self._watch()
+        self._follow(hold_s=0)
         self._apply_environment()  # module-level code may read it too
         self._function = self._import()
         self._is_coroutine = inspect.iscoroutinefunction(self._function) or inspect.iscoroutinefunction(
             getattr(self._function, "__call__", None))
-        self._stop_watch = threading.Event()
-        threading.Thread(target=self._watch_loop, name="rayline-watch", daemon=True).start()
+        threading.Thread(target=self._follow_loop, name="rayline-follow", daemon=True).start()
+        threading.Thread(target=self._report_load_loop, name="rayline-load", daemon=True).start()
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -113,28 +117,27 @@ class LowLatencyReplica:
     def _deployment_line(self, stream: str, line: str) -> None:
         self._log(line, stream)
 
-    def _set_pod_status(self, status: str) -> None:
-        def write(session) -> None:
-            pod = session.get(Pod, self._pod_id)
-            if pod is not None:
-                pod.status, pod.updated_at = status, utcnow()
-        self._writer.call(write)
+    def _write_records(self, events: list[Event], replaying: bool = False) -> None:
+        """The writer's sink. While the control plane is unreachable (restarting), the batch is
+        retried for up to a minute; a record it refuses is not retried."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return self._link.call("write_records", self._config.deployment_name, events, replaying)
+            except RaylineError:
+                raise
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
 
-    def _register_pod(self, dead_pods: list[str]) -> None:
-        # Only pods whose journal lock died with them are gone: during a reload the previous pod
-        # still serves, and its executions must end normally.
-        name = self._config.deployment_name
-        with self._db.session() as session:
-            for pod in session.query(Pod).filter(Pod.pod_id.in_(dead_pods)):
-                pod.status = "failed"
-            session.merge(Pod(pod_id=self._pod_id, deployment_name=name, version=self._config.version,
-                              status="pending", started_at=utcnow(), updated_at=utcnow()))
-            stale = session.query(store.Execution).filter(
-                store.Execution.deployment_name == name, store.Execution.pod_id.in_(dead_pods),
-                store.Execution.status.in_(store.UNFINISHED_STATUSES))
-            for execution in stale:
-                execution.status, execution.end_date = store.ERROR, utcnow()
-                execution.error = "The pod running this execution stopped (crashed or was replaced) before it ended."
+    def _update_pod(self, **fields: Any) -> None:
+        self._link.call("update_pod", self._config.deployment_name, self._pod_id, fields)
+
+    def _set_pod_status(self, status: str) -> None:
+        # After the records queued before it, as the pod's life is told in that order.
+        self._writer.flush()
+        self._update_pod(status=status)
 
     def _import(self):
         config = self._config
@@ -150,40 +153,32 @@ class LowLatencyReplica:
             self._deployment_scope.drain()
             self._log(f"Importing {config.function_path} failed:\n{traceback.format_exc()}", "stderr")
             self._set_pod_status("failed")
-            self._writer.flush()
             raise
         self._deployment_scope.drain()
         self._log(f"Module imported in {time.perf_counter() - began:.2f} s; {config.function_name} is ready.")
         self._set_pod_status("running")
-        self._writer.flush()
         return function
 
-    def _watch(self) -> None:
-        """Follow the deployment's row (its token, and whether it is still enabled, or deleted)
-        and the environment variables' version. What the pod now uses is written to its pod row,
-        which the control plane waits for, with how many executions run and wait here."""
-        with self._db.session() as session:
-            row = session.execute(select(Deployment.endpoint_token_hash, Deployment.is_enabled)
-                                  .where(Deployment.name == self._config.deployment_name)).first()
-            refusing = "deleted" if row is None else (None if row.is_enabled else "disabled")
-            token_hash = row.endpoint_token_hash if row is not None else None
-            load = (self._slots.running, self._slots.waiting)
-            environment_version = environment_store.version(session)
-            if (token_hash == self._token_hash and refusing == self._refusing and load == self._reported_load
-                    and environment_version == self._environment[0]):
-                return
-            pod = session.get(Pod, self._pod_id)
-            if pod is None:
-                return
-            if environment_version != self._environment[0]:
-                self._environment = (environment_version, environment_store.load(session, self._box.open))
-                pod.environment_version = environment_version
-            if token_hash != self._token_hash or refusing != self._refusing:
-                self._token_hash, self._refusing = token_hash, refusing
-                pod.token_fingerprint = token_hash[:16] if token_hash else None
-                if refusing:
-                    pod.status, pod.updated_at = "stopping", utcnow()
-            pod.running_executions, pod.waiting_executions = self._reported_load = load
+    def _follow(self, hold_s: float) -> None:
+        """Ask the control plane what the pod follows (its token, whether it is still enabled or
+        deleted, the environment variables), held up to ``hold_s`` while nothing changes; then
+        report what the pod now applies in its pod row, which the control plane waits for."""
+        known = (self._token_hash, self._refusing, self._environment[0])
+        state = self._link.call("pod_sync", self._config.deployment_name, known, hold_s,
+                                timeout_s=hold_s + 30)
+        if (state["token_hash"], state["refusing"], state["environment_version"]) == known:
+            return
+        report: dict[str, Any] = {}
+        if state["environment"] is not None:
+            self._environment = (state["environment_version"], state["environment"])
+            report["environment_version"] = state["environment_version"]
+        if state["token_hash"] != self._token_hash or state["refusing"] != self._refusing:
+            self._token_hash, self._refusing = state["token_hash"], state["refusing"]
+            report["token_fingerprint"] = self._token_hash[:16] if self._token_hash else None
+            if self._refusing:
+                report["status"] = "stopping"
+        if report:
+            self._update_pod(**report)
 
     def _apply_environment(self) -> None:
         """Set the environment variables last loaded in os.environ (at each execution start)."""
@@ -192,47 +187,68 @@ class LowLatencyReplica:
             apply_environment(loaded[1], self._applied_environment[1])
             self._applied_environment = loaded
 
-    def _watch_loop(self) -> None:
-        while not self._stop_watch.wait(WATCH_S):
+    def _follow_loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
             try:
-                self._watch()
-            except Exception:  # the database may be briefly locked: the next round retries
-                pass
+                self._follow(FOLLOW_HOLD_S)
+                failures = 0
+            except Exception:  # the control plane may be restarting: retry, and say so once
+                failures += 1
+                if failures == 1:
+                    logger.exception("pod %s could not reach the control plane; retrying", self._pod_id)
+                self._stop.wait(min(5.0, 0.2 * failures))
+
+    def _report_load_loop(self) -> None:
+        reported = (0, 0)
+        while not self._stop.wait(LOAD_REPORT_S):
+            load = (self._slots.running, self._slots.waiting)
+            if load == reported:
+                continue
+            try:
+                self._update_pod(running_executions=load[0], waiting_executions=load[1])
+                reported = load
+            except Exception:
+                logger.warning("pod %s could not report its load; retrying", self._pod_id, exc_info=True)
 
     def __del__(self) -> None:
         try:
-            self._stop_watch.set()
-            self._set_pod_status("stopped")
+            self._stop.set()
             self._log(f"Pod {self._pod_id} stopping.")
+            self._set_pod_status("stopped")
             self._writer.close()
+            self._link.close()
         except Exception:
-            pass
+            logger.warning("pod %s did not stop cleanly", getattr(self, "_pod_id", "?"), exc_info=True)
 
     # --- serving -----------------------------------------------------------------------------
 
     def _take_id_block(self) -> None:
         try:
-            numbers = store.take_numbers(self._db, store.execution_counter(self._config.deployment_name), ID_BLOCK)
+            numbers = self._link.call("take_ids", self._config.deployment_name, ID_BLOCK)
             with self._ids_lock:
                 self._ids.extend(numbers)
         finally:
             with self._ids_lock:
                 self._refilling = False
+                self._ids_ready.notify_all()
 
-    def _next_execution_id(self) -> str:
+    def _next_execution_id(self, wait: bool) -> str | None:
         """Numbers are taken in blocks (the first at start-up), the next one in the background
-        before the current one runs out, so a call does not wait for SQL."""
-        while True:
-            with self._ids_lock:
+        before the current one runs out, so a call does not wait for the control plane. Only
+        after a burst that emptied the block does a call wait for the next one (``wait``, on a
+        thread: never on the event loop)."""
+        with self._ids_lock:
+            while True:
                 number = self._ids.popleft() if self._ids else None
-                start_refill = len(self._ids) < ID_BLOCK // 2 and not self._refilling
-                if start_refill:
+                if len(self._ids) < ID_BLOCK // 2 and not self._refilling:
                     self._refilling = True
-            if start_refill:
-                threading.Thread(target=self._take_id_block, daemon=True).start()
-            if number is not None:
-                return f"{self._config.deployment_name}-{number}"
-            time.sleep(0.001)  # a burst emptied the block: its successor is on its way
+                    threading.Thread(target=self._take_id_block, daemon=True).start()
+                if number is not None:
+                    return f"{self._config.deployment_name}-{number}"
+                if not wait:
+                    return None
+                self._ids_ready.wait(1.0)
 
     async def __call__(self, request: Request) -> JSONResponse:
         if request.url.path.rstrip("/") != self._config.route_prefix or request.method != "POST":
@@ -294,7 +310,8 @@ class LowLatencyReplica:
         folder: Path | None = None
         try:
             self._apply_environment()
-            execution_id = self._next_execution_id()
+            execution_id = (self._next_execution_id(wait=False)
+                            or await asyncio.to_thread(self._next_execution_id, True))
         except BaseException:
             self._slots.release()
             raise
@@ -304,8 +321,7 @@ class LowLatencyReplica:
         scope = ExecutionScope(execution_id, lambda stream, line: self._writer.execution_log(execution_id, stream, line))
         try:
             if any(isinstance(value, FileValue) for value in values.values()):  # the function gets paths
-                inputs = values
-                self._writer.call(lambda session: store.save_files(session, execution_id, "input", inputs))
+                self._writer.files(execution_id, "input", values)
                 folder = Path(tempfile.mkdtemp(prefix=f"rayline-{execution_id}-"))
                 values = materialize(values, folder)
             call = self._start_call(scope, values)
@@ -338,7 +354,7 @@ class LowLatencyReplica:
             returned, output_records = place_outputs(self._config.outputs_mapping, outputs)
             files = kept_files(output_records, outputs)
             if files:  # not journaled: a file is too big for a journal line
-                self._writer.call(lambda session: store.save_files(session, execution_id, "output", files))
+                self._writer.files(execution_id, "output", files)
             self._writer.execution_finished(execution_id, store.SUCCEEDED, output_records, None)
             return {"execution_id": execution_id, "status": store.SUCCEEDED, "output": returned}
         self._writer.execution_finished(execution_id, store.FAILED, None, error)

@@ -12,30 +12,48 @@ import threading
 from rayline.config import Settings
 
 
-def _up(args: argparse.Namespace) -> int:
-    from rayline.runtime import cluster
+def _prepare(settings: Settings, args: argparse.Namespace) -> None:
+    """What `rayline up` checks and sets up before Ray starts; raises ``RaylineError`` to refuse."""
     from rayline.services.credentials import ensure_secret_key, ensure_sdk_token
+    from rayline.services.home import secure_home
+    from rayline.services.platform_secrets import write_platform_secrets
     from rayline.store import migrate
     from rayline.store.db import Database
     from rayline.store.executions import end_unfinished_executions
     from rayline.store.record_writer import replay_all_orphans
 
-    settings = Settings()
-    # Ray's processes (and so the users' code) inherit this environment: the token stays here.
-    os.environ.pop("RAYLINE_SDK_TOKEN", None)
-    os.environ.pop("RAYLINE_PACKAGE_TOKEN", None)
-    settings.home_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secure_home(settings)  # RAYLINE_HOME 0700; its secrets and SQLite files 0600
     db = Database(settings.resolved_database_url)
-    migrate.upgrade(db)
-    ensure_sdk_token(settings, db)
-    ensure_secret_key(settings)
-    if not args.ray_address:  # a new cluster: nothing from before is still running
-        # First what pods had answered but not committed, so that those calls are not ended.
-        replay_all_orphans(db, settings.home_dir / "journal")
-        ended = end_unfinished_executions(db, "The platform stopped before this execution ended.")
-        if ended:
-            print(f"Marked {ended} execution(s) left unfinished by the last run as Error.", flush=True)
-    db.dispose()
+    try:
+        migrate.upgrade(db)
+        ensure_sdk_token(settings, db)
+        ensure_secret_key(settings)
+        write_platform_secrets(settings)
+        if not args.ray_address:  # a new cluster: nothing from before is still running
+            # First what pods had answered but not committed, so that those calls are not ended.
+            replay_all_orphans(db, settings.home_dir / "journal")
+            ended = end_unfinished_executions(db, "The platform stopped before this execution ended.")
+            if ended:
+                print(f"Marked {ended} execution(s) left unfinished by the last run as Error.", flush=True)
+    finally:
+        db.dispose()
+
+
+def _up(args: argparse.Namespace) -> int:
+    from rayline.errors import RaylineError
+    from rayline.runtime import cluster
+
+    settings = Settings()
+    # Ray's processes (and so the users' code) inherit this environment: no RAYLINE_* setting
+    # (tokens, the database URL) goes further. The control plane gets the settings as arguments,
+    # and their secrets from a 0600 file (services/platform_secrets.py).
+    for name in [name for name in os.environ if name.startswith("RAYLINE_")]:
+        del os.environ[name]
+    try:
+        _prepare(settings, args)
+    except RaylineError as error:
+        print(f"rayline up: {error.message}", file=sys.stderr, flush=True)
+        return 2
 
     # Where a Ray driver can attach (`ray.init(address=...)`), e.g. a benchmark's baseline.
     address_file = settings.home_dir / "ray-address"

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rayline.domain.tokens import MIN_CHOSEN_TOKEN_LENGTH
+
+MAX_ACCESS_TOKEN_TTL_S = 24 * 3600
 
 
 class Settings(BaseSettings):
@@ -40,8 +44,19 @@ class Settings(BaseSettings):
     package_token: SecretStr | None = Field(None, description="A token that may only download packages: give it to "
                                             "Ray's nodes as RAY_RUNTIME_ENV_BEARER_TOKEN (user code can read "
                                             "their environment, so not the SDK token).")
-    access_token_ttl_s: float = Field(3600.0, gt=0, description="Lifetime of the access tokens /auth/refresh "
-                                      "issues (craft-ai-sdk refreshes them before they expire).")
+    access_token_ttl_s: float = Field(3600.0, gt=0, le=MAX_ACCESS_TOKEN_TTL_S, description="Lifetime of the access "
+                                      "tokens /auth/refresh issues (craft-ai-sdk refreshes them before they expire); "
+                                      "at most 24 h: an access token cannot be revoked before it expires, except by "
+                                      "changing the SDK token or the secret key.")
+
+    @field_validator("access_token_ttl_s", mode="wrap")
+    @classmethod
+    def _access_token_ttl_is_bounded(cls, value, handler):
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError(f"RAYLINE_ACCESS_TOKEN_TTL_S must be a number of seconds above 0 and at most "
+                             f"{MAX_ACCESS_TOKEN_TTL_S} (24 h).") from None
 
     @property
     def home_dir(self) -> Path:
@@ -63,10 +78,10 @@ class Settings(BaseSettings):
     def _package_downloads_need_their_token(self) -> "Settings":
         # Without it, nodes could only download with the SDK token, which user code would then see.
         if self.package_url_base and self.package_token is None:
-            raise ValueError("RAYLINE_PACKAGE_URL_BASE needs RAYLINE_PACKAGE_TOKEN (16+ characters), given to Ray's "
-                             "nodes as RAY_RUNTIME_ENV_BEARER_TOKEN.")
-        if self.package_token is not None and len(self.package_token.get_secret_value()) < 16:
-            raise ValueError("RAYLINE_PACKAGE_TOKEN must be at least 16 characters long.")
+            raise ValueError(f"RAYLINE_PACKAGE_URL_BASE needs RAYLINE_PACKAGE_TOKEN ({MIN_CHOSEN_TOKEN_LENGTH}+ "
+                             "characters), given to Ray's nodes as RAY_RUNTIME_ENV_BEARER_TOKEN.")
+        if self.package_token is not None and len(self.package_token.get_secret_value().strip()) < MIN_CHOSEN_TOKEN_LENGTH:
+            raise ValueError(f"RAYLINE_PACKAGE_TOKEN must be at least {MIN_CHOSEN_TOKEN_LENGTH} characters long.")
         return self
 
     @property
@@ -77,6 +92,24 @@ class Settings(BaseSettings):
     def environment_url(self) -> str:
         return f"http://{self.http_host}:{self.http_port}"
 
+    @property
+    def platform_secrets_path(self) -> Path:
+        return self.home_dir / "platform-secrets.json"
+
     def for_cluster(self) -> "Settings":
-        """A copy safe to ship to Ray processes: without the plain SDK token."""
-        return self.model_copy(update={"sdk_token": None})
+        """A copy safe to ship to Ray processes, whose arguments Ray keeps in its GCS where any
+        code in the cluster can read them: without the SDK token, the package token or the
+        database URL. The control plane reads those from ``platform_secrets_path`` instead."""
+        return self.model_copy(update={"sdk_token": None, "package_token": None, "database_url": None})
+
+    def secrets(self) -> dict[str, str]:
+        """What ``for_cluster`` leaves out and the control plane needs, for ``platform_secrets_path``."""
+        values = {"database_url": self.database_url,
+                  "package_token": self.package_token.get_secret_value() if self.package_token else None}
+        return {key: value for key, value in values.items() if value is not None}
+
+    def with_secrets(self, values: dict[str, str]) -> "Settings":
+        update: dict[str, object] = {"database_url": values.get("database_url")}
+        if values.get("package_token"):
+            update["package_token"] = SecretStr(values["package_token"])
+        return self.model_copy(update=update)

@@ -15,6 +15,7 @@ with warnings.catch_warnings():  # importing the client turns every DeprecationW
     from craft_ai_sdk.exceptions import SdkException as CraftSdkException
 
 from rayline.domain.access_tokens import AccessTokens
+from rayline.domain.tokens import hash_token
 from tests.integration.conftest import unique, write_folder
 
 MULTIPLY = {
@@ -59,7 +60,7 @@ def test_the_client_logs_in_with_a_short_lived_signed_access_token(platform, cra
     assert refreshes == [1]
 
     key = (platform.home / "secret-key").read_bytes().strip()
-    expired = AccessTokens(key, ttl_s=-10).issue()
+    expired = AccessTokens(key, hash_token(platform.token), ttl_s=-10).issue()
     forged = jwt.encode({"iss": "rayline", "sub": "sdk", "iat": 0, "exp": 2**33}, "not the platform's key, but long enough", algorithm="HS256")
     for token, fragment in ((expired, "expired"), (forged, "not issued by this platform")):
         response = httpx.get(f"{platform.url}/api/v1/pipelines", headers={"Authorization": f"Bearer {token}"})

@@ -16,7 +16,9 @@ def test_memory_sizes():
 
 def test_resources_map_to_ray_and_nothing_is_reserved_by_default():
     bare = replica_options("file:///p.zip", [], None, None)
-    assert bare == {"num_cpus": 0, "runtime_env": {"working_dir": "file:///p.zip"}}
+    # The package token Ray's agent downloads packages with is blanked for the user's code.
+    assert bare == {"num_cpus": 0, "runtime_env": {"working_dir": "file:///p.zip",
+                                                   "env_vars": {"RAY_RUNTIME_ENV_BEARER_TOKEN": ""}}}
     sized = replica_options("file:///p.zip", ["six"], "1GiB", 1)
     assert sized["memory"] == 1024**3 and sized["num_gpus"] == 1 and sized["num_cpus"] == 0
     assert sized["runtime_env"]["pip"]["packages"] == ["six"]

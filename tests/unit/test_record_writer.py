@@ -9,7 +9,7 @@ from pathlib import Path
 from rayline.store import migrate
 from rayline.store.db import Database
 from rayline.store.models import Execution, ExecutionLog, utcnow
-from rayline.store.record_writer import RecordWriter, replay_orphans
+from rayline.store.record_writer import RecordWriter, replay_orphans, sql_sink
 
 
 def database(tmp_path) -> Database:
@@ -19,7 +19,7 @@ def database(tmp_path) -> Database:
 
 
 def _record_then_die(url: str, journal: str) -> None:
-    writer = RecordWriter(Database(url), journal_path=Path(journal), interval_s=0.05)
+    writer = RecordWriter(sql_sink(Database(url)), journal_path=Path(journal), interval_s=0.05)
     writer.execution_started("dep-1", "pipe", "dep", [], utcnow())
     assert writer.flush()  # committed: a replay must not write it again
     writer.execution_log("dep-1", "stdout", "hello")
@@ -38,20 +38,20 @@ def test_a_dead_writers_journal_is_replayed_once_without_what_was_committed(tmp_
     process.join(30)
     with db.session() as session:
         assert session.get(Execution, "dep-1").status == "Running"
-    assert replay_orphans(db, folder) == ["pod-a"]
+    assert replay_orphans(sql_sink(db), folder) == ["pod-a"]
     with db.session() as session:
         assert session.get(Execution, "dep-1").status == "Succeeded"
         assert [log.message for log in session.query(ExecutionLog)] == ["hello"]
     assert list(folder.iterdir()) == []
-    assert replay_orphans(db, folder) == []
+    assert replay_orphans(sql_sink(db), folder) == []
 
 
 def test_a_live_writers_journal_is_left_alone(tmp_path):
     db = database(tmp_path)
     folder = tmp_path / "journal"
-    writer = RecordWriter(db, journal_path=folder / "pod-b.journal", interval_s=0.01)
+    writer = RecordWriter(sql_sink(db), journal_path=folder / "pod-b.journal", interval_s=0.01)
     writer.execution_started("dep-2", "pipe", "dep", [], utcnow())
-    assert replay_orphans(db, folder) == []  # held by a live writer
+    assert replay_orphans(sql_sink(db), folder) == []  # held by a live writer
     writer.execution_finished("dep-2", "Succeeded", [], None)
     assert writer.flush()
     assert int((folder / "pod-b.done").read_text()) == 2
@@ -61,7 +61,7 @@ def test_a_live_writers_journal_is_left_alone(tmp_path):
 
 def test_batches_close_on_time_under_a_steady_trickle(tmp_path):
     db = database(tmp_path)
-    writer = RecordWriter(db, interval_s=0.05)
+    writer = RecordWriter(sql_sink(db), interval_s=0.05)
     for i in range(20):  # one event every 30 ms: never 50 ms of silence
         writer.execution_started(f"t-{i}", "pipe", "dep", [], utcnow())
         time.sleep(0.03)
@@ -72,7 +72,7 @@ def test_batches_close_on_time_under_a_steady_trickle(tmp_path):
 
 def test_one_bad_event_does_not_take_its_batch_with_it(tmp_path):
     db = database(tmp_path)
-    writer = RecordWriter(db, interval_s=0.5)
+    writer = RecordWriter(sql_sink(db), interval_s=0.5)
     writer.execution_started("good-1", "pipe", "dep", [], utcnow())
     writer.execution_log("missing", "stdout", "a log line of an execution that does not exist")
     writer.execution_started("good-2", "pipe", "dep", [], utcnow())
@@ -84,7 +84,7 @@ def test_one_bad_event_does_not_take_its_batch_with_it(tmp_path):
 
 def test_a_batch_of_many_executions_is_written_whole(tmp_path):
     db = database(tmp_path)
-    writer = RecordWriter(db, interval_s=0.5)
+    writer = RecordWriter(sql_sink(db), interval_s=0.5)
     for i in range(50):
         writer.execution_started(f"dep-{i}", "pipe", "dep", [], utcnow())
         writer.execution_log(f"dep-{i}", "stdout", f"line {i}")

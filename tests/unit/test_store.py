@@ -14,7 +14,7 @@ from rayline.store import executions as store
 from rayline.store import migrate
 from rayline.store.db import Database
 from rayline.store.models import Base, Execution, ExecutionLog, utcnow
-from rayline.store.record_writer import RecordWriter
+from rayline.store.record_writer import RecordWriter, sql_sink
 
 PROCESSES, EXECUTIONS_EACH = 4, 40
 
@@ -53,7 +53,7 @@ def test_an_older_database_is_refused_not_damaged(any_database_url):
 
 def _write(url: str, journal: str, worker: int) -> None:
     db = Database(url)
-    writer = RecordWriter(db, journal_path=Path(journal), interval_s=0.01)
+    writer = RecordWriter(sql_sink(db), journal_path=Path(journal), interval_s=0.01)
     for _ in range(EXECUTIONS_EACH):
         number = store.take_numbers(db, store.execution_counter("race"))[0]  # one at a time: most contention
         execution_id = f"race-{number}"

@@ -3,7 +3,8 @@
 craft-ai-sdk treats its ``sdk_token`` as a refresh token: it posts it to ``/auth/refresh`` and
 sends the returned access token on every call, refreshing it before ``exp``. Our own SDK sends
 the SDK token itself; both are accepted. The signing key is derived from the platform's secret
-key, so tokens survive a restart and every control-plane replica checks them alike.
+key and from the SDK token's hash, so tokens survive a restart and every control-plane replica
+checks them alike, and a new SDK token revokes every access token issued for the previous one.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ ISSUER = "rayline"
 
 
 class AccessTokens:
-    def __init__(self, secret_key: bytes, ttl_s: float) -> None:
-        # A key of its own, derived: the secret key itself also encrypts stored secrets.
-        self._key = hmac.new(secret_key, b"rayline access tokens", hashlib.sha256).digest()
+    def __init__(self, secret_key: bytes, sdk_token_hash: str, ttl_s: float) -> None:
+        # A key of its own, derived: the secret key itself also encrypts stored secrets. The SDK
+        # token's hash is part of it, so that access tokens end with the SDK token they came from.
+        if not secret_key or not sdk_token_hash:
+            raise ValueError("Access tokens need the platform's secret key and the SDK token's hash.")
+        self._key = hmac.new(secret_key, b"rayline access tokens\x00" + sdk_token_hash.encode("ascii"),
+                             hashlib.sha256).digest()
         self.ttl_s = ttl_s
 
     def issue(self) -> str:
@@ -37,7 +42,8 @@ class AccessTokens:
         except jwt.ExpiredSignatureError:
             return "The access token has expired; get a new one from POST /api/v1/auth/refresh (clients do it for you)."
         except jwt.InvalidTokenError:
-            return "Invalid access token: it was not issued by this platform (or was altered)."
+            return ("Invalid access token: it was not issued by this platform (or was altered, or issued for an "
+                    "SDK token that has since changed); get a new one from POST /api/v1/auth/refresh.")
         return None
 
 

@@ -128,7 +128,9 @@ class ReplicaConfig:
     pipeline_name: str
     function_path: str
     function_name: str
-    database_url: str
+    # Lets its pods record this deployment's executions through the control plane, and nothing
+    # else: a pod runs user code, so it holds no database URL, key or token (services/pod_gateway).
+    credential: str
     route_prefix: str | None  # None: a periodic deployment, called by the scheduler only
     version: int
     outputs: list[dict[str, Any]] = field(default_factory=list)  # the pipeline's declared outputs
@@ -138,5 +140,5 @@ class ReplicaConfig:
     max_queued_executions: int = DEFAULT_QUEUED_EXECUTIONS
     execution_timeout_s: float | None = None
     journal_dir: str = ""
-    secret_key_path: str = ""  # to open the environment variables' values
+    control_plane_app: str = "rayline"  # the Serve application pods send their records to
     max_file_bytes: int = 20 * 1024**2

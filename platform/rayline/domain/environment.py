@@ -8,7 +8,8 @@ from typing import Any, MutableMapping
 
 from rayline.errors import InvalidInput
 
-_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# Matched whole (fullmatch): with match and "$", a trailing newline would pass.
+_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 # What the processes that run executions need as Ray set them up (Ray's and Rayline's settings,
 # the GPUs Ray assigned, the interpreter's and the loader's paths): a platform-wide variable must
 # not change them.
@@ -18,7 +19,7 @@ MAX_VALUE_LENGTH = 64 * 1024
 
 
 def check_name(name: Any) -> str:
-    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 255:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > 255:
         raise InvalidInput(f"Environment variable name {name!r} is not valid: use capital letters, digits and "
                            "underscores, not starting with a digit (e.g. 'MY_API_URL').")
     if name.startswith(RESERVED_PREFIXES) or name in RESERVED_NAMES:

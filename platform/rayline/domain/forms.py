@@ -10,14 +10,14 @@ from typing import Any, Iterable
 from rayline.domain.io_types import parse_form_scalar
 from rayline.errors import InvalidInput
 
-_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")  # fullmatch: no trailing newline
 _PART = re.compile(r"\[([^\[\]]*)\]")
 
 
 def unflatten(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     root: dict[str, Any] = {}
     for key, value in items:
-        match = _KEY.match(key)
+        match = _KEY.fullmatch(key)
         if not match:
             raise InvalidInput(f"Form field name {key!r} is malformed.")
         path = [match.group(1), *_PART.findall(match.group(2))]

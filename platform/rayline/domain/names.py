@@ -7,13 +7,14 @@ import re
 from rayline.errors import InvalidInput
 
 MAX_NAME_LENGTH = 63
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# Matched whole (fullmatch): with match and "$", a trailing newline would pass.
+_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
 
 def validate_name(field: str, value: object) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{field} is required: lowercase letters, digits and dashes, e.g. 'my-pipeline'.")
-    if len(value) > MAX_NAME_LENGTH or not _NAME.match(value):
+    if len(value) > MAX_NAME_LENGTH or not _NAME.fullmatch(value):
         raise InvalidInput(
             f"{field} {value!r} is not valid: use at most {MAX_NAME_LENGTH} lowercase letters, digits "
             "and dashes, starting and ending with a letter or a digit (e.g. 'my-pipeline')."

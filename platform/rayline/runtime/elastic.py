@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import ray
 from ray.exceptions import (ActorDiedError, RayTaskError, RuntimeEnvSetupError, TaskCancelledError,
@@ -27,9 +27,18 @@ from rayline.store.models import utcnow
 
 logger = logging.getLogger(__name__)
 
+# How long an execution without execution_timeout_s may stream its logs (its credential's life;
+# past it, its logs still come with its result).
+CREDENTIAL_TTL_S = 24 * 3600.0
+
+
+# Ray's runtime-env agent downloads packages with the node's RAY_RUNTIME_ENV_BEARER_TOKEN (the
+# package token); the worker processes that run user code get it blanked (Ray cannot unset it).
+_HIDDEN_FROM_USER_CODE = {"RAY_RUNTIME_ENV_BEARER_TOKEN": ""}
+
 
 def runtime_env(package_uri: str, requirements: list[str]) -> dict[str, Any]:
-    env: dict[str, Any] = {"working_dir": package_uri}
+    env: dict[str, Any] = {"working_dir": package_uri, "env_vars": dict(_HIDDEN_FROM_USER_CODE)}
     if requirements:
         env["pip"] = {"packages": list(requirements), "pip_check": False}
     return env
@@ -55,14 +64,20 @@ class ElasticRunner:
     as a ``max_calls=1`` task; either way in a process that serves no other execution.
     """
 
-    def __init__(self, db: Database, spare_workers: int = 0) -> None:
+    def __init__(self, db: Database, spare_workers: int = 0,
+                 execution_credential: Callable[[str, float], str] | None = None) -> None:
         self._db = db
+        # What a worker streams its logs with (this execution's only, until it ends): workers
+        # run user code, so they never get the database URL.
+        self._execution_credential = execution_credential
         self._spares = SparePool(spare_workers)
         self._recorder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rayline-record")
 
     def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> Future:
         """Start the execution; the returned future is done once it has ended and is recorded."""
         env, key = runtime_env(package_uri, requirements), (package_uri, tuple(requirements))
+        if self._execution_credential is not None:
+            job.log_credential = self._execution_credential(job.execution_id, (job.timeout_s or CREDENTIAL_TTL_S) + 60)
         store.mark_running(self._db, job.execution_id)
         spare = self._spares.take(key, env)
         if spare is not None:

@@ -3,8 +3,10 @@
 The worker runs the user's code in a private scratch copy of the pipeline's files (Ray extracts
 a package once per node and shares that folder, so files one execution writes must never be seen
 by the next) and returns its result (status, outputs, logs) to the control plane, which records
-it. It imports neither SQLAlchemy nor pydantic unless the execution runs long enough to stream its
-logs to SQL while it runs: a fresh process per execution pays for every import.
+it. It holds no database URL nor any platform key: an execution that runs long enough streams its
+logs to the control plane while it runs, with a credential that only allows appending to its own
+logs (``rayline.services.pod_gateway``). A fresh process per execution pays for every import, so
+Serve's client is imported only then.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ class ExecutionJob:
     """Everything a worker needs, pickled to it by Ray."""
 
     execution_id: str
-    database_url: str
     function_path: str
     function_name: str
     inputs: dict[str, Any]
@@ -50,6 +51,8 @@ class ExecutionJob:
     timeout_s: float | None = None  # enforced by the runner, which stops the worker past it
     environment: dict[str, str] = field(default_factory=dict)  # the platform's environment variables
     max_file_bytes: int = 50 * 1024**2  # the largest file output
+    log_credential: str = ""  # appends to this execution's logs only, until it ends (set by the runner)
+    control_plane_app: str = "rayline"
 
 
 @contextmanager
@@ -126,19 +129,25 @@ class ExecutionResult:
 
 
 class _LateLogWriter:
-    """Streams an execution's logs to SQL; connects (and imports the store) on first use only."""
+    """Streams an execution's logs to the control plane; connects on first use only."""
 
     def __init__(self, job: ExecutionJob) -> None:
         self._job = job
-        self._db = None
+        self._link = None
 
     def __call__(self, batch: list[Record]) -> None:
-        from rayline.store import executions as store
-        from rayline.store.db import Database
+        if not self._job.log_credential:
+            raise RuntimeError("this execution has no credential to stream its logs; they come with its result")
+        if self._link is None:
+            import logging
 
-        if self._db is None:
-            self._db = Database(self._job.database_url)
-        store.append_logs(self._db, self._job.execution_id, batch)
+            from rayline.runtime.control_plane_link import ControlPlaneLink
+
+            # Serve's client announces itself at INFO: not a line of the user's execution.
+            logging.getLogger("ray.serve").setLevel(logging.WARNING)
+
+            self._link = ControlPlaneLink(self._job.control_plane_app, self._job.log_credential, threads=1)
+        self._link.call("append_execution_logs", self._job.execution_id, batch)
 
 
 @ray.remote(max_calls=1, num_cpus=1, max_retries=0)

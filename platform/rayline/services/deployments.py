@@ -12,7 +12,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from sqlalchemy import delete, select
 
@@ -66,8 +66,11 @@ def _status_from_serve(state: Any, has_been_up: bool) -> str:
 
 class DeploymentService:
     def __init__(self, db: Database, settings: Settings, pipelines: PipelineService, executions: ExecutionService,
-                 box: SecretBox, serve_runtime: ServeRuntime) -> None:
+                 box: SecretBox, serve_runtime: ServeRuntime, pod_credential: Callable[[str], str],
+                 on_change: Callable[[], None] = lambda: None) -> None:
         self._db = db
+        self._pod_credential = pod_credential  # what a deployment's pods record with (no database URL)
+        self._on_change = on_change  # wakes the pods that follow a deployment's row
         self._settings = settings
         self._pipelines = pipelines
         self._executions = executions
@@ -241,14 +244,14 @@ class DeploymentService:
         pipeline = pipeline or self._pipelines.get(row.pipeline_name)
         config = rules.ReplicaConfig(
             deployment_name=row.name, pipeline_name=pipeline.name, function_path=pipeline.function_path,
-            function_name=pipeline.function_name, database_url=self._db.url,
+            function_name=pipeline.function_name, credential=self._pod_credential(row.name),
             route_prefix=f"{ENDPOINT_PREFIX}/{row.endpoint_url_path}" if row.endpoint_url_path else None,
             version=row.version,
             outputs=pipeline.outputs, inputs_mapping=row.inputs_mapping, outputs_mapping=row.outputs_mapping,
             max_parallel_executions=row.max_parallel_executions_per_pod,
             max_queued_executions=row.max_queued_executions, execution_timeout_s=row.execution_timeout_s,
             journal_dir=str(self._settings.home_dir / "journal" / row.name),
-            secret_key_path=str(self._settings.secret_key_path), max_file_bytes=self._settings.max_file_bytes)
+            max_file_bytes=self._settings.max_file_bytes)
         try:
             self._serve.deploy(config, ram_request=row.ram_request,
                                gpu_request=row.gpu_request, package_uri=pipeline.package_uri,
@@ -334,6 +337,7 @@ class DeploymentService:
         return token
 
     def _wait_for_pods(self, name: str, *behind: Any) -> bool:
+        self._on_change()
         return wait_until_no_pod(self._db, Pod.deployment_name == name, *behind)
 
     def delete(self, name: str) -> Deployment:

@@ -1,11 +1,13 @@
 """Environment variables: set, listed and deleted platform-wide, seen by every execution.
 
 Values are stored encrypted with the platform's key. Elastic executions get the current values
-when they start; warm pods watch the variables' version and confirm it in their pod row, so once
+when they start; warm pods follow the variables' version and confirm it in their pod row, so once
 a change returns, the next execution anywhere sees it, without a restart.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 from rayline.domain.environment import check_name, check_variables
 from rayline.errors import NotFound, PlatformFailure
@@ -17,9 +19,10 @@ from rayline.store.pods import wait_until_no_pod
 
 
 class EnvironmentService:
-    def __init__(self, db: Database, box: SecretBox) -> None:
+    def __init__(self, db: Database, box: SecretBox, on_change: Callable[[], None] = lambda: None) -> None:
         self._db = db
         self._box = box
+        self._on_change = on_change  # wakes the warm pods, which follow the variables' version
 
     def current(self) -> dict[str, str]:
         with self._db.session() as session:
@@ -40,6 +43,7 @@ class EnvironmentService:
         self._reached_pods(version)
 
     def _reached_pods(self, version: int) -> None:
+        self._on_change()
         if not wait_until_no_pod(self._db, Pod.status == "running", Pod.environment_version < version):
             raise PlatformFailure("The environment variables were saved, but a warm pod has not loaded them yet; "
                                   "its next executions may still see the previous values for a moment.")

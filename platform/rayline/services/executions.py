@@ -79,7 +79,7 @@ class ExecutionService:
         if any(isinstance(value, FileValue) for value in values.values()):
             with self._db.session() as session:
                 store.save_files(session, execution.execution_id, "input", values)
-        job = ExecutionJob(execution_id=execution.execution_id, database_url=self._db.url,
+        job = ExecutionJob(execution_id=execution.execution_id,
                            function_path=pipeline.function_path, function_name=pipeline.function_name,
                            inputs=values, outputs=pipeline.outputs, outputs_mapping=outputs_mapping,
                            timeout_s=timeout_s, environment=environment, max_file_bytes=self._max_file_bytes)

@@ -1,9 +1,10 @@
 """A background writer that commits execution records and logs in batches, with a journal.
 
 A warm replica answers in about a millisecond; one SQL commit per call would double that. Calls
-hand their events to this writer and return; a thread commits what is queued at most
-``interval_s`` after the first event of a batch, in one transaction, in order. ``flush()``
-waits until everything queued before it is committed.
+hand their events to this writer and return; a thread hands what is queued to its sink at most
+``interval_s`` after the first event of a batch, in order: one SQL transaction, here or in the
+control plane, for a pod (see ``Sink``). ``flush()`` waits until everything queued before it is
+committed.
 
 So that a replica that dies (a user's ``os._exit``, the OOM killer) loses nothing, each event is
 first appended to the replica's journal (one ``os.write``, which outlives the process). Events
@@ -37,6 +38,10 @@ from rayline.store.models import DeploymentLog, Execution, ExecutionLog, utcnow
 logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
+# Where committed events go: ``sink(events, replaying)``. In the control plane, SQL itself
+# (``sql_sink``); in a warm pod, the control plane (``rayline.services.pod_gateway``), since pods
+# run user code and hold no database credentials.
+Sink = Callable[[list[Event], bool], None]
 JOURNAL_ROTATE_BYTES = 4 * 1024 * 1024
 RETRY_PAUSE_S = (0.1, 0.5, 2.0)
 
@@ -129,7 +134,18 @@ class Journal:
         os.close(self._done_fd)
 
 
-def replay_orphans(db: Database, folder: Path) -> list[str]:
+def sql_sink(db: Database) -> Sink:
+    """Events written straight to SQL (``kind == "files"`` events keep file values)."""
+    def write(events: list[Event], replaying: bool = False) -> None:
+        with db.session() as session:
+            apply_batch(session, [e for e in events if e["kind"] != "files"], replaying=replaying)
+            for event in events:
+                if event["kind"] == "files":
+                    store.save_files(session, event["execution_id"], event["direction"], event["files"])
+    return write
+
+
+def replay_orphans(sink: Sink, folder: Path) -> list[str]:
     """Apply the uncommitted events of every writer in ``folder`` that is gone; returns their names
     (the pod ids of the replicas that died)."""
     dead = []
@@ -152,8 +168,7 @@ def replay_orphans(db: Database, folder: Path) -> list[str]:
                     if event.get("seq", 0) > done:
                         events.append(event)
             if events:
-                with db.session() as session:
-                    apply_batch(session, events, replaying=True)
+                sink(events, True)
             for path in files:
                 path.unlink(missing_ok=True)
             done_path.unlink(missing_ok=True)
@@ -167,16 +182,16 @@ def replay_all_orphans(db: Database, root: Path) -> None:
     """Every deployment's journals (``rayline up``: before it, nothing runs)."""
     for folder in sorted(root.iterdir()) if root.exists() else []:
         if folder.is_dir():
-            replay_orphans(db, folder)
+            replay_orphans(sql_sink(db), folder)
 
 
 class RecordWriter:
-    def __init__(self, db: Database, journal_path: Path | None = None, interval_s: float = 0.05,
+    def __init__(self, sink: Sink, journal_path: Path | None = None, interval_s: float = 0.05,
                  max_batch: int = 2000) -> None:
-        self._db = db
+        self._sink = sink
         self._journal = Journal(journal_path) if journal_path else None
         self._seq = 0
-        self._queue: queue.Queue[Event | Callable | threading.Event | None] = queue.Queue()
+        self._queue: queue.Queue[Event | threading.Event | None] = queue.Queue()
         self._interval_s, self._max_batch = interval_s, max_batch
         self._thread = threading.Thread(target=self._run, name="rayline-record-writer", daemon=True)
         self._thread.start()
@@ -218,9 +233,9 @@ class RecordWriter:
                                                       "stream": stream, "message": message, "pod_id": pod_id,
                                                       "type": "deployment"}})
 
-    def call(self, operation: Callable[[Session], None]) -> None:
-        """A write that needs no journal (it describes the replica, which a successor rewrites)."""
-        self._queue.put(operation)
+    def files(self, execution_id: str, direction: str, files: dict[str, Any]) -> None:
+        """Input or output files of an execution: not journaled (too big for a journal line)."""
+        self._queue.put({"kind": "files", "execution_id": execution_id, "direction": direction, "files": files})
 
     # --- committing ----------------------------------------------------------------------------
 
@@ -239,7 +254,7 @@ class RecordWriter:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            batch: list[Event | Callable] = []
+            batch: list[Event] = []
             markers: list[threading.Event] = []
             item = self._queue.get()
             deadline = time.monotonic() + self._interval_s  # from the batch's first event
@@ -257,33 +272,26 @@ class RecordWriter:
                 except queue.Empty:
                     break
             self._commit(batch)
-            events = [item for item in batch if not callable(item)]
+            events = [item for item in batch if "seq" in item]
             if events and self._journal is not None:
                 self._journal.committed(events[-1]["seq"], events[-1]["generation"])
             for marker in markers:
                 marker.set()
 
-    def _commit(self, batch: list[Event | Callable]) -> None:
+    def _commit(self, batch: list[Event]) -> None:
         """Commit the batch; retried, then event by event, so that one bad event (a log line of
         an execution deleted meanwhile) cannot take the others with it."""
         if not batch:
             return
         for pause in RETRY_PAUSE_S:
             try:
-                self._write(batch)
+                self._sink(batch, False)
                 return
             except Exception:
                 logger.exception("record batch failed; retrying in %s s", pause)
                 time.sleep(pause)
         for item in batch:
             try:
-                self._write([item])
+                self._sink([item], False)
             except Exception:
                 logger.exception("dropping a record that cannot be written: %r", item)
-
-    def _write(self, batch: list[Event | Callable]) -> None:
-        with self._db.session() as session:
-            apply_batch(session, [item for item in batch if not callable(item)])
-            for item in batch:
-                if callable(item):
-                    item(session)

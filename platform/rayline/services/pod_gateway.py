@@ -1,0 +1,174 @@
+"""The narrow path between user-code processes and the platform's state.
+
+Warm pods and elastic workers run the user's code in their own process, so whatever they hold,
+that code can read. They therefore get neither the database URL, nor the secret key, nor any
+token: what they must record (executions, logs, files, their pod's state) and follow (their
+deployment's token and status, the environment variables) goes through the control plane, with
+a credential that allows only that:
+
+- a pod credential (``pod:<deployment>:<mac>``) lets a pod of that deployment record that
+  deployment's executions and logs, take its execution numbers and report its own pods;
+- an execution credential (``execution:<id>:<expiry>:<mac>``) lets an elastic worker append
+  logs to that one execution, while it runs and until the expiry.
+
+The MACs use a key derived from the platform's secret key, which stays in the control plane.
+Plain Python over the store: the control plane's Serve methods are thin wrappers around this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+from datetime import datetime
+from typing import Any, Callable
+
+from sqlalchemy import select
+
+from rayline.errors import InvalidInput, Unauthorized
+from rayline.store import environment as environment_store
+from rayline.store import executions as store
+from rayline.store.db import Database
+from rayline.store.models import Deployment, Pod, utcnow
+from rayline.store.record_writer import Event, sql_sink
+
+# What a pod may report about itself, and the values it may take.
+POD_FIELDS = {"status", "token_fingerprint", "environment_version", "running_executions", "waiting_executions"}
+POD_STATUSES = {"pending", "running", "failed", "stopping", "stopped"}
+MAX_ID_BLOCK = 1000
+_STARTED_KEYS = {"execution_id", "pipeline_name", "deployment_name", "pod_id", "status", "inputs", "outputs",
+                 "created_at", "start_date"}
+
+
+def _mac(key: bytes, message: str) -> str:
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+class PodGateway:
+    def __init__(self, db: Database, secret_key: bytes, open_secret: Callable[[str], str]) -> None:
+        self._db = db
+        self._key = hmac.new(secret_key, b"rayline pod and execution credentials", hashlib.sha256).digest()
+        self._open = open_secret  # decrypts stored environment variable values
+        self._sink = sql_sink(db)
+
+    # --- credentials -------------------------------------------------------------------------
+
+    def pod_credential(self, deployment_name: str) -> str:
+        return f"pod:{deployment_name}:{_mac(self._key, 'pod:' + deployment_name)}"
+
+    def execution_credential(self, execution_id: str, ttl_s: float) -> str:
+        expires = int(time.time() + ttl_s) + 1
+        return f"execution:{execution_id}:{expires}:{_mac(self._key, f'execution:{execution_id}:{expires}')}"
+
+    def check_pod(self, credential: str, deployment_name: str) -> None:
+        if not isinstance(credential, str) or not hmac.compare_digest(credential.encode(),
+                                                                         self.pod_credential(deployment_name).encode()):
+            raise Unauthorized(f"This credential does not belong to a pod of deployment {deployment_name!r}.")
+
+    def _check_execution(self, credential: str, execution_id: str) -> None:
+        _, _, rest = credential.partition(f"execution:{execution_id}:") if isinstance(credential, str) else ("", "", "")
+        expires, _, mac = rest.partition(":")
+        expected = _mac(self._key, f"execution:{execution_id}:{expires}")
+        if not expires.isdigit() or not hmac.compare_digest(mac.encode(), expected.encode()):
+            raise Unauthorized(f"This credential does not belong to execution {execution_id!r}.")
+        if int(expires) < time.time():
+            raise Unauthorized(f"The credential of execution {execution_id!r} has expired.")
+
+    # --- what a pod does ---------------------------------------------------------------------
+
+    def register_pod(self, credential: str, deployment_name: str, pod_id: str, version: int,
+                     dead_pods: list[str]) -> None:
+        """A new pod: its row, and the end of what the pods of this deployment that died were
+        running (their journals were replayed just before, so finished calls keep their result)."""
+        self.check_pod(credential, deployment_name)
+        with self._db.session() as session:
+            for pod in session.scalars(select(Pod).where(Pod.deployment_name == deployment_name,
+                                                         Pod.pod_id.in_(dead_pods))):
+                pod.status = "failed"
+            session.merge(Pod(pod_id=pod_id, deployment_name=deployment_name, version=version, status="pending",
+                              started_at=utcnow(), updated_at=utcnow()))
+            stale = session.scalars(select(store.Execution).where(
+                store.Execution.deployment_name == deployment_name,
+                store.Execution.pod_id.in_(dead_pods),
+                store.Execution.status.in_(store.UNFINISHED_STATUSES)))
+            for execution in stale:
+                execution.status, execution.end_date = store.ERROR, utcnow()
+                execution.error = "The pod running this execution stopped (crashed or was replaced) before it ended."
+
+    def update_pod(self, credential: str, deployment_name: str, pod_id: str, fields: dict[str, Any]) -> None:
+        self.check_pod(credential, deployment_name)
+        unknown = set(fields) - POD_FIELDS
+        if unknown or fields.get("status", "running") not in POD_STATUSES:
+            raise InvalidInput(f"A pod cannot report {sorted(unknown) or fields.get('status')!r}.")
+        with self._db.session() as session:
+            pod = session.get(Pod, pod_id)
+            if pod is None or pod.deployment_name != deployment_name:
+                return  # deleted with its deployment meanwhile
+            for name, value in fields.items():
+                setattr(pod, name, value)
+            pod.updated_at = utcnow()
+
+    def take_ids(self, credential: str, deployment_name: str, count: int) -> list[int]:
+        self.check_pod(credential, deployment_name)
+        count = max(1, min(int(count), MAX_ID_BLOCK))
+        return list(store.take_numbers(self._db, store.execution_counter(deployment_name), count))
+
+    def pod_state(self, credential: str, deployment_name: str, known_environment_version: int) -> dict[str, Any]:
+        """What a pod follows: its deployment's token hash, whether it must refuse calls, and the
+        environment variables (their values only when their version is not the one it has)."""
+        self.check_pod(credential, deployment_name)
+        with self._db.session() as session:
+            row = session.execute(select(Deployment.endpoint_token_hash, Deployment.is_enabled)
+                                  .where(Deployment.name == deployment_name)).first()
+            version = environment_store.version(session)
+            values = (environment_store.load(session, self._open) if version != known_environment_version
+                      else None)
+        return {"token_hash": row.endpoint_token_hash if row is not None else None,
+                "refusing": "deleted" if row is None else (None if row.is_enabled else "disabled"),
+                "environment_version": version, "environment": values}
+
+    def write(self, credential: str, deployment_name: str, events: list[Event], replaying: bool = False) -> None:
+        """Apply a pod's batch of records, each checked to be this deployment's."""
+        self.check_pod(credential, deployment_name)
+        with self._db.session() as session:
+            pipeline = session.scalar(select(Deployment.pipeline_name).where(Deployment.name == deployment_name))
+        self._sink([_checked(event, deployment_name, pipeline) for event in events], replaying)
+
+    # --- what an elastic worker does ---------------------------------------------------------
+
+    def append_execution_logs(self, credential: str, execution_id: str,
+                              records: list[tuple[datetime, str, str]]) -> None:
+        self._check_execution(credential, execution_id)
+        with self._db.session() as session:
+            status = session.scalar(select(store.Execution.status).where(store.Execution.execution_id == execution_id))
+        if status not in store.UNFINISHED_STATUSES:
+            raise Unauthorized(f"Execution {execution_id!r} has ended; its credential no longer works.")
+        store.append_logs(self._db, execution_id, [(ts, str(stream), str(message)) for ts, stream, message in records])
+
+
+def _checked(event: Event, deployment_name: str, pipeline_name: str | None) -> Event:
+    """The event if it only touches ``deployment_name``'s own records; else InvalidInput."""
+    own_id = re.compile(re.escape(deployment_name) + r"-[0-9]+")
+    kind = event.get("kind")
+    row = event.get("row") or {}
+    if kind == "started":
+        ok = (set(row) <= _STARTED_KEYS and row.get("deployment_name") == deployment_name
+              and row.get("pipeline_name") == pipeline_name and row.get("status") == store.RUNNING
+              and own_id.fullmatch(str(row.get("execution_id"))))
+    elif kind == "execution_log":
+        ok = own_id.fullmatch(str(row.get("execution_id"))) and set(row) == {"execution_id", "timestamp", "stream",
+                                                                             "message"}
+    elif kind == "deployment_log":
+        ok = row.get("deployment_name") == deployment_name and row.get("type") == "deployment"
+    elif kind == "finished":
+        ok = (own_id.fullmatch(str(event.get("execution_id")))
+              and event.get("values", {}).get("status") in store.FINAL_STATUSES
+              and set(event["values"]) <= {"status", "end_date", "error", "outputs"})
+    elif kind == "files":
+        ok = own_id.fullmatch(str(event.get("execution_id"))) and event.get("direction") in ("input", "output")
+    else:
+        ok = False
+    if not ok:
+        raise InvalidInput(f"A pod of {deployment_name!r} sent a record it may not write ({kind!r}).")
+    return event
