@@ -100,6 +100,22 @@ class ControlPlane:
         self._stop = threading.Event()
         scheduler = Scheduler(db, deployments.start_scheduled)
         threading.Thread(target=scheduler.run, args=(self._stop,), name="rayline-scheduler", daemon=True).start()
+        threading.Thread(target=self._expire_files, args=(db, settings.file_retention_s), name="rayline-retention",
+                         daemon=True).start()
+
+    def _expire_files(self, db, retention_s: float) -> None:
+        """Files of ended executions go once RAYLINE_FILE_RETENTION_S has passed (records stay)."""
+        import logging
+        from datetime import timedelta
+
+        from rayline.store.executions import delete_files_ended_before
+        from rayline.store.models import utcnow
+
+        while not self._stop.wait(min(600.0, max(1.0, retention_s / 10))):
+            try:
+                delete_files_ended_before(db, utcnow() - timedelta(seconds=retention_s))
+            except Exception:  # the database may be briefly unavailable: the next round retries
+                logging.getLogger(__name__).warning("could not remove expired execution files", exc_info=True)
 
     def __del__(self) -> None:
         self._stop.set()

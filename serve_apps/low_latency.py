@@ -254,8 +254,7 @@ class LowLatencyReplica:
         if request.url.path.rstrip("/") != self._config.route_prefix or request.method != "POST":
             return _error(404 if request.method == "POST" else 405,
                           f"Call this endpoint with POST {self._config.route_prefix}.", "NotFound")
-        if self._refusing == "deleted":
-            return _error(404, f"No endpoint at {self._config.route_prefix}.", "NotFound")
+        # The token first (a deleted deployment has none): a caller without it learns nothing.
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme != "EndpointToken" or not token_matches(token.strip(), self._token_hash):
             return JSONResponse({"message": "Missing or invalid endpoint token: send 'Authorization: EndpointToken "
@@ -265,11 +264,20 @@ class LowLatencyReplica:
         if self._refusing == "disabled":
             return _error(503, f"Deployment {self._config.deployment_name!r} is disabled; enable it with "
                                f"update_deployment({self._config.deployment_name!r}, is_enabled=True).", "Unavailable")
-        try:
-            given = await read_inputs(request, self._config.max_file_bytes)
-        except (InvalidInput, PayloadTooLarge) as error:
-            return _error(413 if isinstance(error, PayloadTooLarge) else 400, error.message, error.name)
-        result = await self.run(given)
+        # The place first, so that a full pod refuses at once, before reading any body.
+        place = self._slots.reserve()
+        if place is None:
+            result = self._busy()
+        else:
+            try:
+                given = await read_inputs(request, self._config.max_file_bytes)
+            except (InvalidInput, PayloadTooLarge) as error:
+                self._slots.give_back(place)
+                return _error(413 if isinstance(error, PayloadTooLarge) else 400, error.message, error.name)
+            except BaseException:  # the caller left while sending its body
+                self._slots.give_back(place)
+                raise
+            result = await self._run(given, place)
         status = result["status"]
         if status == store.SUCCEEDED:
             return output_response(result["execution_id"], result["output"])
@@ -283,21 +291,26 @@ class LowLatencyReplica:
         return _error(500, result["error"], "ExecutionFailed", execution_id=result["execution_id"])
 
     async def run(self, given: Any) -> dict[str, Any]:
-        """Check the inputs, wait for a slot, run one execution. Also called through a handle by
-        the API. Returns ``{"status": "refused", "message"}`` for bad inputs and ``{"status":
+        """Check the inputs, wait for a slot, run one execution. Called through a handle by the
+        API. Returns ``{"status": "refused", "message"}`` for bad inputs and ``{"status":
         "busy", "message", "retry_after_s"}`` when the queue is full; no execution is recorded then."""
+        place = self._slots.reserve()
+        return self._busy() if place is None else await self._run(given, place)
+
+    def _busy(self) -> dict[str, Any]:
+        slots, name = self._slots, self._config.deployment_name
+        return {"status": "busy", "retry_after_s": slots.retry_after_s(),
+                "message": f"Deployment {name!r} is busy: {slots.running} execution(s) run, its limit per pod, "
+                           f"and {slots.waiting} wait, the most it queues (max_queued_executions). Retry "
+                           "later, or deploy it with a higher max_parallel_executions_per_pod or "
+                           "max_queued_executions."}
+
+    async def _run(self, given: Any, place: asyncio.Future) -> dict[str, Any]:
         try:
             values, records = gather_inputs(self._config.inputs_mapping, given, self._environment[1])
         except InvalidInput as error:
+            self._slots.give_back(place)
             return {"status": "refused", "message": error.message}
-        place = self._slots.reserve()
-        if place is None:
-            slots, name = self._slots, self._config.deployment_name
-            return {"status": "busy", "retry_after_s": slots.retry_after_s(),
-                    "message": f"Deployment {name!r} is busy: {slots.running} execution(s) run, its limit per pod, "
-                               f"and {slots.waiting} wait, the most it queues (max_queued_executions). Retry "
-                               "later, or deploy it with a higher max_parallel_executions_per_pod or "
-                               "max_queued_executions."}
         # Once accepted, an execution runs to its end and is recorded even if its caller goes away.
         execution = asyncio.ensure_future(self._execute(place, values, records))
         self._executions.add(execution)

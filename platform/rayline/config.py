@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     max_archive_members: int = 20_000
     max_file_bytes: int = Field(20 * 1024**2, description="Largest file input (one multipart part) or file "
                                 "output of an execution.")
+    file_retention_s: float = Field(7 * 24 * 3600.0, gt=0, description="How long the file inputs and outputs of "
+                                    "an execution are kept after it ends (its record stays).")
     wait_hold_s: float = Field(5.0, description="How long a wait_for_completion request is held.")
     elastic_spare_workers: int = Field(2, ge=0, description="Fresh workers kept ready for elastic "
                                        "executions, platform-wide (0: start each one on demand).")

@@ -30,12 +30,16 @@ def test_options_defaults_and_refusals():
     assert check_options("d", {}).max_parallel_executions_per_pod == 1
     assert options.max_queued_executions == 1000
     assert check_options("d", {"mode": "low_latency", "max_queued_executions": 0}).max_queued_executions == 0
+    # Elastic deployments are bounded too: by default 100 executions in flight, or what is asked.
+    assert check_options("d", {}).max_queued_executions == 100
+    assert check_options("d", {"max_queued_executions": 5}).max_queued_executions == 5
     for body, fragment in [({"mode": "warm"}, "mode must be"), ({"execution_rule": "cron"}, "execution_rule"),
                            ({"gpu_request": 1}, "only go with mode='low_latency'"),
                            ({"mode": "low_latency", "gpu_request": -1}, "gpu_request"),
                            ({"endpoint_url_path": "Bad/Path"}, "endpoint_url_path"),
                            ({"execution_rule": "periodic", "endpoint_url_path": "x"}, "only goes with"),
-                           ({"max_queued_executions": 5}, "only go with mode='low_latency'"),
+                           # elastic: the most executions in flight, at least 1
+                           ({"max_queued_executions": 0}, "from 1 to"),
                            ({"mode": "low_latency", "max_queued_executions": -1}, "max_queued_executions must be"),
                            ({"mode": "low_latency", "max_queued_executions": "10"}, "max_queued_executions must be"),
                            ({"mode": "low_latency", "max_parallel_executions_per_pod": 4},

@@ -77,3 +77,17 @@ def test_retry_after_follows_the_mean_duration_per_slot():
 def test_bad_limits_are_refused():
     with pytest.raises(ValueError):
         ExecutionSlots(limit=0, max_waiting=1)
+
+
+def test_a_place_given_back_frees_its_slot_or_its_place_in_the_queue():
+    async def scenario():
+        slots = ExecutionSlots(limit=1, max_waiting=1)
+        held = slots.reserve()  # a slot, at once: its caller's body turns out too large
+        queued = slots.reserve()
+        assert slots.reserve() is None  # full: refused before any body is read
+        slots.give_back(queued)  # a waiter whose input was refused leaves the queue
+        slots.give_back(held)  # and the slot goes to nobody: it is free again
+        assert (slots.running, slots.waiting) == (0, 0)
+        again = slots.reserve()
+        assert again is not None and again.done() and slots.running == 1
+    run(scenario())

@@ -79,3 +79,25 @@ def test_writers_in_several_processes_lose_nothing(any_database, tmp_path):
         logs = session.scalar(select(func.count()).select_from(ExecutionLog))
     assert ids == {f"race-{n}" for n in range(1, total + 1)}  # every number once, none lost or reused
     assert statuses == {store.SUCCEEDED} and logs == total
+
+
+def test_files_of_executions_ended_before_the_retention_go_and_their_records_stay(any_database):
+    from datetime import timedelta
+
+    from rayline.domain.files import FileValue
+
+    now = utcnow()
+    with any_database.session() as session:
+        for execution_id, end in (("old-1", now - timedelta(days=8)), ("new-1", now - timedelta(hours=1)),
+                                  ("running-1", None)):
+            session.add(Execution(execution_id=execution_id, pipeline_name="p", status="Running" if end is None
+                                  else "Succeeded", inputs=[], outputs=[], end_date=end))
+    with any_database.session() as session:
+        for execution_id in ("old-1", "new-1", "running-1"):
+            store.save_files(session, execution_id, "output", {"doc": FileValue("a.txt", b"x")})
+    assert store.delete_files_ended_before(any_database, now - timedelta(days=7)) == 1
+    assert store.load_file(any_database, "old-1", "output", "doc") is None
+    assert store.load_file(any_database, "new-1", "output", "doc") == FileValue("a.txt", b"x")
+    assert store.load_file(any_database, "running-1", "output", "doc") is not None
+    with any_database.session() as session:
+        assert session.get(Execution, "old-1").status == "Succeeded"

@@ -174,7 +174,7 @@ class DeploymentPublic(BaseModel):
             inputs_mapping=row.inputs_mapping, outputs_mapping=row.outputs_mapping,
             enable_parallel_executions=row.enable_parallel_executions,
             max_parallel_executions_per_pod=row.max_parallel_executions_per_pod,
-            max_queued_executions=row.max_queued_executions if row.mode == "low_latency" else None,
+            max_queued_executions=row.max_queued_executions,
             ram_request=row.ram_request,
             gpu_request=row.gpu_request, execution_timeout_s=row.execution_timeout_s, created_at=row.created_at,
             updated_at=row.updated_at, version=DeploymentVersion(number=row.version, updated_at=row.version_updated_at),

@@ -15,6 +15,9 @@ MODES = ("elastic", "low_latency")
 DEFAULT_PARALLEL_EXECUTIONS = 6
 MAX_PARALLEL_EXECUTIONS = 1000
 DEFAULT_QUEUED_EXECUTIONS = 1000
+# For an elastic deployment, max_queued_executions bounds its executions in flight (each is a
+# process): one endpoint token must not take the whole cluster.
+DEFAULT_ELASTIC_IN_FLIGHT = 100
 MAX_QUEUED_EXECUTIONS = 100_000
 
 # Deployment statuses (craft-api.md) and the pod statuses get_deployment reports.
@@ -87,15 +90,18 @@ def check_options(name: str, body: dict[str, Any]) -> DeploymentOptions:
             raise InvalidInput(f"max_parallel_executions_per_pod must be an integer from 1 to {MAX_PARALLEL_EXECUTIONS}.")
     max_parallel = (max_parallel or DEFAULT_PARALLEL_EXECUTIONS) if parallel else 1
     queued = body.get("max_queued_executions")
+    low_latency = mode == "low_latency"
     if queued is not None and (not isinstance(queued, int) or isinstance(queued, bool)
-                               or not 0 <= queued <= MAX_QUEUED_EXECUTIONS):
-        raise InvalidInput(f"max_queued_executions must be an integer from 0 (refuse a call when every slot is busy) "
-                           f"to {MAX_QUEUED_EXECUTIONS}.")
+                               or not int(not low_latency) <= queued <= MAX_QUEUED_EXECUTIONS):
+        raise InvalidInput(
+            f"max_queued_executions must be an integer from 0 (refuse a call when every slot is busy) to "
+            f"{MAX_QUEUED_EXECUTIONS}." if low_latency else
+            f"max_queued_executions must be an integer from 1 to {MAX_QUEUED_EXECUTIONS}: for an elastic "
+            "deployment, the most executions it runs at once (each in its own process).")
 
     ram, gpu = body.get("ram_request"), body.get("gpu_request")
-    if mode != "low_latency" and (parallel or queued is not None or ram is not None or gpu is not None):
-        raise InvalidInput("enable_parallel_executions, max_queued_executions, ram_request and gpu_request only go "
-                           "with mode='low_latency'.")
+    if not low_latency and (parallel or ram is not None or gpu is not None):
+        raise InvalidInput("enable_parallel_executions, ram_request and gpu_request only go with mode='low_latency'.")
     if ram is not None:
         parse_memory(ram)
     if gpu is not None and (not isinstance(gpu, int) or isinstance(gpu, bool) or gpu < 0):
@@ -104,8 +110,9 @@ def check_options(name: str, body: dict[str, Any]) -> DeploymentOptions:
     timeout = body.get("execution_timeout_s")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise InvalidInput("execution_timeout_s must be a number of seconds greater than 0.")
-    return DeploymentOptions(rule, mode, path, parallel, max_parallel,
-                             DEFAULT_QUEUED_EXECUTIONS if queued is None else queued, ram, gpu, timeout, schedule)
+    if queued is None:
+        queued = DEFAULT_QUEUED_EXECUTIONS if low_latency else DEFAULT_ELASTIC_IN_FLIGHT
+    return DeploymentOptions(rule, mode, path, parallel, max_parallel, queued, ram, gpu, timeout, schedule)
 
 
 TIMED_OUT = "The execution exceeded execution_timeout_s="

@@ -55,6 +55,14 @@ class ExecutionSlots:
                 self.release()
             raise
 
+    def give_back(self, place: asyncio.Future) -> None:
+        """A reserved place that will not run (its caller's input was refused, or it left)."""
+        if place.done() and not place.cancelled():
+            self.release()
+        elif place in self._waiters:
+            self._waiters.remove(place)
+            place.cancel()
+
     def release(self, duration_s: float | None = None) -> None:
         """The function holding a slot has ended: hand its slot to the first waiter."""
         if duration_s is not None:

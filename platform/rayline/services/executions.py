@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, Callable, Protocol
@@ -13,7 +14,7 @@ from sqlalchemy import delete, select
 from rayline.domain.files import FileValue
 from rayline.domain.mappings import (gather_inputs, normalize_inputs_mapping, normalize_outputs_mapping,
                                      returned_files, returned_outputs)
-from rayline.errors import Conflict, InvalidInput, NotFound, PlatformFailure
+from rayline.errors import Conflict, InvalidInput, NotFound, PlatformFailure, Unavailable
 from rayline.runtime.worker import ExecutionJob
 from rayline.services.pipelines import READY, PipelineService, pipeline_specs
 from rayline.store import executions as store
@@ -51,6 +52,9 @@ class ExecutionService:
         # Executions this process started, until they end: a waiter is woken by the end itself
         # instead of polling SQL.
         self._running: dict[str, Future] = {}
+        # Executions in flight per elastic deployment started here (admission, max_queued_executions).
+        self._in_flight: dict[str, int] = {}
+        self._admission = threading.Lock()
 
     def run_pipeline(self, pipeline_name: str, inputs: dict[str, Any], inputs_mapping: list | None = None,
                      outputs_mapping: list | None = None) -> Execution:
@@ -64,10 +68,32 @@ class ExecutionService:
                            normalize_outputs_mapping(outputs, outputs_mapping or None, "run"), deployment_name=None)
 
     def run_elastic_deployment(self, deployment: Deployment, inputs: dict[str, Any]) -> Execution:
-        """One execution of an elastic deployment, named after it, in a fresh worker."""
-        return self._start(self._pipelines.get(deployment.pipeline_name), inputs, deployment.inputs_mapping,
-                           deployment.outputs_mapping, deployment_name=deployment.name,
-                           timeout_s=deployment.execution_timeout_s)
+        """One execution of an elastic deployment, named after it, in a fresh worker; refused
+        (503) while ``max_queued_executions`` of its executions are already in flight."""
+        name, limit = deployment.name, deployment.max_queued_executions
+        with self._admission:
+            if self._in_flight.get(name, 0) >= limit:
+                raise Unavailable(f"Deployment {name!r} already runs {limit} execution(s), the most it takes at once "
+                                  "(max_queued_executions); retry later, or deploy it with a higher "
+                                  "max_queued_executions.", retry_after_s=1)
+            self._in_flight[name] = self._in_flight.get(name, 0) + 1
+        try:
+            execution = self._start(self._pipelines.get(deployment.pipeline_name), inputs, deployment.inputs_mapping,
+                                    deployment.outputs_mapping, deployment_name=name,
+                                    timeout_s=deployment.execution_timeout_s)
+        except BaseException:
+            self._leave(name)
+            raise
+        ended = self._running.get(execution.execution_id)
+        if ended is None:
+            self._leave(name)
+        else:
+            ended.add_done_callback(lambda _: self._leave(name))
+        return execution
+
+    def _leave(self, deployment_name: str) -> None:
+        with self._admission:
+            self._in_flight[deployment_name] -= 1
 
     def _start(self, pipeline: Pipeline, inputs: dict[str, Any], inputs_mapping: list[dict], outputs_mapping: list[dict],
                deployment_name: str | None, timeout_s: float | None = None) -> Execution:
@@ -157,8 +183,8 @@ class ExecutionService:
             return record.get("value")
         found = store.load_file(self._db, execution_id, direction, name)
         if found is None:
-            raise NotFound(f"Execution {execution_id!r} kept no file for {direction} {name!r} (its pod may have "
-                           "stopped before storing it).")
+            raise NotFound(f"Execution {execution_id!r} keeps no file for {direction} {name!r}: files are kept "
+                           "RAYLINE_FILE_RETENTION_S after an execution ends (or its pod stopped before storing it).")
         return found
 
     def logs(self, execution_id: str, from_ts: datetime | None, to_ts: datetime | None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -93,6 +93,13 @@ def save_files(session: Session, execution_id: str, direction: str, files: dict[
         if isinstance(value, FileValue):
             session.merge(ExecutionFile(execution_id=execution_id, direction=direction, name=name,
                                         filename=value.filename, data=value.data))
+
+
+def delete_files_ended_before(db: Database, cutoff: datetime) -> int:
+    """Drop the kept files of executions that ended before ``cutoff`` (their records stay)."""
+    ended = select(Execution.execution_id).where(Execution.end_date < cutoff)
+    with db.session() as session:
+        return session.execute(delete(ExecutionFile).where(ExecutionFile.execution_id.in_(ended))).rowcount or 0
 
 
 def load_file(db: Database, execution_id: str, direction: str, name: str) -> FileValue | None:
