@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from rayline.api.http_io import output_response, read_inputs
-from rayline.domain.deployments import ReplicaConfig, timed_out_error
+from rayline.domain.deployments import ReplicaConfig, failure_for_caller, timed_out_error
 from rayline.domain.environment import apply as apply_environment
 from rayline.domain.io_types import OutputSpec, check_outputs
 from rayline.domain.files import FileValue, materialize
@@ -288,7 +288,8 @@ class LowLatencyReplica:
                                 headers={"Retry-After": str(result["retry_after_s"])})
         if result.get("timed_out"):
             return _error(504, result["error"], "ExecutionTimedOut", execution_id=result["execution_id"])
-        return _error(500, result["error"], "ExecutionFailed", execution_id=result["execution_id"])
+        return _error(500, failure_for_caller(result["execution_id"], status, result["error"]), "ExecutionFailed",
+                      execution_id=result["execution_id"])
 
     async def run(self, given: Any) -> dict[str, Any]:
         """Check the inputs, wait for a slot, run one execution. Called through a handle by the

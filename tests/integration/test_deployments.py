@@ -120,7 +120,8 @@ def test_an_endpoint_in_each_mode(platform, sdk, counter_pipeline, mode):
     assert name in [d["name"] for d in sdk.list_deployments()]
     assert sdk.delete_deployment(name) == {"name": name, "execution_rule": "endpoint"}
     gone = call(platform, deployment, 1)
-    assert gone.status_code == 404 and "No endpoint" in gone.json()["message"]
+    # Its token opens nothing any more: the same 401 as at a path where no deployment ever was.
+    assert gone.status_code == 401 and "EndpointToken" in gone.json()["message"]
     assert sdk.get_pipeline_execution(execution_id)["status"] == "Succeeded"  # history stays
 
 

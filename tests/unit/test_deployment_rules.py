@@ -49,3 +49,11 @@ def test_options_defaults_and_refusals():
                            ({"execution_timeout_s": 0}, "execution_timeout_s")]:
         with pytest.raises(InvalidInput, match=fragment):
             check_options("d", body)
+
+
+def test_an_endpoint_caller_sees_its_code_s_error_but_not_the_platform_s():
+    from rayline.domain.deployments import failure_for_caller
+
+    assert failure_for_caller("d-1", "Failed", "ValueError: unlucky 13") == "ValueError: unlucky 13"
+    told = failure_for_caller("d-2", "Error", "The pipeline's environment could not be set up: pip said ...")
+    assert "pip said" not in told and "get_pipeline_execution('d-2')" in told

@@ -4,7 +4,9 @@ Used by the control plane and by warm replicas, which serve their endpoint thems
 Starlette here. Inputs come as a JSON object, or as ``multipart/form-data`` when files are sent
 (one part per file input; other fields as text, which ``rayline.domain.mappings`` reads by the
 input's type: JSON-encoded as craft-ai-sdk sends them, or plain). A urlencoded form is read the
-same way. The whole body is bounded while it is read, so a client cannot make a pod hold more.
+same way. The whole body is bounded while it is read, so a client cannot make a pod hold more
+(in the control plane, ``rayline.api.limits.RequestGuard`` applies the same bound earlier, before
+the endpoint token is checked, and answers the 413 itself).
 A file output is answered as the file itself.
 """
 
@@ -65,6 +67,9 @@ async def read_inputs(request: Request, max_body_bytes: int) -> dict[str, Any]:
         return {}
     try:
         inputs = json.loads(body)
+    except RecursionError:
+        raise InvalidInput("The body is nested too deeply to be read: send a JSON object of inputs nested at "
+                           "most a few hundred levels deep.") from None
     except ValueError as error:
         raise InvalidInput(f"The body must be a JSON object of inputs ({error}), or multipart/form-data "
                            "when sending files.") from None

@@ -118,6 +118,16 @@ def check_options(name: str, body: dict[str, Any]) -> DeploymentOptions:
 TIMED_OUT = "The execution exceeded execution_timeout_s="
 
 
+def failure_for_caller(execution_id: str, status: str, error: str | None) -> str | None:
+    """What an endpoint's caller is told of a failed execution: the user code's own error (its
+    ``Failed`` message), but not the platform's (an ``Error``: pip's output, Ray's messages),
+    which stays in the execution's record and logs for the SDK token's holder."""
+    if status != "Error":
+        return error
+    return (f"Execution {execution_id} could not run because of a platform failure; "
+            f"get_pipeline_execution({execution_id!r}) and its logs say why.")
+
+
 def timed_out_error(timeout_s: float, what_happened: str) -> str:
     """The error of an execution that ran past its deployment's ``execution_timeout_s``."""
     return f"{TIMED_OUT}{timeout_s:g} s{what_happened}"

@@ -489,8 +489,10 @@ class RaylineSdk:
         if endpoint_token is None:
             return self.retrieve_pipeline_execution_outputs(execution_id)
         url = f"{self._endpoint(endpoint_name)[0].replace('/endpoints/', '/endpoints/v1/', 1)}/executions/{execution_id}"
-        body = self._parse(self._send("GET", url, params={"token": endpoint_token}, follow_redirects=True))
-        outputs = {name: self._file(item["url"], params={"token": endpoint_token}) if "url" in item else item.get("value")
+        # In a header, not in the URL (?token=), where access logs would keep it.
+        headers = {"Authorization": f"EndpointToken {endpoint_token}"}
+        body = self._parse(self._send("GET", url, headers=headers, follow_redirects=True))
+        outputs = {name: self._file(item["url"], headers=headers) if "url" in item else item.get("value")
                    for name, item in body.get("outputs", {}).items()}
         return {"execution_id": execution_id, "outputs": outputs}
 

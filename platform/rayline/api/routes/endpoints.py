@@ -1,12 +1,15 @@
 """``/endpoints/...``: calls with an endpoint token (not the SDK token).
 
 Low-latency deployments that are up never reach this module: Serve routes their prefix straight
-to their replica. What arrives here is elastic calls, and calls to deployments that are stopped,
-starting or unknown, which get a clear answer instead of Serve's bare 404.
+to their replica. What arrives here is elastic calls, and calls to deployments that are stopped
+or starting, which get a clear answer instead of Serve's bare 404. A caller learns nothing beyond
+its own deployment: without its token, a path where no deployment is gets the same 401 as one
+where a deployment is, and an execution that is not this endpoint's the same 404 as none at all.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -15,24 +18,63 @@ from starlette.concurrency import run_in_threadpool
 
 from rayline.api.context import AppContext, get_context
 from rayline.api.http_io import file_response, output_response, read_inputs
-from rayline.domain.deployments import is_timed_out
+from rayline.domain.deployments import failure_for_caller, is_timed_out
 from rayline.domain.mappings import returned_files, returned_outputs
 from rayline.domain.files import FileValue
+from rayline.domain.tokens import generate_token, hash_token, token_matches
 from rayline.errors import NotFound, Unauthorized
 from rayline.store.executions import FINAL_STATUSES, SUCCEEDED
-from rayline.store.models import Deployment
+from rayline.store.models import Deployment, Execution
 
 router = APIRouter(tags=["endpoints"])
 
 
+# What an unknown path's "token" is compared with, so that a missing endpoint takes as long to
+# refuse as a wrong token: the caller learns nothing about which paths exist.
+_UNKNOWN_PATH_HASH = hash_token(generate_token())
+UNAUTHORIZED = ("Missing or invalid endpoint token: send 'Authorization: EndpointToken <token>' "
+                "(get_deployment shows the deployment's endpoint_token).")
+
+
 def _authorized(context: AppContext, path: str, token: str | None) -> Deployment:
+    """The deployment at ``path`` when ``token`` is its token; else 401, the same for a path where
+    no deployment is (never a 404 that would tell which paths exist)."""
     row = context.deployments.find_by_path(path)
-    if row is None:
-        raise NotFound(f"No endpoint at /endpoints/{path}; list_deployments() shows the deployments.")
-    if not context.deployments.check_endpoint_token(row, token):
-        raise Unauthorized("Missing or invalid endpoint token: send 'Authorization: EndpointToken <token>' "
-                           "(get_deployment shows the deployment's endpoint_token).", scheme="EndpointToken")
+    valid = context.deployments.check_endpoint_token(row, token) if row is not None else \
+        token_matches(token, _UNKNOWN_PATH_HASH)
+    if row is None or not valid:
+        raise Unauthorized(UNAUTHORIZED, scheme="EndpointToken")
     return row
+
+
+async def _own_execution(context: AppContext, row: Deployment, path: str, execution_id: str,
+                         hold_s: float) -> Execution:
+    """The execution if it is one of this endpoint's, held up to ``hold_s`` while it runs. Whose
+    it is is checked before anything waits on it: by its id's form (``<deployment>-<number>``),
+    then by its record. The same 404 for another deployment's execution as for none at all."""
+    missing = NotFound(f"No execution {execution_id!r} at /endpoints/{path}.")
+    if not re.fullmatch(re.escape(row.name) + r"-[0-9]+", execution_id):
+        raise missing
+    try:
+        execution = await run_in_threadpool(context.executions.get, execution_id)
+    except NotFound:
+        execution = None  # a warm pod's record may be a moment late: waited for below
+    if execution is not None and not _belongs(execution, row):
+        raise missing
+    if execution is None or (hold_s > 0 and execution.status not in FINAL_STATUSES):
+        try:
+            execution = await context.executions.wait_until_final(execution_id, hold_s)
+        except NotFound:
+            raise missing from None
+        if not _belongs(execution, row):
+            raise missing
+    return execution
+
+
+def _belongs(execution: Execution, row: Deployment) -> bool:
+    # Created after the deployment: a deleted deployment of the same name kept its executions
+    # (ids are never reused), and the new deployment's token must not open them.
+    return execution.deployment_name == row.name and execution.created_at >= row.created_at
 
 
 def _endpoint_token(request: Request) -> str | None:
@@ -60,27 +102,30 @@ async def call_endpoint(path: str, request: Request, context: AppContext = Depen
                   "timed_out": is_timed_out(execution.error)}
     if result["status"] == SUCCEEDED:
         return output_response(execution_id, result["output"])
-    return _failure(execution_id, result["error"], result.get("timed_out", False))
+    return _failure(execution_id, result["status"], result["error"], result.get("timed_out", False))
 
 
-def _failure(execution_id: str, error: str | None, timed_out: bool) -> JSONResponse:
-    return JSONResponse({"message": error, "name": "ExecutionTimedOut" if timed_out else "ExecutionFailed",
+def _failure(execution_id: str, status: str, error: str | None, timed_out: bool) -> JSONResponse:
+    return JSONResponse({"message": failure_for_caller(execution_id, status, error),
+                         "name": "ExecutionTimedOut" if timed_out else "ExecutionFailed",
                          "execution_id": execution_id}, status_code=504 if timed_out else 500)
 
 
 @router.get("/endpoints/v1/{path}/executions/{execution_id}")
 async def endpoint_result(path: str, execution_id: str, request: Request, token: str | None = None,
                           context: AppContext = Depends(get_context)) -> Any:
-    """An execution's result with the endpoint token (``?token=`` or the header): held a few
-    seconds, then 307 to itself while it runs. A file output is given as the URL to fetch it."""
-    row = await run_in_threadpool(_authorized, context, path, token or _endpoint_token(request))
-    execution = await context.executions.wait_until_final(execution_id, context.settings.wait_hold_s)
-    if execution.deployment_name != row.name:
-        raise NotFound(f"Execution {execution_id!r} is not an execution of this endpoint.")
+    """An execution's result with the endpoint token: held a few seconds, then 307 to itself while
+    it runs. A file output is given as the URL to fetch it.
+
+    The token goes in the ``Authorization: EndpointToken <token>`` header (RaylineSdk sends it
+    there). ``?token=`` is accepted too, because craft-ai-sdk 0.74.7 sends it so; a token in a
+    URL ends up in access logs, so clients should prefer the header."""
+    row = await run_in_threadpool(_authorized, context, path, _endpoint_token(request) or token)
+    execution = await _own_execution(context, row, path, execution_id, context.settings.wait_hold_s)
     if execution.status not in FINAL_STATUSES:
         return RedirectResponse(str(request.url), status_code=307)
     if execution.status != SUCCEEDED:
-        return _failure(execution_id, execution.error, is_timed_out(execution.error))
+        return _failure(execution_id, execution.status, execution.error, is_timed_out(execution.error))
     files = returned_files(execution.outputs)
     outputs = {name: {"url": f"{str(request.base_url).rstrip('/')}/endpoints/v1/{path}/executions/{execution_id}"
                              f"/outputs/{name}"} if name in files else {"value": value}
@@ -91,11 +136,10 @@ async def endpoint_result(path: str, execution_id: str, request: Request, token:
 @router.get("/endpoints/v1/{path}/executions/{execution_id}/outputs/{name}")
 async def endpoint_file(path: str, execution_id: str, name: str, request: Request, token: str | None = None,
                         context: AppContext = Depends(get_context)) -> Response:
-    """A file output of an endpoint's execution, with the endpoint token."""
-    row = await run_in_threadpool(_authorized, context, path, token or _endpoint_token(request))
-    execution = await run_in_threadpool(context.executions.get, execution_id)
-    if execution.deployment_name != row.name:
-        raise NotFound(f"Execution {execution_id!r} is not an execution of this endpoint.")
+    """A file output of an endpoint's execution, with the endpoint token (the header, or
+    ``?token=`` as craft-ai-sdk 0.74.7 sends it)."""
+    row = await run_in_threadpool(_authorized, context, path, _endpoint_token(request) or token)
+    execution = await _own_execution(context, row, path, execution_id, 0)
     output = await run_in_threadpool(context.executions.returned_output, execution)
     if not isinstance(output.get(name), FileValue):
         raise NotFound(f"Execution {execution_id!r} returned no file named {name!r}.")

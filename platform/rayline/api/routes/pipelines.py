@@ -10,14 +10,11 @@ from rayline.api.context import AppContext, get_context
 from rayline.api.http_io import read_inputs
 from rayline.api.schemas import (ExecutionListItem, ExecutionStarted, PipelineListItem, PipelinePublic)
 from rayline.domain.forms import declarations, unflatten
-from rayline.errors import InvalidInput, PayloadTooLarge
+from rayline.errors import InvalidInput
 from rayline.services.executions import parse_json_field
 from rayline.services.pipelines import PipelineCreate
 
 router = APIRouter(tags=["pipelines"])
-
-# Room for the form fields around the archive itself.
-FORM_OVERHEAD_BYTES = 1024 * 1024
 
 
 @router.get("/project-information")
@@ -28,14 +25,9 @@ def project_information() -> dict[str, Any]:
 
 @router.post("/pipelines", status_code=201, response_model=PipelinePublic)
 async def create_pipeline(request: Request, context: AppContext = Depends(get_context)) -> PipelinePublic:
-    """Create a pipeline from a multipart form: fields plus the folder as a tar.gz part ``step_file``."""
-    limit = context.settings.max_upload_bytes
-    length = request.headers.get("content-length")
-    if length is None or not length.isdigit():
-        raise InvalidInput("Send the upload with a Content-Length header (RaylineSdk does).")
-    if int(length) > limit + FORM_OVERHEAD_BYTES:
-        raise PayloadTooLarge(f"The upload is {length} bytes; the limit is {limit} (RAYLINE_MAX_UPLOAD_BYTES). "
-                              "Upload only what the pipeline needs (container_config['included_folders']).")
+    """Create a pipeline from a multipart form: fields plus the folder as a tar.gz part ``step_file``.
+    The body is bounded as it arrives by ``RequestGuard`` (``RAYLINE_MAX_UPLOAD_BYTES`` plus the
+    form's fields), the archive itself by the pipeline service."""
     form = await request.form(max_files=1, max_fields=2000)
     step_file = form.get("step_file")
     if not isinstance(step_file, UploadFile):
