@@ -1,4 +1,4 @@
-"""User code gets none of the platform's secrets.
+"""User code gets none of the platform's secrets, and each route takes only its own credentials.
 
 A platform started as an operator would, with every secret set (a chosen SDK token, a database
 URL, a package token given to Ray's nodes), runs a pipeline that looks for them where user code
@@ -100,7 +100,7 @@ def encode(values: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory):
+def guarded_platform(tmp_path_factory):
     """A platform of its own, with every secret set through the environment of `rayline up`."""
     home = tmp_path_factory.mktemp("rayline-secrets")
     database_url = f"sqlite:///{home / ('state-' + secrets.token_hex(8) + '.db')}"
@@ -116,8 +116,8 @@ def guarded(tmp_path_factory):
     assert left == [], f"processes left after stopping: {left}"
 
 
-def test_user_code_finds_no_secret_in_either_mode(guarded, tmp_path):
-    platform, platform_secrets = guarded
+def test_user_code_finds_no_secret_in_either_mode(guarded_platform, tmp_path):
+    platform, platform_secrets = guarded_platform
     canary = secrets.token_hex(8)
     names = list(platform_secrets)
     needles = [platform_secrets[name] for name in names] + [f"ENV-CANARY-{canary}", f"FILE-CANARY-{canary}",
@@ -146,3 +146,59 @@ def test_user_code_finds_no_secret_in_either_mode(guarded, tmp_path):
         # among the files, the module's object in memory.
         seen = {(canaries[int(i)], where) for i, where in places if int(i) >= len(names)}
         assert {("env", "env"), ("file", "file"), ("memory", "memory")} <= seen, f"{mode}: {json.dumps(found)}"
+
+
+# Which credentials open a route, by the route's tag in the OpenAPI document; a credential opens
+# a route when the answer is neither 401 nor 403 (a 400 or 404 past the check is fine).
+OPENED_BY = {"health": "all", "auth": "all", "packages": {"package", "sdk", "access"}, "endpoints": {"endpoint"}}
+DEFAULT_OPENED_BY = {"sdk", "access"}
+
+
+def test_every_route_takes_only_its_own_credentials(guarded_platform, tmp_path):
+    platform, platform_secrets = guarded_platform
+    folder = write_folder(tmp_path / "hello", {"main.py": "def hello():\n    return {}\n"})
+    with platform.sdk() as sdk:
+        pipeline = unique("matrix")
+        sdk.create_pipeline(pipeline, "main.py", "hello", container_config={"local_folder": str(folder)})
+        deployment = sdk.create_deployment(pipeline, unique("matrix-ep"), "endpoint")
+        execution_id = sdk.trigger_endpoint(deployment["name"], inputs={})["execution_id"]
+    base = platform.url
+    access = httpx.post(f"{base}/api/v1/auth/refresh", json={"refresh_token": platform_secrets["sdk token"]},
+                        timeout=30).json()["access_token"]
+    credentials = {"none": None, "wrong": "Bearer " + "w" * 32,
+                   "endpoint": f"EndpointToken {deployment['endpoint_token']}",
+                   "endpoint as bearer": f"Bearer {deployment['endpoint_token']}",
+                   "sdk": f"Bearer {platform_secrets['sdk token']}", "access": f"Bearer {access}",
+                   "package": f"Bearer {platform_secrets['package token']}"}
+    # Real names where the route is an endpoint's (its token is checked against its deployment);
+    # elsewhere names that do not exist, so that an opened route changes nothing.
+    endpoint_values = {"path": deployment["endpoint_url_path"], "execution_id": execution_id, "name": "missing"}
+    other_values = {"execution_id": "missing-1", "filename": "0" * 64 + ".zip"}
+    spec = httpx.get(f"{base}/api/v1/openapi.json", timeout=30).json()
+    wrong: list[str] = []
+    checked = 0
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for template, operations in spec["paths"].items():
+            for method, operation in operations.items():
+                tag = (operation.get("tags") or ["?"])[0]
+                values = endpoint_values if tag == "endpoints" else other_values
+                url = template
+                for parameter in operation.get("parameters", []):
+                    if parameter["in"] == "path":
+                        url = url.replace("{" + parameter["name"] + "}", values.get(parameter["name"], "missing"))
+                opened_by = OPENED_BY.get(tag, DEFAULT_OPENED_BY)
+                statuses = {}
+                for kind, header in credentials.items():
+                    body = {"json": {}} if method in ("post", "put", "patch") else {}
+                    response = client.request(method.upper(), url, headers={"Authorization": header} if header else {},
+                                              **body)
+                    statuses[kind] = response.status_code
+                    opened = response.status_code not in (401, 403)
+                    expected = opened_by == "all" or kind in opened_by
+                    if tag == "auth":  # /auth/refresh reads its body, not the header: the same for all
+                        expected = opened = statuses[kind] == next(iter(statuses.values()))
+                    if opened != expected or response.status_code >= 500:
+                        wrong.append(f"{method.upper()} {template} with {kind}: {response.status_code}")
+                    checked += 1
+    assert checked >= 7 * 25, checked  # every documented route, each with every credential
+    assert wrong == []

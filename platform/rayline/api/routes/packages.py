@@ -1,9 +1,9 @@
 """``/packages/<sha256>.zip``: pipeline packages for the Ray nodes that run them.
 
 On a multi-node cluster (``RAYLINE_PACKAGE_URL_BASE``), Ray downloads each pipeline's package
-over HTTP, sending ``RAY_RUNTIME_ENV_BEARER_TOKEN``. The processes that run user code inherit
-that variable, so it should be ``RAYLINE_PACKAGE_TOKEN``, which opens this route only; the SDK
-token (or an access token) is accepted too.
+over HTTP, sending ``RAY_RUNTIME_ENV_BEARER_TOKEN`` (blanked in the processes that run user
+code). It should be ``RAYLINE_PACKAGE_TOKEN``, which opens this route only; the SDK token (or an
+access token) is accepted too.
 """
 
 from __future__ import annotations
