@@ -83,7 +83,8 @@ class ControlPlane:
         pipelines = PipelineService(db, settings)
         environment = EnvironmentService(db, box, on_change=self._changes.notify)
         runner = ElasticRunner(db, settings.elastic_spare_workers, gateway.execution_credential)
-        executions = ExecutionService(db, pipelines, runner, environment.current, settings.max_file_bytes)
+        executions = ExecutionService(db, pipelines, runner, environment.current, settings.max_file_bytes,
+                                      flush_pod=serve_deployments.flush)
         deployments = DeploymentService(db, settings, pipelines, executions, box, serve_deployments,
                                         pod_credential=gateway.pod_credential, on_change=self._changes.notify)
         # Read once per replica: the SDK token changes only through `rayline up`, which redeploys us.

@@ -298,6 +298,11 @@ class LowLatencyReplica:
         place = self._slots.reserve()
         return self._busy() if place is None else await self._run(given, place)
 
+    async def flush(self) -> None:
+        """Called through a handle by the API when it misses a record of this pod: what the pod
+        answered is committed once this returns."""
+        await asyncio.to_thread(self._writer.flush)
+
     def _busy(self) -> dict[str, Any]:
         slots, name = self._slots, self._config.deployment_name
         return {"status": "busy", "retry_after_s": slots.retry_after_s(),

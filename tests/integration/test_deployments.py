@@ -256,3 +256,34 @@ def test_bad_deployment_requests_are_clear_400s_and_409s(sdk, counter_pipeline):
         sdk.get_deployment("no-such-deployment")
     assert info.value.status_code == 404
     sdk.delete_deployment(name)
+
+
+def test_an_answered_execution_is_readable_at_once_everywhere(platform, sdk, counter_pipeline):
+    """Read-your-writes: a warm pod answers before its batch writer commits, so a read that would
+    miss one of its executions has the pod commit first. Every read, right after each answer."""
+    name = unique("ryw")
+    deployment = sdk.create_deployment(counter_pipeline, name, "endpoint", mode="low_latency")
+    misses = []
+    for x in range(25):
+        answer = call(platform, deployment, x if x != 13 else 12)
+        assert answer.status_code == 200
+        execution_id = answer.json()["execution_id"]
+        reads = {
+            "get": lambda: sdk.get_pipeline_execution(execution_id)["status"] == "Succeeded",
+            "logs": lambda: f"with {x if x != 13 else 12}" in logs_text(sdk.get_pipeline_execution_logs(execution_id)),
+            "output": lambda: sdk.retrieve_pipeline_execution_outputs(execution_id)["outputs"]["y"] == 2 * (x if x != 13 else 12),
+            "list": lambda: execution_id in {e["execution_id"] for e in sdk.list_pipeline_executions(counter_pipeline)},
+            "latest": lambda: sdk.get_deployment(name)["last_execution_id"] == execution_id,
+        }
+        for what, read in reads.items():
+            try:
+                if not read():
+                    misses.append(f"{execution_id} {what}")
+            except SdkException as error:
+                misses.append(f"{execution_id} {what}: {error}")
+        if x % 4 == 0:  # through the API too: the execution id in a 4xx/5xx body
+            failed = call(platform, deployment, 13)
+            assert failed.status_code == 500
+            assert sdk.get_pipeline_execution(failed.json()["execution_id"])["status"] == "Failed"
+    assert misses == []
+    sdk.delete_deployment(name)

@@ -66,3 +66,13 @@ def test_state_survives_a_restart_and_stopping_leaves_no_process(platform, tmp_p
                           headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"})
     assert response.status_code == 200 and response.json()["output"] == {"y": 42}
     sdk.delete_pipeline(name, force_deployments_deletion=True)
+
+
+def test_log_bounds_out_of_range_are_a_400_naming_the_field(api):
+    # Found by fuzzing: an epoch in milliseconds past the year 9999 was a 500 (OverflowError).
+    for route in ("/executions/nope-1/logs", "/deployments/nope/logs"):
+        for body, field in (({"from": 660666892523676062711808}, "from"), ({"to": 10**20}, "to"),
+                            ({"from": -1}, "from"), ({"limit": 0}, "limit"), ({"limit": 10**9}, "limit")):
+            response = api.post(route, json=body)
+            assert response.status_code == 400, (route, body, response.text)
+            assert response.json()["message"].startswith(f"Invalid request: {field}:"), response.json()

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from rayline.domain.schedules import human_readable
+from rayline.store.executions import MAX_LOG_LIMIT
 from rayline.store.models import Deployment, Execution, ExecutionLog, Pipeline, Pod
 
 
@@ -91,13 +92,17 @@ class ExecutionOutputs(BaseModel):
     outputs: list[dict[str, Any]]
 
 
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
 class LogsQuery(BaseModel):
     """Bounds in epoch milliseconds, as craft-ai-sdk sends them."""
 
     model_config = {"populate_by_name": True}
-    from_: int | None = Field(None, alias="from")
-    to: int | None = None
-    limit: int | None = None
+    # Dates Python can represent (up to the year 9999): past them, a 400 naming the field.
+    from_: int | None = Field(None, alias="from", ge=0, le=MAX_EPOCH_MS)
+    to: int | None = Field(None, ge=0, le=MAX_EPOCH_MS)
+    limit: int | None = Field(None, ge=1, le=MAX_LOG_LIMIT)
 
 
 class LogLine(BaseModel):

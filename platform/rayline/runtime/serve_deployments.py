@@ -67,6 +67,12 @@ async def run(name: str, given: dict[str, Any]) -> dict[str, Any]:
     return await serve.get_app_handle(name).run.remote(given)
 
 
+def flush(name: str) -> None:
+    """Return once the deployment's pod has committed every record it answered (read-your-writes:
+    a pod answers before its batch writer commits)."""
+    serve.get_app_handle(name).flush.remote().result(timeout_s=10)
+
+
 def run_blocking(name: str, given: dict[str, Any]) -> dict[str, Any]:
     """The same, from a thread that is not an event loop (the periodic scheduler's)."""
     return serve.get_app_handle(name).run.remote(given).result()

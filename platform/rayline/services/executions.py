@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from concurrent.futures import Future
 from datetime import datetime
@@ -21,7 +22,7 @@ from rayline.store import executions as store
 from rayline.store.db import Database
 from rayline.store.models import Deployment, Execution, ExecutionFile, ExecutionLog, Pipeline
 
-RECORD_DELAY_S = 1.0
+logger = logging.getLogger(__name__)
 
 
 class Runner(Protocol):
@@ -43,8 +44,12 @@ def parse_json_field(field: str, text: Any, default: Any) -> Any:
 
 class ExecutionService:
     def __init__(self, db: Database, pipelines: PipelineService, runner: Runner,
-                 environment: Callable[[], dict[str, str]], max_file_bytes: int) -> None:
+                 environment: Callable[[], dict[str, str]], max_file_bytes: int,
+                 flush_pod: Callable[[str], None] = lambda deployment_name: None) -> None:
         self._db = db
+        # A warm pod answers before its batch writer commits the record: a read that would miss
+        # one of its executions first asks it to commit (read-your-writes).
+        self._flush_pod = flush_pod
         self._max_file_bytes = max_file_bytes
         self._pipelines = pipelines
         self._runner = runner
@@ -123,18 +128,41 @@ class ExecutionService:
         with self._db.session() as session:
             row = store.get(session, execution_id)
         if row is None:
+            name, _, number = execution_id.rpartition("-")
+            if number.isdigit() and self._flush_pods(Deployment.name == name):
+                with self._db.session() as session:
+                    row = store.get(session, execution_id)
+        if row is None:
             raise NotFound(f"Execution {execution_id!r} does not exist.")
         return row
 
+    def _flush_pods(self, *where: Any) -> bool:
+        """Ask the warm pods of the deployments ``where`` selects to commit what they answered;
+        False when there is none (or none answered)."""
+        with self._db.session() as session:
+            names = list(session.scalars(select(Deployment.name).where(
+                Deployment.mode == "low_latency", Deployment.is_enabled.is_(True), *where)))
+        flushed = False
+        for name in names:
+            try:
+                self._flush_pod(name)
+                flushed = True
+            except Exception:  # a pod that is down or starting: its journal is replayed by the next one
+                logger.warning("could not ask the pod of %s to commit its records", name, exc_info=True)
+        return flushed
+
     def list_for_pipeline(self, pipeline_name: str) -> list[Execution]:
+        self._flush_pods(Deployment.pipeline_name == pipeline_name)
         with self._db.session() as session:
             return list(session.scalars(select(Execution).where(Execution.pipeline_name == pipeline_name)
                                         .order_by(Execution.created_at.desc())))
 
     def latest_for_pipeline(self, pipeline_name: str) -> Execution | None:
+        self._flush_pods(Deployment.pipeline_name == pipeline_name)
         return self._latest(Execution.pipeline_name == pipeline_name)
 
     def latest_for_deployment(self, deployment_name: str) -> Execution | None:
+        self._flush_pods(Deployment.name == deployment_name)
         return self._latest(Execution.deployment_name == deployment_name)
 
     def _latest(self, where: Any) -> Execution | None:
@@ -142,8 +170,8 @@ class ExecutionService:
             return session.scalars(select(Execution).where(where).order_by(Execution.created_at.desc()).limit(1)).first()
 
     async def wait_until_final(self, execution_id: str, hold_s: float, poll_s: float = 0.02) -> Execution:
-        """The record once it has ended, or as it is after ``hold_s`` seconds. A warm replica
-        writes its records in batches, so a record may appear up to ``RECORD_DELAY_S`` late."""
+        """The record once it has ended, or as it is after ``hold_s`` seconds (NotFound at once
+        for an execution that does not exist: ``get`` has its pod commit what it answered)."""
         loop = asyncio.get_running_loop()
         began = loop.time()
         ended = self._running.get(execution_id)
@@ -153,13 +181,7 @@ class ExecutionService:
             except asyncio.TimeoutError:
                 pass
         while True:
-            try:
-                row = await asyncio.to_thread(self.get, execution_id)
-            except NotFound:
-                if loop.time() - began >= min(hold_s, RECORD_DELAY_S):
-                    raise
-                await asyncio.sleep(poll_s)
-                continue
+            row = await asyncio.to_thread(self.get, execution_id)
             if row.status in store.FINAL_STATUSES or loop.time() - began >= hold_s:
                 return row
             await asyncio.sleep(poll_s)
