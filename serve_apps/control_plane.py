@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -79,6 +80,9 @@ class ControlPlane:
         db = Database(settings.resolved_database_url)
         box = load_secret_box(settings)
         self._changes = _Changes()
+        # The pods' calls run on threads of their own: a burst of API requests (or a pod's flush,
+        # which waits for these calls) must never leave them waiting for a thread.
+        self._gateway_threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="rayline-gateway")
         self._gateway = gateway = PodGateway(db, settings.secret_key_path.read_bytes().strip(), box.open)
         pipelines = PipelineService(db, settings)
         environment = EnvironmentService(db, box, on_change=self._changes.notify)
@@ -123,6 +127,9 @@ class ControlPlane:
 
     # --- the pods' narrow path (rayline.services.pod_gateway), through Serve handles ------------
 
+    async def _on_gateway_thread(self, function: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._gateway_threads, function, *args)
+
     async def pod_sync(self, credential: str, deployment_name: str, known: tuple, hold_s: float) -> dict[str, Any]:
         """The state a pod follows, held up to ``hold_s`` (30 s at most) while it is ``known``
         (``(token_hash, refusing, environment_version)``): an idle pod asks about once per hold."""
@@ -131,7 +138,7 @@ class ControlPlane:
         deadline = loop.time() + min(max(hold_s, 0.0), 30.0)
         while True:
             since = self._changes.generation
-            state = await asyncio.to_thread(self._gateway.pod_state, credential, deployment_name, known[2])
+            state = await self._on_gateway_thread(self._gateway.pod_state, credential, deployment_name, known[2])
             remaining = deadline - loop.time()
             if (state["token_hash"], state["refusing"], state["environment_version"]) != tuple(known) \
                     or remaining <= 0:
@@ -142,21 +149,21 @@ class ControlPlane:
 
     async def register_pod(self, credential: str, deployment_name: str, pod_id: str, version: int,
                            dead_pods: list[str]) -> None:
-        await asyncio.to_thread(self._gateway.register_pod, credential, deployment_name, pod_id, version, dead_pods)
+        await self._on_gateway_thread(self._gateway.register_pod, credential, deployment_name, pod_id, version, dead_pods)
 
     async def update_pod(self, credential: str, deployment_name: str, pod_id: str, fields: dict[str, Any]) -> None:
-        await asyncio.to_thread(self._gateway.update_pod, credential, deployment_name, pod_id, fields)
+        await self._on_gateway_thread(self._gateway.update_pod, credential, deployment_name, pod_id, fields)
 
     async def take_ids(self, credential: str, deployment_name: str, count: int) -> list[int]:
-        return await asyncio.to_thread(self._gateway.take_ids, credential, deployment_name, count)
+        return await self._on_gateway_thread(self._gateway.take_ids, credential, deployment_name, count)
 
     async def write_records(self, credential: str, deployment_name: str, events: list[dict[str, Any]],
                             replaying: bool) -> None:
-        await asyncio.to_thread(self._gateway.write, credential, deployment_name, events, replaying)
+        await self._on_gateway_thread(self._gateway.write, credential, deployment_name, events, replaying)
 
     async def append_execution_logs(self, credential: str, execution_id: str,
                                     records: list[tuple[datetime, str, str]]) -> None:
-        await asyncio.to_thread(self._gateway.append_execution_logs, credential, execution_id, records)
+        await self._on_gateway_thread(self._gateway.append_execution_logs, credential, execution_id, records)
 
     def __serve_build_asgi_app__(self):
         from rayline.api.app import create_app

@@ -42,8 +42,8 @@ from rayline.domain.environment import apply as apply_environment
 from rayline.domain.io_types import OutputSpec, check_outputs
 from rayline.domain.files import FileValue, materialize
 from rayline.domain.mappings import gather_inputs, kept_files, place_outputs
-from rayline.domain.tokens import token_matches
-from rayline.errors import InvalidInput, PayloadTooLarge, RaylineError
+from rayline.domain.tokens import ENDPOINT_TOKEN_REFUSED, token_matches
+from rayline.errors import InvalidInput, PayloadTooLarge, PlatformFailure, RaylineError
 from rayline.execution_context import ExecutionScope, current_scope
 from rayline.runtime.execution_slots import ExecutionSlots
 from rayline.runtime.log_capture import follow_executions_into_threads, install_routing
@@ -78,6 +78,7 @@ class LowLatencyReplica:
         self._writer = RecordWriter(self._write_records, journals / f"{self._pod_id}.journal")
         self._token_hash: str | None = None
         self._refusing: str | None = None  # "disabled" or "deleted" once the pod sees it
+        self._unreported: dict[str, Any] = {}  # applied, not yet in the pod row (a report failed)
         # The environment variables as last loaded (version, values), and as set in os.environ.
         self._environment: tuple[int, dict[str, str]] = (0, {})
         self._applied_environment: tuple[int, dict[str, str]] = (0, {})
@@ -118,18 +119,21 @@ class LowLatencyReplica:
         self._log(line, stream)
 
     def _write_records(self, events: list[Event], replaying: bool = False) -> None:
-        """The writer's sink. While the control plane is unreachable (restarting), the batch is
-        retried for up to a minute; a record it refuses is not retried."""
-        deadline = time.monotonic() + 60
+        """The writer's sink. While the control plane cannot be reached (it restarts), the batch
+        is retried for as long as it takes: the journal keeps it meanwhile, and is marked
+        committed only once it is. A retry skips what an attempt that timed out had written. A
+        record the control plane refuses (RaylineError) is not retried."""
+        pause = 0.2
         while True:
             try:
                 return self._link.call("write_records", self._config.deployment_name, events, replaying)
             except RaylineError:
                 raise
             except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1.0)
+                logger.warning("pod %s could not send its records; retrying in %.1f s", self._pod_id, pause,
+                               exc_info=pause == 0.2)
+                time.sleep(pause)
+                pause, replaying = min(pause * 2, 5.0), True
 
     def _update_pod(self, **fields: Any) -> None:
         self._link.call("update_pod", self._config.deployment_name, self._pod_id, fields)
@@ -163,11 +167,15 @@ class LowLatencyReplica:
         """Ask the control plane what the pod follows (its token, whether it is still enabled or
         deleted, the environment variables), held up to ``hold_s`` while nothing changes; then
         report what the pod now applies in its pod row, which the control plane waits for."""
+        if self._unreported:  # what a failed report did not tell yet
+            self._update_pod(**self._unreported)
+            self._unreported = {}
         known = (self._token_hash, self._refusing, self._environment[0])
         state = self._link.call("pod_sync", self._config.deployment_name, known, hold_s,
                                 timeout_s=hold_s + 30)
         if (state["token_hash"], state["refusing"], state["environment_version"]) == known:
             return
+        # Applied at once (an old token is refused from now on), reported after.
         report: dict[str, Any] = {}
         if state["environment"] is not None:
             self._environment = (state["environment_version"], state["environment"])
@@ -177,8 +185,10 @@ class LowLatencyReplica:
             report["token_fingerprint"] = self._token_hash[:16] if self._token_hash else None
             if self._refusing:
                 report["status"] = "stopping"
+        self._unreported = report
         if report:
             self._update_pod(**report)
+            self._unreported = {}
 
     def _apply_environment(self) -> None:
         """Set the environment variables last loaded in os.environ (at each execution start)."""
@@ -238,6 +248,7 @@ class LowLatencyReplica:
         before the current one runs out, so a call does not wait for the control plane. Only
         after a burst that emptied the block does a call wait for the next one (``wait``, on a
         thread: never on the event loop)."""
+        deadline = time.monotonic() + 60
         with self._ids_lock:
             while True:
                 number = self._ids.popleft() if self._ids else None
@@ -248,36 +259,37 @@ class LowLatencyReplica:
                     return f"{self._config.deployment_name}-{number}"
                 if not wait:
                     return None
+                if time.monotonic() > deadline:
+                    raise PlatformFailure("No execution number could be had from the control plane for 60 s.")
                 self._ids_ready.wait(1.0)
 
     async def __call__(self, request: Request) -> JSONResponse:
+        # The token first, whatever the method or path (a deleted deployment has none): a caller
+        # without it learns nothing, not even that a warm deployment is here.
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme != "EndpointToken" or not token_matches(token.strip(), self._token_hash):
+            return JSONResponse({"message": ENDPOINT_TOKEN_REFUSED, "name": "Unauthorized"}, status_code=401,
+                                headers={"WWW-Authenticate": "EndpointToken"})
         if request.url.path.rstrip("/") != self._config.route_prefix or request.method != "POST":
             return _error(404 if request.method == "POST" else 405,
                           f"Call this endpoint with POST {self._config.route_prefix}.", "NotFound")
-        # The token first (a deleted deployment has none): a caller without it learns nothing.
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme != "EndpointToken" or not token_matches(token.strip(), self._token_hash):
-            return JSONResponse({"message": "Missing or invalid endpoint token: send 'Authorization: EndpointToken "
-                                            "<token>' (get_deployment shows the deployment's endpoint_token).",
-                                 "name": "Unauthorized"}, status_code=401,
-                                headers={"WWW-Authenticate": "EndpointToken"})
         if self._refusing == "disabled":
             return _error(503, f"Deployment {self._config.deployment_name!r} is disabled; enable it with "
                                f"update_deployment({self._config.deployment_name!r}, is_enabled=True).", "Unavailable")
-        # The place first, so that a full pod refuses at once, before reading any body.
-        place = self._slots.reserve()
-        if place is None:
+        # Admitted first, so that a full pod refuses at once, before reading any body; the slot
+        # (or the place in the queue) is taken once the body is read.
+        if not self._slots.admit():
             result = self._busy()
         else:
             try:
                 given = await read_inputs(request, self._config.max_file_bytes)
             except (InvalidInput, PayloadTooLarge) as error:
-                self._slots.give_back(place)
+                self._slots.leave()
                 return _error(413 if isinstance(error, PayloadTooLarge) else 400, error.message, error.name)
             except BaseException:  # the caller left while sending its body
-                self._slots.give_back(place)
+                self._slots.leave()
                 raise
-            result = await self._run(given, place)
+            result = await self._run(given, self._slots.reserve(admitted=True))
         status = result["status"]
         if status == store.SUCCEEDED:
             return output_response(result["execution_id"], result["output"])

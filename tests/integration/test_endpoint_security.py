@@ -171,10 +171,16 @@ def test_a_warm_pod_answers_a_stranger_as_the_control_plane_does(platform, sdk, 
     try:
         answers = [httpx.post(endpoint_url(platform, warm), json={"x": 1}, timeout=30, headers=headers)
                    for headers in ({}, {"Authorization": "EndpointToken not-the-token"})]
+        # Other methods too: a GET must not tell a warm pod (its own 405) from nothing at all.
+        answers += [httpx.request(method, url, timeout=30) for method in ("GET", "DELETE")
+                    for url in (endpoint_url(platform, warm), f"{platform.url}/endpoints/{unique('nothing-here')}")]
         nothing = httpx.post(f"{platform.url}/endpoints/{unique('nothing-here')}", json={"x": 1}, timeout=30)
         for response in answers:
             assert response.status_code == 401 and response.json() == nothing.json()
             assert response.headers["www-authenticate"] == "EndpointToken"
+        allowed = httpx.get(endpoint_url(platform, warm), timeout=30,
+                            headers={"Authorization": f"EndpointToken {warm['endpoint_token']}"})
+        assert allowed.status_code == 405  # with its token, the method is what is wrong
     finally:
         sdk.delete_deployment(warm["name"])
 

@@ -396,3 +396,11 @@ def test_the_destination_must_be_empty(tmp_path):
     (tmp_path / "old").write_text("x")
     with pytest.raises(ValueError, match="empty folder"):
         extract_archive(tar_with(file_member("main.py")), tmp_path, LIMIT, MEMBERS)
+
+
+def test_many_long_links_are_refused_before_they_cost_minutes(tmp_path):
+    # Each link names 300 path parts: 400 of them would have the resolver follow 120,000 names.
+    members = [file_member("d/f.txt")] + [link_member(f"l{i}", "./" * 300 + "d") for i in range(400)]
+    with pytest.raises(InvalidInput, match="too long to follow"):
+        extract_archive(tar_with(*members), tmp_path / "out", 10**9, 20_000)
+    assert not any((tmp_path / "out").iterdir())

@@ -91,3 +91,18 @@ def test_a_place_given_back_frees_its_slot_or_its_place_in_the_queue():
         again = slots.reserve()
         assert again is not None and again.done() and slots.running == 1
     run(scenario())
+
+
+def test_a_call_being_read_holds_no_slot_and_is_refused_only_when_all_is_taken():
+    async def scenario():
+        slots = ExecutionSlots(limit=1, max_waiting=1)
+        assert slots.admit() and slots.admit()  # two slow uploads: room for both (a slot, a place)
+        assert not slots.admit()  # a third is refused before its body is read
+        quick = slots.reserve()  # a call without a body (through a handle) still finds the slot free
+        assert quick is not None and quick.done() and slots.running == 1
+        slots.leave()  # one upload's body was refused
+        late = slots.reserve(admitted=True)  # the other is read: it waits, as there was room for it
+        assert late is not None and not late.done() and slots.waiting == 1
+        slots.release()
+        assert late.done() and (slots.running, slots.waiting, slots.reading) == (1, 0, 0)
+    run(scenario())

@@ -35,7 +35,9 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(endpoints.router)  # endpoint-token routes, outside /api/v1
     # Body limits and the SDK token, before any body is read (see rayline.api.limits); outside
     # them, the answer to unexpected errors. The last one added is the outermost.
-    open_routes = [(route.methods, API_PREFIX + route.path) for router in OPEN_ROUTERS for route in router.routes]
+    # (HEAD with every GET: a monitor's `HEAD /api/v1/health` needs no token either.)
+    open_routes = [(route.methods | ({"HEAD"} if "GET" in route.methods else set()), API_PREFIX + route.path)
+                   for router in OPEN_ROUTERS for route in router.routes]
     open_routes += [({"GET", "HEAD"}, app.docs_url), ({"GET", "HEAD"}, app.openapi_url)]
     app.add_middleware(RequestGuard, limit_for=body_limits(context.settings, API_PREFIX),
                        refusal=sdk_token_gate(context, API_PREFIX, open_routes))

@@ -37,6 +37,7 @@ _MAX_HEADER = 64 * 1024  # one PAX or GNU long-name header: room for long names 
 _MAX_HEADER_RUN = 8  # extended headers in a row before a member; real archives use at most 4
 _HEADER_ALLOWANCE = 16 * 1024  # per member: its headers and padding, beyond max_unpacked_bytes
 _MAX_HOPS, _MAX_STEPS = 40, 1024  # links, and names, followed to resolve one link (Linux: 40 links)
+_MAX_TOTAL_STEPS = 100_000  # names followed for all the links of one archive together
 _CHUNK = 1024 * 1024
 _EXTENDED = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
              tarfile.GNUTYPE_LONGLINK)
@@ -102,15 +103,19 @@ def _guarded_tarinfo() -> type[tarfile.TarInfo]:
     return Guarded
 
 
-def _resolve(tree: dict[str, int | str | None], path: str) -> str:
+def _resolve(tree: dict[str, int | str | None], path: str, budget: list[int]) -> str:
     """Where the link at ``path`` ends, following the links of ``tree`` as the kernel would.
 
     Lexical, never ``os.path.realpath``: the tree is exactly what is on disk, so no length limit
-    makes it stop early. A name missing from the tree is kept: the kernel would fail there."""
+    makes it stop early. A name missing from the tree is kept: the kernel would fail there.
+    ``budget`` (steps left for the whole archive) bounds the time many long links can cost."""
     target = tree[path]
     stack, parts, hops, steps = path.split("/")[:-1], target.split("/")[::-1], 0, 0
     while parts:
         part, steps = parts.pop(), steps + 1
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise InvalidInput("The archive's links take too long to follow; link to the files themselves.")
         if steps > _MAX_STEPS or hops > _MAX_HOPS:
             raise InvalidInput(f"Archive member {path[:200]!r} links to {target!r} through more than {_MAX_HOPS} "
                                "links; link to the file itself.")
@@ -212,8 +217,9 @@ class _Unpacker:
             self.tree[path] = member.size
 
     def finish(self) -> None:
+        budget = [_MAX_TOTAL_STEPS]
         for path in self.links:
-            end = self.tree.get(_resolve(self.tree, path))
+            end = self.tree.get(_resolve(self.tree, path, budget))
             if isinstance(end, int):
                 self._count(end)
         for path in self.links:

@@ -25,3 +25,9 @@ def token_matches(candidate: str | None, stored_hash: str | None) -> bool:
     if not candidate or not stored_hash:
         return False
     return hmac.compare_digest(hash_token(candidate), stored_hash)
+
+
+# What a call to an endpoint without its token is told: the same wherever it went (a warm pod,
+# the API, a path where no deployment is).
+ENDPOINT_TOKEN_REFUSED = ("Missing or invalid endpoint token: send 'Authorization: EndpointToken <token>' "
+                          "(get_deployment shows the deployment's endpoint_token).")

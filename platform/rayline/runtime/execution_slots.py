@@ -25,6 +25,7 @@ class ExecutionSlots:
             raise ValueError("limit must be at least 1 and max_waiting at least 0.")
         self.limit, self.max_waiting = limit, max_waiting
         self.running = 0
+        self.reading = 0  # admitted calls whose request is still being read
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
         self._mean_duration_s = 1.0
 
@@ -32,14 +33,31 @@ class ExecutionSlots:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    def reserve(self) -> asyncio.Future | None:
+    def admit(self) -> bool:
+        """Room for one more call whose request is still being read, or False when every slot
+        and every place in the queue is taken (refuse it before reading its body). An admitted
+        call takes its place with ``reserve(admitted=True)`` once read, or ``leave()``s: a slow
+        upload holds no running slot meanwhile."""
+        if self.running + len(self._waiters) + self.reading >= self.limit + self.max_waiting:
+            return False
+        self.reading += 1
+        return True
+
+    def leave(self) -> None:
+        """An admitted call that will not run (its body was refused, or its caller left)."""
+        self.reading -= 1
+
+    def reserve(self, admitted: bool = False) -> asyncio.Future | None:
         """A place for one execution: a future that is done once it holds a slot (at once when
-        one is free and nobody waits), or None when the queue is full."""
+        one is free and nobody waits), or None when the queue is full (never for an admitted
+        call: there was room when it came)."""
+        if admitted:
+            self.reading -= 1
         place = asyncio.get_running_loop().create_future()
         if self.running < self.limit and not self._waiters:
             self.running += 1
             place.set_result(None)
-        elif len(self._waiters) < self.max_waiting:
+        elif admitted or len(self._waiters) < self.max_waiting:
             self._waiters.append(place)
         else:
             return None

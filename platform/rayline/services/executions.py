@@ -124,10 +124,10 @@ class ExecutionService:
             raise PlatformFailure(message, additional_data={"execution_id": execution.execution_id}) from error
         return execution
 
-    def get(self, execution_id: str) -> Execution:
+    def get(self, execution_id: str, flush: bool = True) -> Execution:
         with self._db.session() as session:
             row = store.get(session, execution_id)
-        if row is None:
+        if row is None and flush:
             name, _, number = execution_id.rpartition("-")
             if number.isdigit() and self._flush_pods(Deployment.name == name):
                 with self._db.session() as session:
@@ -180,11 +180,11 @@ class ExecutionService:
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ended)), hold_s)
             except asyncio.TimeoutError:
                 pass
-        while True:
-            row = await asyncio.to_thread(self.get, execution_id)
-            if row.status in store.FINAL_STATUSES or loop.time() - began >= hold_s:
-                return row
+        row = await asyncio.to_thread(self.get, execution_id)  # its pod commits first, once, if need be
+        while row.status not in store.FINAL_STATUSES and loop.time() - began < hold_s:
             await asyncio.sleep(poll_s)
+            row = await asyncio.to_thread(self.get, execution_id, False)
+        return row
 
     def returned_output(self, execution: Execution) -> dict[str, Any]:
         """What its caller gets back from an ended execution, file outputs as ``FileValue``."""

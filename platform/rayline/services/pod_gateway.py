@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from rayline.errors import InvalidInput, Unauthorized
 from rayline.store import environment as environment_store
@@ -132,8 +133,28 @@ class PodGateway:
         """Apply a pod's batch of records, each checked to be this deployment's."""
         self.check_pod(credential, deployment_name)
         with self._db.session() as session:
-            pipeline = session.scalar(select(Deployment.pipeline_name).where(Deployment.name == deployment_name))
-        self._sink([_checked(event, deployment_name, pipeline) for event in events], replaying)
+            deployment = session.execute(select(Deployment.pipeline_name, Deployment.created_at)
+                                         .where(Deployment.name == deployment_name)).first()
+            checked = [_checked(event, deployment_name, deployment.pipeline_name if deployment else None)
+                       for event in events]
+            # The executions the events end or add to: this deployment's (not a pipeline run, nor one of
+            # a deleted deployment of the same name), or started in this very batch.
+            started = {e["row"]["execution_id"] for e in checked if e["kind"] == "started"}
+            touched = {e.get("execution_id") or e["row"]["execution_id"] for e in checked
+                       if e["kind"] in ("finished", "execution_log", "files")} - started
+            if touched:
+                owned = select(store.Execution.execution_id).where(
+                    store.Execution.execution_id.in_(touched), store.Execution.deployment_name == deployment_name)
+                if deployment is not None:
+                    owned = owned.where(store.Execution.created_at >= deployment.created_at)
+                foreign = touched - set(session.scalars(owned))
+                if foreign:
+                    raise InvalidInput(f"A pod of {deployment_name!r} may not write the records of "
+                                       f"{sorted(foreign)[:3]}: they are not its deployment's executions.")
+        try:
+            self._sink(checked, replaying)
+        except IntegrityError as error:  # e.g. a log line of an execution deleted meanwhile: not retried
+            raise InvalidInput(f"A record of {deployment_name!r} cannot be written: {error.orig}") from None
 
     # --- what an elastic worker does ---------------------------------------------------------
 

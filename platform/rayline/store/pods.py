@@ -1,4 +1,4 @@
-"""Waiting for warm pods to catch up with a change they watch in SQL."""
+"""Waiting for warm pods to catch up with a change they follow."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ logger = logging.getLogger(__name__)
 
 
 def wait_until_no_pod(db: Database, *where: Any, timeout_s: float = 5.0) -> bool:
-    """Return True once no pod matches ``where`` (each pod reads what it watches every 0.2 s and
-    records what it now applies in its row), or False after ``timeout_s``."""
+    """Return True once no pod matches ``where`` (each pod is told of a change at once, through
+    its long poll, and records what it now applies in its row), or False after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with db.session() as session:

@@ -168,7 +168,14 @@ def replay_orphans(sink: Sink, folder: Path) -> list[str]:
                     if event.get("seq", 0) > done:
                         events.append(event)
             if events:
-                sink(events, True)
+                try:
+                    sink(events, True)
+                except Exception:  # one by one, so that a record refused (its execution deleted,
+                    for event in events:  # say) cannot keep the others, or a new pod, from starting
+                        try:
+                            sink([event], True)
+                        except Exception:
+                            logger.exception("dropping a journaled record that cannot be written: %r", event)
             for path in files:
                 path.unlink(missing_ok=True)
             done_path.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from rayline.api.http_io import file_response, output_response, read_inputs
 from rayline.domain.deployments import failure_for_caller, is_timed_out
 from rayline.domain.mappings import returned_files, returned_outputs
 from rayline.domain.files import FileValue
-from rayline.domain.tokens import generate_token, hash_token, token_matches
+from rayline.domain.tokens import ENDPOINT_TOKEN_REFUSED, generate_token, hash_token, token_matches
 from rayline.errors import NotFound, Unauthorized
 from rayline.store.executions import FINAL_STATUSES, SUCCEEDED
 from rayline.store.models import Deployment, Execution
@@ -32,8 +32,6 @@ router = APIRouter(tags=["endpoints"])
 # What an unknown path's "token" is compared with, so that a missing endpoint takes as long to
 # refuse as a wrong token: the caller learns nothing about which paths exist.
 _UNKNOWN_PATH_HASH = hash_token(generate_token())
-UNAUTHORIZED = ("Missing or invalid endpoint token: send 'Authorization: EndpointToken <token>' "
-                "(get_deployment shows the deployment's endpoint_token).")
 
 
 def _authorized(context: AppContext, path: str, token: str | None) -> Deployment:
@@ -43,7 +41,7 @@ def _authorized(context: AppContext, path: str, token: str | None) -> Deployment
     valid = context.deployments.check_endpoint_token(row, token) if row is not None else \
         token_matches(token, _UNKNOWN_PATH_HASH)
     if row is None or not valid:
-        raise Unauthorized(UNAUTHORIZED, scheme="EndpointToken")
+        raise Unauthorized(ENDPOINT_TOKEN_REFUSED, scheme="EndpointToken")
     return row
 
 
@@ -103,6 +101,15 @@ async def call_endpoint(path: str, request: Request, context: AppContext = Depen
     if result["status"] == SUCCEEDED:
         return output_response(execution_id, result["output"])
     return _failure(execution_id, result["status"], result["error"], result.get("timed_out", False))
+
+
+@router.api_route("/endpoints/{path}", methods=["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                  include_in_schema=False)
+def endpoint_other_method(path: str, request: Request, context: AppContext = Depends(get_context)) -> Response:
+    """Only POST calls an endpoint; the token is checked first all the same, as a warm pod does."""
+    _authorized(context, path, _endpoint_token(request))
+    return JSONResponse({"message": f"Call this endpoint with POST /endpoints/{path}.", "name": "MethodNotAllowed"},
+                        status_code=405, headers={"Allow": "POST"})
 
 
 def _failure(execution_id: str, status: str, error: str | None, timed_out: bool) -> JSONResponse:
