@@ -9,7 +9,7 @@ SUM := $(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 PLATFORM_STAMP := $(VENV)/.installed-platform-$(SUM)
 TEST_STAMP := $(VENV)/.installed-test-$(SUM)
 
-.PHONY: up test install install-test postgres bench clean
+.PHONY: up test lint install install-test postgres bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,16 @@ install-test: $(TEST_STAMP)
 up: install
 	$(BIN)/rayline up
 
-## Install what the tests need and run the whole suite.
-test: install-test postgres
+## Install what the tests need, run the static checks, then the whole suite.
+test: install-test postgres lint
 	$(BIN)/python -m pytest
+
+## The static checks, configured in pyproject.toml: ruff's lint rules and its formatting, and mypy
+## over platform/rayline and serve_apps. Each must find nothing.
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## PostgreSQL's server programs, for the store's tests on PostgreSQL (they start their own server
 ## on 127.0.0.1). Installed from Debian's packages when missing and when run as root, as in CI;

@@ -49,14 +49,20 @@ async def endpoint(request: Request):
 """
 
 
-def wrk(url: str, token: str | None, connections: int, threads: int, duration_s: int, folder: Path,
-        body: str = '{"x": 1}') -> dict:
+def wrk(
+    url: str, token: str | None, connections: int, threads: int, duration_s: int, folder: Path, body: str = '{"x": 1}'
+) -> dict:
     script = folder / "post.lua"
     headers = f'wrk.headers["Authorization"] = "EndpointToken {token}"\n' if token else ""
-    script.write_text(f'wrk.method = "POST"\nwrk.body = \'{body}\'\n'
-                      'wrk.headers["Content-Type"] = "application/json"\n' + headers)
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s",
-                          str(script), url], capture_output=True, text=True, check=True).stdout
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = \'{body}\'\nwrk.headers["Content-Type"] = "application/json"\n' + headers
+    )
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
     def ms(label: str) -> float:
         value, unit = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
@@ -65,9 +71,14 @@ def wrk(url: str, token: str | None, connections: int, threads: int, duration_s:
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    return {"p50_ms": ms("50"), "p99_ms": ms("99"), "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "requests": requests, "non_2xx": int(bad.group(1)) if bad else 0,
-            "socket_errors": errors.group(1) if errors else None}
+    return {
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": requests,
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else None,
+    }
 
 
 def deploy_raw_serve(platform: LocalPlatform) -> str:
@@ -104,8 +115,11 @@ def timed_calls(client: httpx.Client, url: str, count: int, pause_s: float) -> l
 
 def summary(samples: list[float]) -> dict:
     ordered = sorted(samples)
-    return {"p50_ms": round(statistics.median(ordered), 1), "p99_ms": round(ordered[-1] if len(ordered) < 100 else
-            ordered[int(len(ordered) * 0.99)], 1), "calls": len(ordered)}
+    return {
+        "p50_ms": round(statistics.median(ordered), 1),
+        "p99_ms": round(ordered[-1] if len(ordered) < 100 else ordered[int(len(ordered) * 0.99)], 1),
+        "calls": len(ordered),
+    }
 
 
 def main() -> None:
@@ -115,22 +129,32 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk (or run `make bench`).")
-    result: dict = {"benchmark": "endpoint_latency", "serve_ingress": "default proxy" if args.no_ha_proxy else "HAProxy"}
+    result: dict = {
+        "benchmark": "endpoint_latency",
+        "serve_ingress": "default proxy" if args.no_ha_proxy else "HAProxy",
+    }
     with tempfile.TemporaryDirectory(prefix="rayline-bench-") as tmp:
         folder = Path(tmp)
         (folder / "pipeline").mkdir()
         (folder / "pipeline" / "main.py").write_text("def double(x):\n    return {'y': x * 2}\n")
         (folder / "bare.py").write_text(textwrap.dedent(BARE_APP))
         bare_port = free_port()
-        bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "bare:app", "--port", str(bare_port),
-                                 "--log-level", "warning"], cwd=folder)
-        platform = LocalPlatform(folder / "home",
-                                 extra_env={"RAYLINE_HA_PROXY": "false"} if args.no_ha_proxy else None)
+        bare = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bare:app", "--port", str(bare_port), "--log-level", "warning"],
+            cwd=folder,
+        )
+        platform = LocalPlatform(folder / "home", extra_env={"RAYLINE_HA_PROXY": "false"} if args.no_ha_proxy else None)
         platform.start()
         try:
             sdk = platform.sdk()
-            sdk.create_pipeline("double", "main.py", "double", container_config={"local_folder": str(folder / "pipeline")},
-                                inputs=[Input("x", "number")], outputs=[Output("y", "number")])
+            sdk.create_pipeline(
+                "double",
+                "main.py",
+                "double",
+                container_config={"local_folder": str(folder / "pipeline")},
+                inputs=[Input("x", "number")],
+                outputs=[Output("y", "number")],
+            )
             create_s = []
             for i in range(3):
                 began = time.perf_counter()
@@ -145,37 +169,52 @@ def main() -> None:
             for _ in range(50):  # all warmed up
                 httpx.post(bare_url, json={"x": 1})
                 httpx.post(raw_url, json={"x": 1})
-                httpx.post(warm_url, json={"x": 1}, headers={"Authorization": f"EndpointToken {warm['endpoint_token']}"})
+                httpx.post(
+                    warm_url, json={"x": 1}, headers={"Authorization": f"EndpointToken {warm['endpoint_token']}"}
+                )
 
-            sequential = {"bare_uvicorn": wrk(bare_url, None, 1, 1, 10, folder),
-                          "raw_serve": wrk(raw_url, None, 1, 1, 10, folder),
-                          "low_latency": wrk(warm_url, warm["endpoint_token"], 1, 1, 10, folder)}
-            concurrent = {"bare_uvicorn": wrk(bare_url, None, 16, 2, 10, folder),
-                          "raw_serve": wrk(raw_url, None, 16, 2, 10, folder),
-                          "low_latency": wrk(warm_url, warm["endpoint_token"], 16, 2, 10, folder)}
+            sequential = {
+                "bare_uvicorn": wrk(bare_url, None, 1, 1, 10, folder),
+                "raw_serve": wrk(raw_url, None, 1, 1, 10, folder),
+                "low_latency": wrk(warm_url, warm["endpoint_token"], 1, 1, 10, folder),
+            }
+            concurrent = {
+                "bare_uvicorn": wrk(bare_url, None, 16, 2, 10, folder),
+                "raw_serve": wrk(raw_url, None, 16, 2, 10, folder),
+                "low_latency": wrk(warm_url, warm["endpoint_token"], 16, 2, 10, folder),
+            }
             time.sleep(1.5)
             with sqlite3.connect(platform.home / "rayline.db") as db:
                 recorded = db.execute("SELECT COUNT(*) FROM executions WHERE deployment_name = 'warm-0'").fetchone()[0]
             sent = 50 + sequential["low_latency"]["requests"] + concurrent["low_latency"]["requests"]
             result["low_latency"] = {
-                "sequential": sequential, "concurrent_16": concurrent,
-                "p50_ratio_vs_bare_uvicorn": round(sequential["low_latency"]["p50_ms"] / sequential["bare_uvicorn"]["p50_ms"], 2),
-                "p50_ratio_vs_raw_serve": round(sequential["low_latency"]["p50_ms"]
-                                                / sequential["raw_serve"]["p50_ms"], 2),
+                "sequential": sequential,
+                "concurrent_16": concurrent,
+                "p50_ratio_vs_bare_uvicorn": round(
+                    sequential["low_latency"]["p50_ms"] / sequential["bare_uvicorn"]["p50_ms"], 2
+                ),
+                "p50_ratio_vs_raw_serve": round(
+                    sequential["low_latency"]["p50_ms"] / sequential["raw_serve"]["p50_ms"], 2
+                ),
                 "records": {"requests_answered": sent, "executions_recorded": recorded},
                 "create_to_up_s": [round(s, 2) for s in create_s],
             }
 
             if not args.skip_elastic:
                 elastic = sdk.create_deployment("double", "elastic", "endpoint", mode="elastic")
-                with httpx.Client(headers={"Authorization": f"EndpointToken {elastic['endpoint_token']}"}, timeout=120) as client:
+                with httpx.Client(
+                    headers={"Authorization": f"EndpointToken {elastic['endpoint_token']}"}, timeout=120
+                ) as client:
                     url = f"{platform.url}/endpoints/elastic"
                     timed_calls(client, url, 3, 1.0)
                     every_1_5 = timed_calls(client, url, 20, 1.5)
                     every_0_5 = timed_calls(client, url, 30, 0.5)
                     bursts = timed_calls(client, url, 20, 0.0)
-                result["elastic"] = {"one_call_every_1_5_s": summary(every_1_5), "one_call_every_0_5_s": summary(every_0_5),
-                                     "back_to_back": summary(bursts)}
+                result["elastic"] = {
+                    "one_call_every_1_5_s": summary(every_1_5),
+                    "one_call_every_0_5_s": summary(every_0_5),
+                    "back_to_back": summary(bursts),
+                }
         finally:
             left = platform.stop()
             bare.terminate()

@@ -62,6 +62,7 @@ def endpoint_caller(platform: LocalPlatform, deployment: dict, body: dict):
         response = httpx.post(url, json=body, headers=headers, timeout=300, follow_redirects=True)
         response.raise_for_status()
         return response.json()
+
     return call
 
 
@@ -81,47 +82,69 @@ def main() -> None:
         result["rayline_up_ready_s"] = round(time.perf_counter() - began, 1)
         try:
             sdk = platform.sdk()
-            sdk.create_pipeline("minilm", "main.py", "similarity",
-                                container_config={"local_folder": str(ROOT / "notebooks" / "pipelines" / "minilm")},
-                                inputs=[Input("a", "string"), Input("b", "string")],
-                                outputs=[Output("similarity", "number")])
+            sdk.create_pipeline(
+                "minilm",
+                "main.py",
+                "similarity",
+                container_config={"local_folder": str(ROOT / "notebooks" / "pipelines" / "minilm")},
+                inputs=[Input("a", "string"), Input("b", "string")],
+                outputs=[Output("similarity", "number")],
+            )
             pair = {"a": "A cat sits on the mat.", "b": "A kitten is resting on a rug."}
-            warm = endpoint_caller(platform, sdk.create_deployment("minilm", "minilm-warm", "endpoint",
-                                                                   mode="low_latency"), pair)
-            elastic = endpoint_caller(platform, sdk.create_deployment("minilm", "minilm-elastic", "endpoint",
-                                                                      mode="elastic"), pair)
+            warm = endpoint_caller(
+                platform, sdk.create_deployment("minilm", "minilm-warm", "endpoint", mode="low_latency"), pair
+            )
+            elastic = endpoint_caller(
+                platform, sdk.create_deployment("minilm", "minilm-elastic", "endpoint", mode="elastic"), pair
+            )
             warm()
             elastic()
             p50_warm, p50_elastic = p50_ms(warm, 30), p50_ms(elastic, args.elastic_calls)
-            result["minilm_similarity"] = {"elastic_p50_ms": p50_elastic, "low_latency_p50_ms": p50_warm,
-                                           "speedup": round(p50_elastic / p50_warm, 1)}
+            result["minilm_similarity"] = {
+                "elastic_p50_ms": p50_elastic,
+                "low_latency_p50_ms": p50_warm,
+                "speedup": round(p50_elastic / p50_warm, 1),
+            }
             for name in ("minilm-warm", "minilm-elastic"):
                 sdk.delete_deployment(name)
             time.sleep(3)  # the MiniLM pod's memory given back before the next measures
 
-            sdk.create_pipeline("pid", "main.py", "pid", container_config={"local_folder": str(folder / "pid")},
-                                outputs=[Output("pid", "number")])
+            sdk.create_pipeline(
+                "pid",
+                "main.py",
+                "pid",
+                container_config={"local_folder": str(folder / "pid")},
+                outputs=[Output("pid", "number")],
+            )
             pods, callers = [], []
             for i in range(args.bound):
-                callers.append(endpoint_caller(platform, sdk.create_deployment("pid", f"idle-{i}", "endpoint",
-                                                                               mode="low_latency"), {}))
+                callers.append(
+                    endpoint_caller(
+                        platform, sdk.create_deployment("pid", f"idle-{i}", "endpoint", mode="low_latency"), {}
+                    )
+                )
                 pid = int(callers[-1]()["output"]["pid"])
                 time.sleep(1)
                 pods.append({**process_kib(pid), "available_mib": round(meminfo_kib("MemAvailable") / 1024)})
             # The slope over the later pods: while the first ones start, memory that earlier
             # measures (the MiniLM pod) give back still blurs MemAvailable.
-            later = pods[len(pods) // 2 - 1:]
+            later = pods[len(pods) // 2 - 1 :]
             cost_mib = (later[0]["available_mib"] - later[-1]["available_mib"]) / max(1, len(later) - 1)
             answering = len({int(call()["output"]["pid"]) for call in callers})  # each its own pod, still up
-            result["idle_low_latency_pod"] = {"first": pods[0], "mean_rss_mib": round(statistics.fmean(
-                p["rss_mib"] for p in pods), 1), "mean_pss_mib": round(statistics.fmean(p["pss_mib"] for p in pods), 1)}
+            result["idle_low_latency_pod"] = {
+                "first": pods[0],
+                "mean_rss_mib": round(statistics.fmean(p["rss_mib"] for p in pods), 1),
+                "mean_pss_mib": round(statistics.fmean(p["pss_mib"] for p in pods), 1),
+            }
             total_mib = meminfo_kib("MemTotal") / 1024
             result["capacity"] = {
-                "created": args.bound, "answering_from_distinct_pods": answering,
+                "created": args.bound,
+                "answering_from_distinct_pods": answering,
                 "mem_available_drop_per_pod_mib": round(cost_mib, 1),
                 "machine_mem_total_mib": round(total_mib),
                 "extrapolated_pods_in_available_memory": (
-                    len(pods) + int(pods[-1]["available_mib"] / cost_mib) if cost_mib > 0 else None),
+                    len(pods) + int(pods[-1]["available_mib"] / cost_mib) if cost_mib > 0 else None
+                ),
                 "per_pod": pods,
             }
         finally:

@@ -109,23 +109,35 @@ def main() -> None:
         try:
             sdk = platform.sdk()
             for function in ("wait_50ms", "sleep_50ms", "quiet", "chatty"):
-                sdk.create_pipeline(function.replace("_", "-"), "main.py", function,
-                                    container_config={"local_folder": str(folder / "pipeline")})
+                sdk.create_pipeline(
+                    function.replace("_", "-"),
+                    "main.py",
+                    function,
+                    container_config={"local_folder": str(folder / "pipeline")},
+                )
             throughput: dict = {}
             for function in ("wait_50ms", "sleep_50ms"):
                 for n in (1, 4, 16):
                     name = f"{function.replace('_', '-')}-n{n}"
-                    deployment = sdk.create_deployment(function.replace("_", "-"), name, "endpoint",
-                                                       mode="low_latency", enable_parallel_executions=True,
-                                                       max_parallel_executions_per_pod=n)
+                    deployment = sdk.create_deployment(
+                        function.replace("_", "-"),
+                        name,
+                        "endpoint",
+                        mode="low_latency",
+                        enable_parallel_executions=True,
+                        max_parallel_executions_per_pod=n,
+                    )
                     url = f"{platform.url}/endpoints/{deployment['endpoint_url_path']}"
                     wrk(url, deployment["endpoint_token"], 2 * n, min(2, 2 * n), 2, folder, body="{}")  # warm-up
                     measured = wrk(url, deployment["endpoint_token"], 2 * n, min(2, 2 * n), 8, folder, body="{}")
                     ideal = n / 0.05
                     throughput[f"{function}_n{n}"] = {
-                        "executions_per_s": measured["requests_per_s"], "ideal_per_s": ideal,
+                        "executions_per_s": measured["requests_per_s"],
+                        "ideal_per_s": ideal,
                         "ratio_to_ideal": round(measured["requests_per_s"] / ideal, 3),
-                        "p50_ms": measured["p50_ms"], "non_2xx": measured["non_2xx"]}
+                        "p50_ms": measured["p50_ms"],
+                        "non_2xx": measured["non_2xx"],
+                    }
                     sdk.delete_deployment(name)
             result["throughput_one_replica"] = throughput
 
@@ -138,7 +150,8 @@ def main() -> None:
             result["log_capture_end_to_end"] = {
                 "prints_nothing_p50_ms": end_to_end["quiet"]["p50_ms"],
                 "prints_10_lines_p50_ms": end_to_end["chatty"]["p50_ms"],
-                "added_by_10_lines_p50_ms": round(end_to_end["chatty"]["p50_ms"] - end_to_end["quiet"]["p50_ms"], 3)}
+                "added_by_10_lines_p50_ms": round(end_to_end["chatty"]["p50_ms"] - end_to_end["quiet"]["p50_ms"], 3),
+            }
         finally:
             left = platform.stop()
     result["processes_left_after_stop"] = len(left)

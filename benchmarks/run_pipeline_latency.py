@@ -28,10 +28,16 @@ from rayline.local_platform import LocalPlatform
 
 def summary(samples_s: list[float]) -> dict[str, float]:
     ordered = sorted(samples_s)
+
     def pct(p: float) -> float:
         return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
-    return {"p50_ms": round(pct(50), 1), "p99_ms": round(pct(99), 1),
-            "mean_ms": round(statistics.fmean(ordered) * 1000, 1), "runs": len(ordered)}
+
+    return {
+        "p50_ms": round(pct(50), 1),
+        "p99_ms": round(pct(99), 1),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 1),
+        "runs": len(ordered),
+    }
 
 
 def timed(call, runs: int, warmup: int = 2) -> list[float]:
@@ -58,8 +64,13 @@ def main() -> None:
         up_s = platform.start()
         try:
             sdk = platform.sdk()
-            pipeline = sdk.create_pipeline("bench-noop", "main.py", "noop", container_config={"local_folder": str(folder)},
-                                           outputs=[Output("ok", "boolean")])
+            pipeline = sdk.create_pipeline(
+                "bench-noop",
+                "main.py",
+                "noop",
+                container_config={"local_folder": str(folder)},
+                outputs=[Output("ok", "boolean")],
+            )
             assert pipeline["creation_info"]["status"] == "ready"
             run_samples = timed(lambda: sdk.run_pipeline("bench-noop"), args.runs)
 
@@ -75,8 +86,9 @@ def main() -> None:
 
                 package_uri = next((platform.home / "packages" / "bench-noop").glob("*.zip")).as_uri()
                 bare_samples = timed(lambda: ray.get(noop.remote()), args.runs)
-                bare_wd_samples = timed(lambda: ray.get(noop.options(runtime_env={"working_dir": package_uri})
-                                                        .remote()), args.runs)
+                bare_wd_samples = timed(
+                    lambda: ray.get(noop.options(runtime_env={"working_dir": package_uri}).remote()), args.runs
+                )
             finally:
                 ray.shutdown()
         finally:
@@ -91,7 +103,8 @@ def main() -> None:
     }
     result["ratio_p50_vs_bare_task"] = round(result["run_pipeline"]["p50_ms"] / result["bare_task"]["p50_ms"], 2)
     result["ratio_p50_vs_bare_task_working_dir"] = round(
-        result["run_pipeline"]["p50_ms"] / result["bare_task_working_dir"]["p50_ms"], 2)
+        result["run_pipeline"]["p50_ms"] / result["bare_task_working_dir"]["p50_ms"], 2
+    )
     result["processes_left_after_stop"] = len(left)
     json.dump(result, sys.stdout, indent=2)
     print()

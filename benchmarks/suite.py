@@ -15,7 +15,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,19 +33,24 @@ def machine() -> dict:
 
     meminfo = Path("/proc/meminfo").read_text().splitlines()
     total_kib = int(next(line for line in meminfo if line.startswith("MemTotal:")).split()[1])
-    return {"cpus": os.cpu_count(), "memory_gib": round(total_kib / 1024**2, 1), "python": platform.python_version(),
-            "ray": version("ray"), "system": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(total_kib / 1024**2, 1),
+        "python": platform.python_version(),
+        "ray": version("ray"),
+        "system": platform.platform(),
+    }
 
 
 def main() -> None:
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), "runs": {}}
+    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "runs": {}}
     for name, command in RUNS.items():
         began = time.monotonic()
         done = subprocess.run([sys.executable, str(HERE / command[0]), *command[1:]], capture_output=True, text=True)
         try:
             if done.returncode != 0:
                 raise ValueError(f"exit status {done.returncode}")
-            result["runs"][name] = json.loads(done.stdout[done.stdout.index("{"):])
+            result["runs"][name] = json.loads(done.stdout[done.stdout.index("{") :])
         except ValueError as error:  # one script failing must not lose the others' results
             result["runs"][name] = {"failed": str(error), "stderr_tail": done.stderr[-2000:]}
         result["runs"][name]["wall_s"] = round(time.monotonic() - began)

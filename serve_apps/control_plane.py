@@ -9,6 +9,7 @@ the one place where the store, the services and the Ray runtime are wired togeth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -50,15 +51,16 @@ class _Changes:
         """Until a change after generation ``since``, or ``timeout_s``."""
         if self.generation != since or self._event is None:
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout_s)
-        except asyncio.TimeoutError:
-            pass
 
 
 # On the head node: it reads the platform's secrets from RAYLINE_HOME there.
-@serve.deployment(name="control-plane", max_ongoing_requests=MAX_ONGOING_REQUESTS,
-                  ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}})
+@serve.deployment(
+    name="control-plane",
+    max_ongoing_requests=MAX_ONGOING_REQUESTS,
+    ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}},
+)
 @serve.ingress()
 class ControlPlane:
     def __init__(self, settings: Settings) -> None:
@@ -87,17 +89,33 @@ class ControlPlane:
         pipelines = PipelineService(db, settings)
         environment = EnvironmentService(db, box, on_change=self._changes.notify)
         runner = ElasticRunner(db, settings.elastic_spare_workers, gateway.execution_credential)
-        executions = ExecutionService(db, pipelines, runner, environment.current, settings.max_file_bytes,
-                                      flush_pod=serve_deployments.flush)
-        deployments = DeploymentService(db, settings, pipelines, executions, box, serve_deployments,
-                                        pod_credential=gateway.pod_credential, on_change=self._changes.notify)
+        executions = ExecutionService(
+            db, pipelines, runner, environment.current, settings.max_file_bytes, flush_pod=serve_deployments.flush
+        )
+        deployments = DeploymentService(
+            db,
+            settings,
+            pipelines,
+            executions,
+            box,
+            serve_deployments,
+            pod_credential=gateway.pod_credential,
+            on_change=self._changes.notify,
+        )
         # Read once per replica: the SDK token changes only through `rayline up`, which redeploys us.
         sdk_token_hash = load_sdk_token_hash(db)
-        self._context = AppContext(settings=settings, db=db, pipelines=pipelines, executions=executions,
-                                   deployments=deployments, environment=environment,
-                                   sdk_token_hash=sdk_token_hash,
-                                   access_tokens=AccessTokens(settings.secret_key_path.read_bytes().strip(),
-                                                              sdk_token_hash, settings.access_token_ttl_s))
+        self._context = AppContext(
+            settings=settings,
+            db=db,
+            pipelines=pipelines,
+            executions=executions,
+            deployments=deployments,
+            environment=environment,
+            sdk_token_hash=sdk_token_hash,
+            access_tokens=AccessTokens(
+                settings.secret_key_path.read_bytes().strip(), sdk_token_hash, settings.access_token_ttl_s
+            ),
+        )
         # SQL is the truth, Serve the runtime: bring back every enabled low-latency deployment.
         threading.Thread(target=deployments.reconcile, name="rayline-reconcile", daemon=True).start()
         # Periodic deployments: each due time is claimed in SQL, so several control planes (or a
@@ -105,8 +123,9 @@ class ControlPlane:
         self._stop = threading.Event()
         scheduler = Scheduler(db, deployments.start_scheduled)
         threading.Thread(target=scheduler.run, args=(self._stop,), name="rayline-scheduler", daemon=True).start()
-        threading.Thread(target=self._expire_files, args=(db, settings.file_retention_s), name="rayline-retention",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._expire_files, args=(db, settings.file_retention_s), name="rayline-retention", daemon=True
+        ).start()
 
     def _expire_files(self, db, retention_s: float) -> None:
         """Files of ended executions go once RAYLINE_FILE_RETENTION_S has passed (records stay)."""
@@ -140,16 +159,18 @@ class ControlPlane:
             since = self._changes.generation
             state = await self._on_gateway_thread(self._gateway.pod_state, credential, deployment_name, known[2])
             remaining = deadline - loop.time()
-            if (state["token_hash"], state["refusing"], state["environment_version"]) != tuple(known) \
-                    or remaining <= 0:
+            if (state["token_hash"], state["refusing"], state["environment_version"]) != tuple(known) or remaining <= 0:
                 return state
             await self._changes.wait(since, remaining)
             if self._changes.generation == since:  # held to the end with no change
                 return state
 
-    async def register_pod(self, credential: str, deployment_name: str, pod_id: str, version: int,
-                           dead_pods: list[str]) -> None:
-        await self._on_gateway_thread(self._gateway.register_pod, credential, deployment_name, pod_id, version, dead_pods)
+    async def register_pod(
+        self, credential: str, deployment_name: str, pod_id: str, version: int, dead_pods: list[str]
+    ) -> None:
+        await self._on_gateway_thread(
+            self._gateway.register_pod, credential, deployment_name, pod_id, version, dead_pods
+        )
 
     async def update_pod(self, credential: str, deployment_name: str, pod_id: str, fields: dict[str, Any]) -> None:
         await self._on_gateway_thread(self._gateway.update_pod, credential, deployment_name, pod_id, fields)
@@ -157,12 +178,14 @@ class ControlPlane:
     async def take_ids(self, credential: str, deployment_name: str, count: int) -> list[int]:
         return await self._on_gateway_thread(self._gateway.take_ids, credential, deployment_name, count)
 
-    async def write_records(self, credential: str, deployment_name: str, events: list[dict[str, Any]],
-                            replaying: bool) -> None:
+    async def write_records(
+        self, credential: str, deployment_name: str, events: list[dict[str, Any]], replaying: bool
+    ) -> None:
         await self._on_gateway_thread(self._gateway.write, credential, deployment_name, events, replaying)
 
-    async def append_execution_logs(self, credential: str, execution_id: str,
-                                    records: list[tuple[datetime, str, str]]) -> None:
+    async def append_execution_logs(
+        self, credential: str, execution_id: str, records: list[tuple[datetime, str, str]]
+    ) -> None:
         await self._on_gateway_thread(self._gateway.append_execution_logs, credential, execution_id, records)
 
     def __serve_build_asgi_app__(self):
@@ -172,4 +195,5 @@ class ControlPlane:
 
 
 def build(settings: Settings):
-    return ControlPlane.bind(settings.for_cluster())
+    # @serve.deployment makes the class a Deployment; mypy keeps a decorated class's own type.
+    return ControlPlane.bind(settings.for_cluster())  # type: ignore[attr-defined]

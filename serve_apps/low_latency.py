@@ -30,24 +30,24 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from ray import serve
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from rayline.api.http_io import output_response, read_inputs
 from rayline.domain.deployments import ReplicaConfig, failure_for_caller, timed_out_error
 from rayline.domain.environment import apply as apply_environment
-from rayline.domain.io_types import OutputSpec, check_outputs
 from rayline.domain.files import FileValue, materialize
+from rayline.domain.io_types import OutputSpec, check_outputs
 from rayline.domain.mappings import gather_inputs, kept_files, place_outputs
 from rayline.domain.tokens import ENDPOINT_TOKEN_REFUSED, token_matches
 from rayline.errors import InvalidInput, PayloadTooLarge, PlatformFailure, RaylineError
 from rayline.execution_context import ExecutionScope, current_scope
+from rayline.runtime.control_plane_link import ControlPlaneLink
 from rayline.runtime.execution_slots import ExecutionSlots
 from rayline.runtime.log_capture import follow_executions_into_threads, install_routing
-from rayline.runtime.control_plane_link import ControlPlaneLink
 from rayline.runtime.worker import call_function, call_kwargs, load_function
 from rayline.store import executions as store
 from rayline.store.models import utcnow
@@ -62,7 +62,7 @@ LOAD_REPORT_S = 0.2  # how often running/waiting counts are reported, when they 
 REFUSALS_IN_FLIGHT = 16
 
 
-def _error(status: int, message: str, name: str, **extra: Any) -> JSONResponse:
+def _error(status: int, message: str | None, name: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"message": message, "name": name, **extra}, status_code=status)
 
 
@@ -89,8 +89,9 @@ class LowLatencyReplica:
         self._refilling = True
         self._take_id_block()
         # Threads for `def` functions, never more than the slots let run (timed-out ones included).
-        self._executor = ThreadPoolExecutor(max_workers=config.max_parallel_executions,
-                                            thread_name_prefix="rayline-execution")
+        self._executor = ThreadPoolExecutor(
+            max_workers=config.max_parallel_executions, thread_name_prefix="rayline-execution"
+        )
         self._slots = ExecutionSlots(config.max_parallel_executions, config.max_queued_executions)
         self._executions: set[asyncio.Future] = set()
         self._timed_out_threads: set[asyncio.Future] = set()
@@ -100,13 +101,17 @@ class LowLatencyReplica:
         self._link.call("register_pod", config.deployment_name, self._pod_id, config.version, dead_pods)
         self._log(f"Pod {self._pod_id} created (version {config.version}).")
         if dead_pods:
-            self._log(f"Pod(s) {', '.join(dead_pods)} stopped unexpectedly; their records are saved and what "
-                      "they were running ended in Error.", "stderr")
+            self._log(
+                f"Pod(s) {', '.join(dead_pods)} stopped unexpectedly; their records are saved and what "
+                "they were running ended in Error.",
+                "stderr",
+            )
         self._follow(hold_s=0)
         self._apply_environment()  # module-level code may read it too
         self._function = self._import()
         self._is_coroutine = inspect.iscoroutinefunction(self._function) or inspect.iscoroutinefunction(
-            getattr(self._function, "__call__", None))
+            getattr(self._function, "__call__", None)  # noqa: B004 - the method: an object with an async __call__
+        )
         threading.Thread(target=self._follow_loop, name="rayline-follow", daemon=True).start()
         threading.Thread(target=self._report_load_loop, name="rayline-load", daemon=True).start()
 
@@ -130,8 +135,9 @@ class LowLatencyReplica:
             except RaylineError:
                 raise
             except Exception:
-                logger.warning("pod %s could not send its records; retrying in %.1f s", self._pod_id, pause,
-                               exc_info=pause == 0.2)
+                logger.warning(
+                    "pod %s could not send its records; retrying in %.1f s", self._pod_id, pause, exc_info=pause == 0.2
+                )
                 time.sleep(pause)
                 pause, replaying = min(pause * 2, 5.0), True
 
@@ -171,8 +177,7 @@ class LowLatencyReplica:
             self._update_pod(**self._unreported)
             self._unreported = {}
         known = (self._token_hash, self._refusing, self._environment[0])
-        state = self._link.call("pod_sync", self._config.deployment_name, known, hold_s,
-                                timeout_s=hold_s + 30)
+        state = self._link.call("pod_sync", self._config.deployment_name, known, hold_s, timeout_s=hold_s + 30)
         if (state["token_hash"], state["refusing"], state["environment_version"]) == known:
             return
         # Applied at once (an old token is refused from now on), reported after.
@@ -243,6 +248,10 @@ class LowLatencyReplica:
                 self._refilling = False
                 self._ids_ready.notify_all()
 
+    @overload
+    def _next_execution_id(self, wait: Literal[True]) -> str: ...
+    @overload
+    def _next_execution_id(self, wait: bool) -> str | None: ...
     def _next_execution_id(self, wait: bool) -> str | None:
         """Numbers are taken in blocks (the first at start-up), the next one in the background
         before the current one runs out, so a call does not wait for the control plane. Only
@@ -263,19 +272,29 @@ class LowLatencyReplica:
                     raise PlatformFailure("No execution number could be had from the control plane for 60 s.")
                 self._ids_ready.wait(1.0)
 
-    async def __call__(self, request: Request) -> JSONResponse:
+    async def __call__(self, request: Request) -> Response:
         # The token first, whatever the method or path (a deleted deployment has none): a caller
         # without it learns nothing, not even that a warm deployment is here.
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme != "EndpointToken" or not token_matches(token.strip(), self._token_hash):
-            return JSONResponse({"message": ENDPOINT_TOKEN_REFUSED, "name": "Unauthorized"}, status_code=401,
-                                headers={"WWW-Authenticate": "EndpointToken"})
+            return JSONResponse(
+                {"message": ENDPOINT_TOKEN_REFUSED, "name": "Unauthorized"},
+                status_code=401,
+                headers={"WWW-Authenticate": "EndpointToken"},
+            )
         if request.url.path.rstrip("/") != self._config.route_prefix or request.method != "POST":
-            return _error(404 if request.method == "POST" else 405,
-                          f"Call this endpoint with POST {self._config.route_prefix}.", "NotFound")
+            return _error(
+                404 if request.method == "POST" else 405,
+                f"Call this endpoint with POST {self._config.route_prefix}.",
+                "NotFound",
+            )
         if self._refusing == "disabled":
-            return _error(503, f"Deployment {self._config.deployment_name!r} is disabled; enable it with "
-                               f"update_deployment({self._config.deployment_name!r}, is_enabled=True).", "Unavailable")
+            return _error(
+                503,
+                f"Deployment {self._config.deployment_name!r} is disabled; enable it with "
+                f"update_deployment({self._config.deployment_name!r}, is_enabled=True).",
+                "Unavailable",
+            )
         # Admitted first, so that a full pod refuses at once, before reading any body; the slot
         # (or the place in the queue) is taken once the body is read.
         if not self._slots.admit():
@@ -296,12 +315,19 @@ class LowLatencyReplica:
         if status == "refused":
             return _error(400, result["message"], "InvalidInput")
         if status == "busy":
-            return JSONResponse({"message": result["message"], "name": "Unavailable"}, status_code=503,
-                                headers={"Retry-After": str(result["retry_after_s"])})
+            return JSONResponse(
+                {"message": result["message"], "name": "Unavailable"},
+                status_code=503,
+                headers={"Retry-After": str(result["retry_after_s"])},
+            )
         if result.get("timed_out"):
             return _error(504, result["error"], "ExecutionTimedOut", execution_id=result["execution_id"])
-        return _error(500, failure_for_caller(result["execution_id"], status, result["error"]), "ExecutionFailed",
-                      execution_id=result["execution_id"])
+        return _error(
+            500,
+            failure_for_caller(result["execution_id"], status, result["error"]),
+            "ExecutionFailed",
+            execution_id=result["execution_id"],
+        )
 
     async def run(self, given: Any) -> dict[str, Any]:
         """Check the inputs, wait for a slot, run one execution. Called through a handle by the
@@ -317,11 +343,14 @@ class LowLatencyReplica:
 
     def _busy(self) -> dict[str, Any]:
         slots, name = self._slots, self._config.deployment_name
-        return {"status": "busy", "retry_after_s": slots.retry_after_s(),
-                "message": f"Deployment {name!r} is busy: {slots.running} execution(s) run, its limit per pod, "
-                           f"and {slots.waiting} wait, the most it queues (max_queued_executions). Retry "
-                           "later, or deploy it with a higher max_parallel_executions_per_pod or "
-                           "max_queued_executions."}
+        return {
+            "status": "busy",
+            "retry_after_s": slots.retry_after_s(),
+            "message": f"Deployment {name!r} is busy: {slots.running} execution(s) run, its limit per pod, "
+            f"and {slots.waiting} wait, the most it queues (max_queued_executions). Retry "
+            "later, or deploy it with a higher max_parallel_executions_per_pod or "
+            "max_queued_executions.",
+        }
 
     async def _run(self, given: Any, place: asyncio.Future) -> dict[str, Any]:
         try:
@@ -335,21 +364,26 @@ class LowLatencyReplica:
         execution.add_done_callback(self._executions.discard)
         return await asyncio.shield(execution)
 
-    async def _execute(self, place: asyncio.Future, values: dict[str, Any],
-                       records: list[dict[str, Any]]) -> dict[str, Any]:
+    async def _execute(
+        self, place: asyncio.Future, values: dict[str, Any], records: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         await self._slots.wait(place)
         folder: Path | None = None
         try:
             self._apply_environment()
-            execution_id = (self._next_execution_id(wait=False)
-                            or await asyncio.to_thread(self._next_execution_id, True))
+            execution_id = self._next_execution_id(wait=False)
+            if execution_id is None:
+                execution_id = await asyncio.to_thread(self._next_execution_id, True)
         except BaseException:
             self._slots.release()
             raise
-        self._writer.execution_started(execution_id, self._config.pipeline_name, self._config.deployment_name,
-                                       records, utcnow(), self._pod_id)
+        self._writer.execution_started(
+            execution_id, self._config.pipeline_name, self._config.deployment_name, records, utcnow(), self._pod_id
+        )
         self._log(f"Execution {execution_id} started.")
-        scope = ExecutionScope(execution_id, lambda stream, line: self._writer.execution_log(execution_id, stream, line))
+        scope = ExecutionScope(
+            execution_id, lambda stream, line: self._writer.execution_log(execution_id, stream, line)
+        )
         try:
             if any(isinstance(value, FileValue) for value in values.values()):  # the function gets paths
                 self._writer.files(execution_id, "input", values)
@@ -360,15 +394,17 @@ class LowLatencyReplica:
             self._slots.release()
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
-            error = f"The execution could not start: {type(exc).__name__}: {exc}"
-            self._writer.execution_finished(execution_id, store.ERROR, None, error)
-            return {"execution_id": execution_id, "status": store.ERROR, "error": error}
+            failure = f"The execution could not start: {type(exc).__name__}: {exc}"
+            self._writer.execution_finished(execution_id, store.ERROR, None, failure)
+            return {"execution_id": execution_id, "status": store.ERROR, "error": failure}
         began = time.monotonic()
         timeout_s = self._config.execution_timeout_s
         call.add_done_callback(lambda _: self._call_ended(call, scope, time.monotonic() - began))
-        outputs, error = None, None
+        outputs: dict[str, Any] | None = None
+        error: str | None = None
         done, _ = await asyncio.wait({call}, timeout=timeout_s)
         if not done:
+            assert timeout_s is not None  # without a timeout, asyncio.wait returns once the call is done
             error = self._time_out(call, execution_id, timeout_s)
         else:
             try:
@@ -382,6 +418,7 @@ class LowLatencyReplica:
             call.add_done_callback(lambda _: shutil.rmtree(folder, ignore_errors=True))
         scope.drain()
         if error is None:
+            assert outputs is not None  # set whenever error is not
             returned, output_records = place_outputs(self._config.outputs_mapping, outputs)
             files = kept_files(output_records, outputs)
             if files:  # not journaled: a file is too big for a journal line
@@ -410,26 +447,34 @@ class LowLatencyReplica:
             call.cancel()  # its slot is released once the cancellation has unwound it
             return timed_out_error(timeout_s, " and was cancelled.")
         self._timed_out_threads.add(call)
-        self._log(f"Execution {execution_id} exceeded execution_timeout_s={timeout_s:g} s. Python cannot stop a "
-                  f"thread: it still runs and holds one of the {self._slots.limit} execution slot(s) until it "
-                  "returns.", "stderr")
-        return timed_out_error(timeout_s, "; its caller was answered, but its thread cannot be stopped and runs on "
-                                          "(its further logs still come here).")
+        self._log(
+            f"Execution {execution_id} exceeded execution_timeout_s={timeout_s:g} s. Python cannot stop a "
+            f"thread: it still runs and holds one of the {self._slots.limit} execution slot(s) until it "
+            "returns.",
+            "stderr",
+        )
+        return timed_out_error(
+            timeout_s,
+            "; its caller was answered, but its thread cannot be stopped and runs on "
+            "(its further logs still come here).",
+        )
 
     def _call_ended(self, call: asyncio.Future, scope: ExecutionScope, duration_s: float) -> None:
         self._slots.release(duration_s)
         if call in self._timed_out_threads:
             self._timed_out_threads.discard(call)
             scope.drain()
-            self._log(f"The thread of timed-out execution {scope.execution_id} ended after {duration_s:.1f} s; "
-                      "its slot is free again.")
+            self._log(
+                f"The thread of timed-out execution {scope.execution_id} ended after {duration_s:.1f} s; "
+                "its slot is free again."
+            )
         if not call.cancelled():
             call.exception()  # retrieved, so asyncio does not warn about a result nobody awaited
 
 
 def build(config: ReplicaConfig, *, ray_actor_options: dict[str, Any]):
+    # As a decorator: that is how Ray types it (serve.deployment(cls, ...) is the same call).
     deployment = serve.deployment(
-        LowLatencyReplica,
         name="pipeline",
         num_replicas=1,
         # Serve lets through what may run or wait here; the replica's slots gate what runs, and
@@ -438,5 +483,5 @@ def build(config: ReplicaConfig, *, ray_actor_options: dict[str, Any]):
         ray_actor_options=ray_actor_options,
         health_check_period_s=5,
         graceful_shutdown_timeout_s=5,
-    )
+    )(LowLatencyReplica)
     return deployment.bind(config)

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import sqlalchemy
 
-HOW_TO_ENABLE = ("PostgreSQL's server programs (initdb, pg_ctl) are not installed: `apt-get install postgresql` "
-                 "(make test does it when run as root), then run the tests again.")
+HOW_TO_ENABLE = (
+    "PostgreSQL's server programs (initdb, pg_ctl) are not installed: `apt-get install postgresql` "
+    "(make test does it when run as root), then run the tests again."
+)
 
 
 def _bindir() -> Path | None:
@@ -52,14 +54,24 @@ class PostgresServer:
                 shutil.chown(self._root, "postgres", "postgres")
                 self._as_user = ["runuser", "-u", "postgres", "--"]
             self._run(str(bindir / "initdb"), "-D", self._data, "-U", "rayline", "--auth=trust", "-E", "UTF8")
-            self._run(self._pg_ctl, "-D", self._data, "-l", str(self._root / "server.log"), "-w", "start", "-o",
-                      f"-p {self.port} -k {self._root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                      "-c max_connections=200")
+            self._run(
+                self._pg_ctl,
+                "-D",
+                self._data,
+                "-l",
+                str(self._root / "server.log"),
+                "-w",
+                "start",
+                "-o",
+                f"-p {self.port} -k {self._root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            )
         except (LookupError, subprocess.CalledProcessError) as error:  # no postgres user, or it failed
             shutil.rmtree(self._root, ignore_errors=True)
             detail = getattr(error, "stderr", b"") or b""
-            raise FileNotFoundError(f"PostgreSQL could not be started here ({error}; "
-                                    f"{detail.decode(errors='replace')[-300:]}). {HOW_TO_ENABLE}") from error
+            raise FileNotFoundError(
+                f"PostgreSQL could not be started here ({error}; "
+                f"{detail.decode(errors='replace')[-300:]}). {HOW_TO_ENABLE}"
+            ) from error
         atexit.register(self.stop)  # also when a timeout ends the tests early
 
     def _run(self, *command: str) -> None:

@@ -14,7 +14,7 @@ from rayline.config import Settings
 
 def _prepare(settings: Settings, args: argparse.Namespace) -> None:
     """What `rayline up` checks and sets up before Ray starts; raises ``RaylineError`` to refuse."""
-    from rayline.services.credentials import ensure_secret_key, ensure_sdk_token
+    from rayline.services.credentials import ensure_sdk_token, ensure_secret_key
     from rayline.services.home import secure_home
     from rayline.services.platform_secrets import write_platform_secrets
     from rayline.store import migrate
@@ -65,8 +65,11 @@ def _up(args: argparse.Namespace) -> int:
         address = cluster.start(settings, ray_address=args.ray_address)
         address_file.write_text(address + "\n")
         cluster.wait_until_healthy(settings)
-        token_hint = ("the RAYLINE_SDK_TOKEN it was started with" if settings.sdk_token is not None
-                      else f"cat {settings.token_path}")
+        token_hint = (
+            "the RAYLINE_SDK_TOKEN it was started with"
+            if settings.sdk_token is not None
+            else f"cat {settings.token_path}"
+        )
         print(
             "\nRayline is up.\n"
             f"  Environment URL: {settings.environment_url}\n"
@@ -105,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rayline", description="Run Python pipelines on Ray.")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the platform in the foreground (Ctrl-C stops it)")
-    up.add_argument("--ray-address", default=None,
-                    help="attach to an existing Ray cluster (e.g. 'auto') instead of starting one")
+    up.add_argument(
+        "--ray-address", default=None, help="attach to an existing Ray cluster (e.g. 'auto') instead of starting one"
+    )
     up.set_defaults(run=_up)
     token = commands.add_parser("token", help="print the SDK token")
     token.set_defaults(run=_token)

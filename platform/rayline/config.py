@@ -31,25 +31,43 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(50 * 1024**2, description="Largest pipeline archive accepted.")
     max_unpacked_bytes: int = Field(500 * 1024**2, description="Largest total size once unpacked.")
     max_archive_members: int = 20_000
-    max_file_bytes: int = Field(20 * 1024**2, description="Largest file input (one multipart part) or file "
-                                "output of an execution.")
-    file_retention_s: float = Field(7 * 24 * 3600.0, gt=0, description="How long the file inputs and outputs of "
-                                    "an execution are kept after it ends (its record stays).")
+    max_file_bytes: int = Field(
+        20 * 1024**2, description="Largest file input (one multipart part) or file output of an execution."
+    )
+    file_retention_s: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="How long the file inputs and outputs of an execution are kept after it ends (its record stays).",
+    )
     wait_hold_s: float = Field(5.0, description="How long a wait_for_completion request is held.")
-    elastic_spare_workers: int = Field(2, ge=0, description="Fresh workers kept ready for elastic "
-                                       "executions, platform-wide (0: start each one on demand).")
+    elastic_spare_workers: int = Field(
+        2,
+        ge=0,
+        description="Fresh workers kept ready for elastic executions, platform-wide (0: start each one on demand).",
+    )
     endpoint_wait_s: float = Field(60.0, description="How long an endpoint call waits before redirecting.")
-    package_url_base: str | None = Field(None, description="On a multi-node cluster, the URL of the control plane "
-                                         "as nodes reach it (e.g. http://rayline-head-svc:8000): pipeline packages "
-                                         "are then kept in SQL and downloaded by every node from "
-                                         "<base>/api/v1/packages/. Unset: a file on this machine.")
-    package_token: SecretStr | None = Field(None, description="A token that may only download packages: give it to "
-                                            "Ray's nodes as RAY_RUNTIME_ENV_BEARER_TOKEN (user code can read "
-                                            "their environment, so not the SDK token).")
-    access_token_ttl_s: float = Field(3600.0, gt=0, le=MAX_ACCESS_TOKEN_TTL_S, description="Lifetime of the access "
-                                      "tokens /auth/refresh issues (craft-ai-sdk refreshes them before they expire); "
-                                      "at most 24 h: an access token cannot be revoked before it expires, except by "
-                                      "changing the SDK token or the secret key.")
+    package_url_base: str | None = Field(
+        None,
+        description="On a multi-node cluster, the URL of the control plane "
+        "as nodes reach it (e.g. http://rayline-head-svc:8000): pipeline packages "
+        "are then kept in SQL and downloaded by every node from "
+        "<base>/api/v1/packages/. Unset: a file on this machine.",
+    )
+    package_token: SecretStr | None = Field(
+        None,
+        description="A token that may only download packages: give it to "
+        "Ray's nodes as RAY_RUNTIME_ENV_BEARER_TOKEN (user code can read "
+        "their environment, so not the SDK token).",
+    )
+    access_token_ttl_s: float = Field(
+        3600.0,
+        gt=0,
+        le=MAX_ACCESS_TOKEN_TTL_S,
+        description="Lifetime of the access "
+        "tokens /auth/refresh issues (craft-ai-sdk refreshes them before they expire); "
+        "at most 24 h: an access token cannot be revoked before it expires, except by "
+        "changing the SDK token or the secret key.",
+    )
 
     @field_validator("access_token_ttl_s", mode="wrap")
     @classmethod
@@ -57,8 +75,10 @@ class Settings(BaseSettings):
         try:
             return handler(value)
         except ValidationError:
-            raise ValueError(f"RAYLINE_ACCESS_TOKEN_TTL_S must be a number of seconds above 0 and at most "
-                             f"{MAX_ACCESS_TOKEN_TTL_S} (24 h).") from None
+            raise ValueError(
+                f"RAYLINE_ACCESS_TOKEN_TTL_S must be a number of seconds above 0 and at most "
+                f"{MAX_ACCESS_TOKEN_TTL_S} (24 h)."
+            ) from None
 
     @property
     def home_dir(self) -> Path:
@@ -77,12 +97,17 @@ class Settings(BaseSettings):
         return self.home_dir / "sdk-token"
 
     @model_validator(mode="after")
-    def _package_downloads_need_their_token(self) -> "Settings":
+    def _package_downloads_need_their_token(self) -> Settings:
         # Without it, nodes could only download with the SDK token, which user code would then see.
         if self.package_url_base and self.package_token is None:
-            raise ValueError(f"RAYLINE_PACKAGE_URL_BASE needs RAYLINE_PACKAGE_TOKEN ({MIN_CHOSEN_TOKEN_LENGTH}+ "
-                             "characters), given to Ray's nodes as RAY_RUNTIME_ENV_BEARER_TOKEN.")
-        if self.package_token is not None and len(self.package_token.get_secret_value().strip()) < MIN_CHOSEN_TOKEN_LENGTH:
+            raise ValueError(
+                f"RAYLINE_PACKAGE_URL_BASE needs RAYLINE_PACKAGE_TOKEN ({MIN_CHOSEN_TOKEN_LENGTH}+ "
+                "characters), given to Ray's nodes as RAY_RUNTIME_ENV_BEARER_TOKEN."
+            )
+        if (
+            self.package_token is not None
+            and len(self.package_token.get_secret_value().strip()) < MIN_CHOSEN_TOKEN_LENGTH
+        ):
             raise ValueError(f"RAYLINE_PACKAGE_TOKEN must be at least {MIN_CHOSEN_TOKEN_LENGTH} characters long.")
         return self
 
@@ -98,7 +123,7 @@ class Settings(BaseSettings):
     def platform_secrets_path(self) -> Path:
         return self.home_dir / "platform-secrets.json"
 
-    def for_cluster(self) -> "Settings":
+    def for_cluster(self) -> Settings:
         """A copy safe to ship to Ray processes, whose arguments Ray keeps in its GCS where any
         code in the cluster can read them: without the SDK token, the package token or the
         database URL. The control plane reads those from ``platform_secrets_path`` instead."""
@@ -106,11 +131,13 @@ class Settings(BaseSettings):
 
     def secrets(self) -> dict[str, str]:
         """What ``for_cluster`` leaves out and the control plane needs, for ``platform_secrets_path``."""
-        values = {"database_url": self.database_url,
-                  "package_token": self.package_token.get_secret_value() if self.package_token else None}
+        values = {
+            "database_url": self.database_url,
+            "package_token": self.package_token.get_secret_value() if self.package_token else None,
+        }
         return {key: value for key, value in values.items() if value is not None}
 
-    def with_secrets(self, values: dict[str, str]) -> "Settings":
+    def with_secrets(self, values: dict[str, str]) -> Settings:
         update: dict[str, object] = {"database_url": values.get("database_url")}
         if values.get("package_token"):
             update["package_token"] = SecretStr(values["package_token"])

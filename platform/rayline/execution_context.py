@@ -9,8 +9,8 @@ execution's logs apart.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Callable
 
 Emit = Callable[[str, str], None]  # (stream, line)
 

@@ -3,6 +3,7 @@ benchmarks and notebooks that need a real one. Never imported by the SDK itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -41,14 +42,23 @@ class LocalPlatform:
     """`rayline up` on free ports with its own ``RAYLINE_HOME``, in its own process session so
     that stopping it can check that nothing it started is left behind."""
 
-    def __init__(self, home: Path, extra_env: dict[str, str] | None = None,
-                 start_timeout_s: float = 240, stop_timeout_s: float = 90) -> None:
+    def __init__(
+        self,
+        home: Path,
+        extra_env: dict[str, str] | None = None,
+        start_timeout_s: float = 240,
+        stop_timeout_s: float = 90,
+    ) -> None:
         self.home = Path(home)
         self.http_port, self.dashboard_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("RAYLINE_", "RAY_"))}
-        self.env.update(RAYLINE_HOME=str(self.home), RAYLINE_HTTP_PORT=str(self.http_port),
-                        RAYLINE_DASHBOARD_PORT=str(self.dashboard_port), **(extra_env or {}))
+        self.env.update(
+            RAYLINE_HOME=str(self.home),
+            RAYLINE_HTTP_PORT=str(self.http_port),
+            RAYLINE_DASHBOARD_PORT=str(self.dashboard_port),
+            **(extra_env or {}),
+        )
         self.start_timeout_s, self.stop_timeout_s = start_timeout_s, stop_timeout_s
         self.process: subprocess.Popen | None = None
         self.log_path = self.home / "up.log"
@@ -59,9 +69,14 @@ class LocalPlatform:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         began = time.monotonic()
         with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen([str(Path(sys.executable).parent / "rayline"), "up"], env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "rayline"), "up"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         while time.monotonic() - began < self.start_timeout_s:
             if self.process.poll() is not None:
                 raise RuntimeError(f"rayline up exited with {self.process.returncode}:\n{self.log_tail()}")
@@ -76,10 +91,8 @@ class LocalPlatform:
         if self.process is None or self.process.poll() is not None:
             return []
         self.process.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(self.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
         sid, deadline = self.process.pid, time.monotonic() + 20
         while processes_in_session(sid) and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -103,7 +116,7 @@ class LocalPlatform:
         text = self.log_path.read_text() if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def __enter__(self) -> "LocalPlatform":
+    def __enter__(self) -> LocalPlatform:
         self.start()
         return self
 

@@ -22,8 +22,10 @@ class Platform(LocalPlatform):
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory):
-    instance = Platform(tmp_path_factory.mktemp("rayline-home"),
-                        extra_env={"RAYLINE_MAX_UPLOAD_BYTES": "2000000", "RAYLINE_MAX_FILE_BYTES": "1000000"})
+    instance = Platform(
+        tmp_path_factory.mktemp("rayline-home"),
+        extra_env={"RAYLINE_MAX_UPLOAD_BYTES": "2000000", "RAYLINE_MAX_FILE_BYTES": "1000000"},
+    )
     instance.start()
     yield instance
     left = instance.stop()
@@ -39,8 +41,9 @@ def sdk(platform):
 @pytest.fixture
 def api(platform):
     """A plain HTTP client with the SDK token, for what the SDK does not send."""
-    with httpx.Client(base_url=f"{platform.url}/api/v1", headers={"Authorization": f"Bearer {platform.token}"},
-                      timeout=120) as client:
+    with httpx.Client(
+        base_url=f"{platform.url}/api/v1", headers={"Authorization": f"Bearer {platform.token}"}, timeout=120
+    ) as client:
         yield client
 
 

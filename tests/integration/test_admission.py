@@ -16,25 +16,37 @@ import httpx
 from rayline import Input, Output
 from tests.integration.conftest import unique, write_folder
 
-SLOW = {"main.py": """
+SLOW = {
+    "main.py": """
     import time
 
     def slow(seconds):
         time.sleep(seconds)
         return {"slept": seconds}
-"""}
+"""
+}
 
 
 def _pipeline(sdk, tmp_path) -> str:
     name = unique("slow")
-    sdk.create_pipeline(name, "main.py", "slow", container_config={"local_folder": str(write_folder(tmp_path, SLOW))},
-                        inputs=[Input("seconds", "number")], outputs=[Output("slept", "number")])
+    sdk.create_pipeline(
+        name,
+        "main.py",
+        "slow",
+        container_config={"local_folder": str(write_folder(tmp_path, SLOW))},
+        inputs=[Input("seconds", "number")],
+        outputs=[Output("slept", "number")],
+    )
     return name
 
 
 def _call(platform, deployment, seconds):
-    return httpx.post(f"{platform.url}/endpoints/{deployment['endpoint_url_path']}", json={"seconds": seconds},
-                      headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"}, timeout=120)
+    return httpx.post(
+        f"{platform.url}/endpoints/{deployment['endpoint_url_path']}",
+        json={"seconds": seconds},
+        headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"},
+        timeout=120,
+    )
 
 
 def test_an_elastic_deployment_takes_at_most_its_limit_at_once(platform, sdk, tmp_path):
@@ -57,20 +69,26 @@ def test_an_elastic_deployment_takes_at_most_its_limit_at_once(platform, sdk, tm
 
 def test_a_full_warm_pod_refuses_before_reading_the_body(platform, sdk, tmp_path):
     pipeline = _pipeline(sdk, tmp_path)
-    deployment = sdk.create_deployment(pipeline, unique("full"), "endpoint", mode="low_latency",
-                                       max_queued_executions=0)
+    deployment = sdk.create_deployment(
+        pipeline, unique("full"), "endpoint", mode="low_latency", max_queued_executions=0
+    )
     busy = threading.Thread(target=_call, args=(platform, deployment, 4))
     busy.start()
     deadline = time.monotonic() + 30
-    while not sdk.get_deployment(deployment["name"])["pods"][0].get("running_executions") \
-            and time.monotonic() < deadline:
+    while (
+        not sdk.get_deployment(deployment["name"])["pods"][0].get("running_executions") and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     # Headers announcing 900 kB, then 10 bytes, then nothing: the answer must not wait for the rest.
     url = urlparse(platform.url)
     with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
-        conn.sendall((f"POST /endpoints/{deployment['endpoint_url_path']} HTTP/1.1\r\nHost: {url.netloc}\r\n"
-                      f"Authorization: EndpointToken {deployment['endpoint_token']}\r\n"
-                      "Content-Type: application/json\r\nContent-Length: 900000\r\n\r\n{\"seconds\"").encode())
+        conn.sendall(
+            (
+                f"POST /endpoints/{deployment['endpoint_url_path']} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                f"Authorization: EndpointToken {deployment['endpoint_token']}\r\n"
+                'Content-Type: application/json\r\nContent-Length: 900000\r\n\r\n{"seconds"'
+            ).encode()
+        )
         began = time.monotonic()
         answer = conn.recv(65536).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 503"), answer[:300]

@@ -1,3 +1,4 @@
+import contextlib
 import threading
 import time
 
@@ -33,17 +34,27 @@ def counter_pipeline(platform, tmp_path_factory):
     sdk = platform.sdk()
     name = unique("counter")
     folder = write_folder(tmp_path_factory.mktemp("counter"), COUNTER)
-    sdk.create_pipeline(name, "main.py", "handler", container_config={"local_folder": str(folder)},
-                        inputs=[Input("x", "number"), Input("crash", "boolean", is_required=False)],
-                        outputs=[Output("y", "number"), Output("calls", "number"), Output("pid", "number")])
+    sdk.create_pipeline(
+        name,
+        "main.py",
+        "handler",
+        container_config={"local_folder": str(folder)},
+        inputs=[Input("x", "number"), Input("crash", "boolean", is_required=False)],
+        outputs=[Output("y", "number"), Output("calls", "number"), Output("pid", "number")],
+    )
     yield name
     sdk.delete_pipeline(name, force_deployments_deletion=True)
 
 
 def call(platform, deployment, x, token=None, **extra):
     token = token or deployment["endpoint_token"]
-    return httpx.post(f"{platform.url}/endpoints/{deployment['endpoint_url_path']}", json={"x": x, **extra},
-                      headers={"Authorization": f"EndpointToken {token}"}, timeout=120, follow_redirects=True)
+    return httpx.post(
+        f"{platform.url}/endpoints/{deployment['endpoint_url_path']}",
+        json={"x": x, **extra},
+        headers={"Authorization": f"EndpointToken {token}"},
+        timeout=120,
+        follow_redirects=True,
+    )
 
 
 def readable_within_1s(sdk, execution_id, status):
@@ -68,8 +79,9 @@ def logs_text(lines):
 @pytest.mark.parametrize("mode", ["low_latency", "elastic"])
 def test_an_endpoint_in_each_mode(platform, sdk, counter_pipeline, mode):
     name = unique(mode.replace("_", "-"))
-    deployment = sdk.create_deployment(counter_pipeline, name, "endpoint", mode=mode, endpoint_url_path=f"{name}-path",
-                                       description="doubles x")
+    deployment = sdk.create_deployment(
+        counter_pipeline, name, "endpoint", mode=mode, endpoint_url_path=f"{name}-path", description="doubles x"
+    )
     assert deployment["status"] == "up" and deployment["mode"] == mode
     assert deployment["endpoint_url_path"] == f"{name}-path" and len(deployment["endpoint_token"]) >= 32
     assert deployment["pipeline"] == {"name": counter_pipeline}
@@ -92,13 +104,18 @@ def test_an_endpoint_in_each_mode(platform, sdk, counter_pipeline, mode):
     assert execution["deployment_name"] == name and execution["pipeline_name"] == counter_pipeline
     assert execution["inputs"][0]["source"] == "endpoint"
     lines = sdk.get_pipeline_execution_logs(execution_id)
-    assert ("stdout", f"call {execution['outputs'][1]['value']} with 2") in [(l["stream"], l["message"]) for l in lines]
+    assert ("stdout", f"call {execution['outputs'][1]['value']} with 2") in [
+        (line["stream"], line["message"]) for line in lines
+    ]
     assert "a stderr line" in logs_text(lines) and "with 1" not in logs_text(lines)
     assert sdk.get_deployment(name)["last_execution_id"] == execution_id
 
     # Bad input: 400 naming the input; a user error: 500 with a message, the execution Failed.
-    bad = httpx.post(f"{platform.url}/endpoints/{name}-path", json={"x": "two"},
-                     headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"})
+    bad = httpx.post(
+        f"{platform.url}/endpoints/{name}-path",
+        json={"x": "two"},
+        headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"},
+    )
     assert bad.status_code == 400 and "Input 'x'" in bad.json()["message"]
     failed = call(platform, deployment, 13)
     assert failed.status_code == 500 and "unlucky 13" in failed.json()["message"]
@@ -115,7 +132,10 @@ def test_an_endpoint_in_each_mode(platform, sdk, counter_pipeline, mode):
     assert sdk.trigger_endpoint(name, inputs={"x": 5})["outputs"]["y"] == 10
     triggered = sdk.trigger_endpoint(name, endpoint_token=deployment["endpoint_token"], inputs={"x": 6})
     assert triggered["outputs"]["y"] == 12
-    assert sdk.retrieve_endpoint_results(name, triggered["execution_id"], deployment["endpoint_token"])["outputs"]["y"] == 12
+    assert (
+        sdk.retrieve_endpoint_results(name, triggered["execution_id"], deployment["endpoint_token"])["outputs"]["y"]
+        == 12
+    )
 
     assert name in [d["name"] for d in sdk.list_deployments()]
     assert sdk.delete_deployment(name) == {"name": name, "execution_rule": "endpoint"}
@@ -133,8 +153,13 @@ def test_low_latency_logs_rotation_disable_enable_reload(platform, sdk, counter_
     assert call(platform, deployment, 1).status_code == 200
     time.sleep(0.5)
     text = logs_text(sdk.get_deployment_logs(name))
-    for expected in ("created", "Importing pipeline module main.py", "preloading at import", "Module imported",
-                     "started."):
+    for expected in (
+        "created",
+        "Importing pipeline module main.py",
+        "preloading at import",
+        "Module imported",
+        "started.",
+    ):
         assert expected in text
     lines = sdk.get_deployment_logs(name, limit=2)
     assert len(lines) == 2 and set(lines[0]) == {"timestamp", "message", "stream", "pod_id", "type"}
@@ -188,10 +213,9 @@ def test_a_crashing_pod_is_restarted_and_its_execution_ends_in_error(platform, s
     name = unique("crash")
     deployment = sdk.create_deployment(counter_pipeline, name, "endpoint", mode="low_latency")
     before = call(platform, deployment, 1).json()["output"]
-    try:  # Serve's HAProxy closes the connection when the pod dies mid-call; else a 5xx
+    # Serve's HAProxy closes the connection when the pod dies mid-call; else a 5xx
+    with contextlib.suppress(httpx.RemoteProtocolError):
         assert call(platform, deployment, 1, crash=True).status_code >= 500
-    except httpx.RemoteProtocolError:
-        pass
     deadline, probe = time.monotonic() + 120, None
     while time.monotonic() < deadline:
         if sdk.get_deployment(name)["status"] == "up":
@@ -203,10 +227,17 @@ def test_a_crashing_pod_is_restarted_and_its_execution_ends_in_error(platform, s
     assert probe.json()["output"]["pid"] != before["pid"] and probe.json()["output"]["calls"] == 1  # a new pod
     # The crashed call got no answer, but it has its record (saved from the dead pod's journal),
     # ended in Error, with what it printed before dying.
-    mine = [sdk.get_pipeline_execution(e["execution_id"]) for e in sdk.list_pipeline_executions(counter_pipeline)
-            if e["deployment_name"] == name]
-    crashed = [e for e in mine if {"pipeline_input_name": "crash", "value": True}.items()
-               <= {k: v for i in e["inputs"] if i["pipeline_input_name"] == "crash" for k, v in i.items()}.items()]
+    mine = [
+        sdk.get_pipeline_execution(e["execution_id"])
+        for e in sdk.list_pipeline_executions(counter_pipeline)
+        if e["deployment_name"] == name
+    ]
+    crashed = [
+        e
+        for e in mine
+        if {"pipeline_input_name": "crash", "value": True}.items()
+        <= {k: v for i in e["inputs"] if i["pipeline_input_name"] == "crash" for k, v in i.items()}.items()
+    ]
     assert len(crashed) == 1 and crashed[0]["status"] == "Error"
     assert "stopped" in crashed[0]["error"]
     assert "a stderr line" in logs_text(sdk.get_pipeline_execution_logs(crashed[0]["execution_id"]))
@@ -238,8 +269,11 @@ def test_bad_deployment_requests_are_clear_400s_and_409s(sdk, counter_pipeline):
         (dict(deployment_name="Bad Name"), 400, "deployment name"),
         (dict(deployment_name=unique("x"), ram_request="lots"), 400, "ram_request"),
         (dict(deployment_name=unique("x"), mode="low_latency", ram_request="lots"), 400, "ram_request"),
-        (dict(deployment_name=unique("x"), mode="low_latency", max_parallel_executions_per_pod=4), 400,
-         "enable_parallel_executions"),
+        (
+            dict(deployment_name=unique("x"), mode="low_latency", max_parallel_executions_per_pod=4),
+            400,
+            "enable_parallel_executions",
+        ),
         (dict(deployment_name=unique("x"), endpoint_token="short"), 400, "endpoint_token"),
         (dict(deployment_name=unique("x"), execution_timeout_s=-1), 400, "execution_timeout_s"),
     ]
@@ -267,13 +301,18 @@ def test_an_answered_execution_is_readable_at_once_everywhere(platform, sdk, cou
     for x in range(25):
         answer = call(platform, deployment, x if x != 13 else 12)
         assert answer.status_code == 200
-        execution_id = answer.json()["execution_id"]
+        execution_id, sent = answer.json()["execution_id"], x if x != 13 else 12
+        # Each read is called in this iteration: the defaults only bind what it reads.
         reads = {
-            "get": lambda: sdk.get_pipeline_execution(execution_id)["status"] == "Succeeded",
-            "logs": lambda: f"with {x if x != 13 else 12}" in logs_text(sdk.get_pipeline_execution_logs(execution_id)),
-            "output": lambda: sdk.retrieve_pipeline_execution_outputs(execution_id)["outputs"]["y"] == 2 * (x if x != 13 else 12),
-            "list": lambda: execution_id in {e["execution_id"] for e in sdk.list_pipeline_executions(counter_pipeline)},
-            "latest": lambda: sdk.get_deployment(name)["last_execution_id"] == execution_id,
+            "get": lambda e=execution_id: sdk.get_pipeline_execution(e)["status"] == "Succeeded",
+            "logs": lambda e=execution_id, sent=sent: f"with {sent}" in logs_text(sdk.get_pipeline_execution_logs(e)),
+            "output": lambda e=execution_id, sent=sent: (
+                sdk.retrieve_pipeline_execution_outputs(e)["outputs"]["y"] == 2 * sent
+            ),
+            "list": lambda e=execution_id: (
+                e in {row["execution_id"] for row in sdk.list_pipeline_executions(counter_pipeline)}
+            ),
+            "latest": lambda e=execution_id: sdk.get_deployment(name)["last_execution_id"] == e,
         }
         for what, read in reads.items():
             try:

@@ -52,9 +52,14 @@ def endpoints(platform, tmp_path_factory):
     sdk = platform.sdk()
     pipeline = unique("echo")
     folder = write_folder(tmp_path_factory.mktemp("echo"), ECHO)
-    sdk.create_pipeline(pipeline, "main.py", "handler", container_config={"local_folder": str(folder)},
-                        inputs=[Input("x", "number"), Input("sleep_s", "number", is_required=False)],
-                        outputs=[Output("y", "number")])
+    sdk.create_pipeline(
+        pipeline,
+        "main.py",
+        "handler",
+        container_config={"local_folder": str(folder)},
+        inputs=[Input("x", "number"), Input("sleep_s", "number", is_required=False)],
+        outputs=[Output("y", "number")],
+    )
     mine = sdk.create_deployment(pipeline, unique("mine"), "endpoint", mode="elastic")
     theirs = sdk.create_deployment(pipeline, unique("theirs"), "endpoint", mode="elastic")
     yield {"mine": mine, "theirs": theirs}
@@ -86,8 +91,13 @@ def test_thirty_such_requests_at_once_leave_the_platform_answering(platform):
     # Before the guard, about 30 of these exhausted the control plane's memory.
     def one(i: int) -> int:
         path = "/api/v1/auth/refresh" if i % 2 else "/api/v1/environment-variables"
-        return httpx.request("POST" if i % 2 else "PUT", f"{platform.url}{path}", content=chunks(), timeout=60,
-                             headers={"Content-Type": "application/json", "Content-Length": str(BIG)}).status_code
+        return httpx.request(
+            "POST" if i % 2 else "PUT",
+            f"{platform.url}{path}",
+            content=chunks(),
+            timeout=60,
+            headers={"Content-Type": "application/json", "Content-Length": str(BIG)},
+        ).status_code
 
     began = time.monotonic()
     with ThreadPoolExecutor(30) as pool:
@@ -100,11 +110,21 @@ def test_thirty_such_requests_at_once_leave_the_platform_answering(platform):
 def test_deep_json_is_a_400_naming_the_body(platform, api, endpoints):
     for response in (
         api.put("/environment-variables", content=DEEP, headers={"Content-Type": "application/json"}),
-        httpx.post(f"{platform.url}/api/v1/auth/refresh", content=DEEP, headers={"Content-Type": "application/json"},
-                   timeout=30),
-        httpx.post(endpoint_url(platform, endpoints["mine"]), content=DEEP, timeout=30,
-                   headers={"Content-Type": "application/json",
-                            "Authorization": f"EndpointToken {endpoints['mine']['endpoint_token']}"}),
+        httpx.post(
+            f"{platform.url}/api/v1/auth/refresh",
+            content=DEEP,
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        ),
+        httpx.post(
+            endpoint_url(platform, endpoints["mine"]),
+            content=DEEP,
+            timeout=30,
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"EndpointToken {endpoints['mine']['endpoint_token']}",
+            },
+        ),
     ):
         assert response.status_code == 400, response.text
         assert response.json()["name"] == "InvalidInput" and "nested too deeply" in response.json()["message"]
@@ -115,10 +135,18 @@ def test_an_endpoint_path_says_nothing_to_a_caller_without_its_token(platform, e
     answers = [
         httpx.post(f"{platform.url}/endpoints/{unique('nothing-here')}", json={"x": 1}, timeout=30),
         httpx.post(endpoint_url(platform, mine), json={"x": 1}, timeout=30),
-        httpx.post(endpoint_url(platform, mine), json={"x": 1}, timeout=30,
-                   headers={"Authorization": "EndpointToken not-the-token"}),
-        httpx.post(f"{platform.url}/endpoints/{unique('nothing-here')}", json={"x": 1}, timeout=30,
-                   headers={"Authorization": f"EndpointToken {mine['endpoint_token']}"}),
+        httpx.post(
+            endpoint_url(platform, mine),
+            json={"x": 1},
+            timeout=30,
+            headers={"Authorization": "EndpointToken not-the-token"},
+        ),
+        httpx.post(
+            f"{platform.url}/endpoints/{unique('nothing-here')}",
+            json={"x": 1},
+            timeout=30,
+            headers={"Authorization": f"EndpointToken {mine['endpoint_token']}"},
+        ),
         httpx.get(f"{platform.url}/endpoints/v1/{unique('nothing-here')}/executions/x-1", timeout=30),
     ]
     for response in answers:
@@ -158,8 +186,11 @@ def test_the_sdk_sends_endpoint_tokens_in_a_header_and_the_url_form_still_works(
     assert results == {"execution_id": triggered["execution_id"], "outputs": {"y": 7}}
     assert urls and not [url for url in urls if token in url], urls
     # craft-ai-sdk 0.74.7 sends ?token=: still accepted.
-    legacy = httpx.get(f"{platform.url}/endpoints/v1/{mine['endpoint_url_path']}/executions/"
-                       f"{triggered['execution_id']}", params={"token": token}, timeout=30)
+    legacy = httpx.get(
+        f"{platform.url}/endpoints/v1/{mine['endpoint_url_path']}/executions/{triggered['execution_id']}",
+        params={"token": token},
+        timeout=30,
+    )
     assert legacy.status_code == 200 and legacy.json()["outputs"] == {"y": {"value": 7}}
 
 
@@ -169,18 +200,25 @@ def test_a_warm_pod_answers_a_stranger_as_the_control_plane_does(platform, sdk, 
     pipeline = endpoints["mine"]["pipeline"]["name"]
     warm = sdk.create_deployment(pipeline, unique("warm"), "endpoint", mode="low_latency")
     try:
-        answers = [httpx.post(endpoint_url(platform, warm), json={"x": 1}, timeout=30, headers=headers)
-                   for headers in ({}, {"Authorization": "EndpointToken not-the-token"})]
+        answers = [
+            httpx.post(endpoint_url(platform, warm), json={"x": 1}, timeout=30, headers=headers)
+            for headers in ({}, {"Authorization": "EndpointToken not-the-token"})
+        ]
         # Other methods too: a GET must not tell a warm pod (its own 405) from nothing at all.
-        answers += [httpx.request(method, url, timeout=30) for method in ("GET", "DELETE")
-                    for url in (endpoint_url(platform, warm), f"{platform.url}/endpoints/{unique('nothing-here')}")]
+        answers += [
+            httpx.request(method, url, timeout=30)
+            for method in ("GET", "DELETE")
+            for url in (endpoint_url(platform, warm), f"{platform.url}/endpoints/{unique('nothing-here')}")
+        ]
         nothing = httpx.post(f"{platform.url}/endpoints/{unique('nothing-here')}", json={"x": 1}, timeout=30)
         for response in answers:
             assert response.status_code == 401 and response.json() == nothing.json()
             assert response.headers["www-authenticate"] == "EndpointToken"
-        allowed = httpx.get(endpoint_url(platform, warm), timeout=30,
-                            headers={"Authorization": f"EndpointToken {warm['endpoint_token']}"})
+        allowed = httpx.get(
+            endpoint_url(platform, warm),
+            timeout=30,
+            headers={"Authorization": f"EndpointToken {warm['endpoint_token']}"},
+        )
         assert allowed.status_code == 405  # with its token, the method is what is wrong
     finally:
         sdk.delete_deployment(warm["name"])
-

@@ -21,14 +21,16 @@ import pytest
 from rayline import Input, Output
 from tests.integration.conftest import unique, write_folder
 
-WORK = {"main.py": """
+WORK = {
+    "main.py": """
     import os
     import time
 
     def work(x, seconds=0.02):
         time.sleep(seconds)
         return {"y": x * 2, "pid": os.getpid()}
-"""}
+"""
+}
 CALLERS = 8
 
 
@@ -49,8 +51,9 @@ class Load:
             while not self._stop.is_set():
                 x += 1
                 try:
-                    response = client.post(self.url, json={"x": x},
-                                           headers={"Authorization": f"EndpointToken {self.token}"})
+                    response = client.post(
+                        self.url, json={"x": x}, headers={"Authorization": f"EndpointToken {self.token}"}
+                    )
                 except httpx.HTTPError as error:  # the pod or the platform died with the call
                     self.other.append(type(error).__name__)
                     time.sleep(0.05)
@@ -64,7 +67,7 @@ class Load:
                     self.other.append(response.status_code)
                     time.sleep(0.05)
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for thread in self._threads:
             thread.start()
         return self
@@ -102,12 +105,23 @@ def _settled(sdk, pipeline: str, timeout_s: float = 60) -> list[dict]:
 @pytest.fixture
 def warm(platform, sdk, tmp_path):
     pipeline = unique("work")
-    sdk.create_pipeline(pipeline, "main.py", "work", container_config={"local_folder": str(write_folder(tmp_path, WORK))},
-                        inputs=[Input("x", "number"), Input("seconds", "number", is_required=False)],
-                        outputs=[Output("y", "number"), Output("pid", "number")])
+    sdk.create_pipeline(
+        pipeline,
+        "main.py",
+        "work",
+        container_config={"local_folder": str(write_folder(tmp_path, WORK))},
+        inputs=[Input("x", "number"), Input("seconds", "number", is_required=False)],
+        outputs=[Output("y", "number"), Output("pid", "number")],
+    )
     name = unique("work-ll")
-    deployment = sdk.create_deployment(pipeline, name, "endpoint", mode="low_latency",
-                                       enable_parallel_executions=True, max_parallel_executions_per_pod=4)
+    deployment = sdk.create_deployment(
+        pipeline,
+        name,
+        "endpoint",
+        mode="low_latency",
+        enable_parallel_executions=True,
+        max_parallel_executions_per_pod=4,
+    )
     yield pipeline, deployment
     sdk.delete_pipeline(pipeline, force_deployments_deletion=True)
 
@@ -142,9 +156,14 @@ def test_a_pod_killed_twice_under_load_loses_no_answered_call(platform, sdk, war
 def test_the_platform_restarted_under_load_loses_no_answered_call(platform, sdk, warm, tmp_path):
     pipeline, deployment = warm
     slow = unique("slow")  # an elastic execution running when the platform stops
-    sdk.create_pipeline(slow, "main.py", "work", container_config={"local_folder": str(write_folder(tmp_path, WORK))},
-                        inputs=[Input("x", "number"), Input("seconds", "number", is_required=False)],
-                        outputs=[Output("y", "number"), Output("pid", "number")])
+    sdk.create_pipeline(
+        slow,
+        "main.py",
+        "work",
+        container_config={"local_folder": str(write_folder(tmp_path, WORK))},
+        inputs=[Input("x", "number"), Input("seconds", "number", is_required=False)],
+        outputs=[Output("y", "number"), Output("pid", "number")],
+    )
     url = f"{platform.url}/endpoints/{deployment['endpoint_url_path']}"
     with Load(url, deployment["endpoint_token"]) as load:
         load.wait_for(100)

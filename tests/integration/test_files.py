@@ -30,9 +30,14 @@ def pipeline(platform, tmp_path_factory):
     sdk = platform.sdk()
     name = unique("shout")
     folder = write_folder(tmp_path_factory.mktemp("shout"), MODULE)
-    sdk.create_pipeline(name, "main.py", "shout", container_config={"local_folder": str(folder)},
-                        inputs=[Input("doc", "file"), Input("suffix", "string", is_required=False)],
-                        outputs=[Output("loud", "file")])
+    sdk.create_pipeline(
+        name,
+        "main.py",
+        "shout",
+        container_config={"local_folder": str(folder)},
+        inputs=[Input("doc", "file"), Input("suffix", "string", is_required=False)],
+        outputs=[Output("loud", "file")],
+    )
     yield name
     sdk.delete_pipeline(name, force_deployments_deletion=True)
 
@@ -45,8 +50,14 @@ def test_a_file_round_trips_through_an_endpoint(platform, sdk, pipeline, mode, t
     headers = {"Authorization": f"EndpointToken {deployment['endpoint_token']}"}
 
     for _ in range(2):  # twice: the first call's temporary input file must be gone by the second
-        response = httpx.post(url, headers=headers, files={"doc": ("notes.txt", b"hello")},
-                              data={"suffix": '"?"'}, timeout=60, follow_redirects=True)
+        response = httpx.post(
+            url,
+            headers=headers,
+            files={"doc": ("notes.txt", b"hello")},
+            data={"suffix": '"?"'},
+            timeout=60,
+            follow_redirects=True,
+        )
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "application/octet-stream"
         assert response.content == b"HELLO?|notes.txt|earlier inputs still there: False"
@@ -83,8 +94,13 @@ def test_run_pipeline_with_a_file_input_returns_the_file_output(sdk, pipeline, t
 def test_a_file_output_must_be_an_endpoints_only_output(platform, sdk, tmp_path):
     name = unique("two-outputs")
     folder = write_folder(tmp_path, {"main.py": "def f():\n    return {}\n"})
-    sdk.create_pipeline(name, "main.py", "f", container_config={"local_folder": str(folder)},
-                        outputs=[Output("report", "file"), Output("count", "number")])
+    sdk.create_pipeline(
+        name,
+        "main.py",
+        "f",
+        container_config={"local_folder": str(folder)},
+        outputs=[Output("report", "file"), Output("count", "number")],
+    )
     with pytest.raises(SdkException) as info:
         sdk.create_deployment(name, unique("dep"), "endpoint")
     assert info.value.status_code == 400 and "must be its only output" in info.value.message

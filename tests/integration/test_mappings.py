@@ -1,5 +1,6 @@
 """Input sources, output destinations and environment variables, over real HTTP."""
 
+import contextlib
 import uuid
 
 import httpx
@@ -18,8 +19,12 @@ MODULE = {
             return {"summary": f"{text}|{count}|{flag}|{greeting}", "env": mine, "dropped": 1}
     """,
 }
-INPUTS = [Input("text", "string"), Input("count", "number"), Input("flag", "boolean", is_required=False),
-          Input("greeting", "string", is_required=False)]
+INPUTS = [
+    Input("text", "string"),
+    Input("count", "number"),
+    Input("flag", "boolean", is_required=False),
+    Input("greeting", "string", is_required=False),
+]
 OUTPUTS = [Output("summary", "string"), Output("env", "json"), Output("dropped", "number")]
 
 
@@ -28,8 +33,9 @@ def pipeline(platform, tmp_path_factory):
     sdk = platform.sdk()
     name = unique("mapped")
     folder = write_folder(tmp_path_factory.mktemp("mapped"), MODULE)
-    sdk.create_pipeline(name, "main.py", "handler", container_config={"local_folder": str(folder)},
-                        inputs=INPUTS, outputs=OUTPUTS)
+    sdk.create_pipeline(
+        name, "main.py", "handler", container_config={"local_folder": str(folder)}, inputs=INPUTS, outputs=OUTPUTS
+    )
     yield name
     sdk.delete_pipeline(name, force_deployments_deletion=True)
 
@@ -45,15 +51,18 @@ def variable(sdk):
 
     yield make
     for name in names:
-        try:
+        with contextlib.suppress(SdkException):
             sdk.delete_environment_variable(name)
-        except SdkException:
-            pass
 
 
 def call(platform, deployment, body):
-    return httpx.post(f"{platform.url}/endpoints/{deployment['endpoint_url_path']}", json=body, timeout=60,
-                      follow_redirects=True, headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"})
+    return httpx.post(
+        f"{platform.url}/endpoints/{deployment['endpoint_url_path']}",
+        json=body,
+        timeout=60,
+        follow_redirects=True,
+        headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"},
+    )
 
 
 def test_environment_variables_are_checked_listed_and_deleted(sdk, variable):
@@ -73,18 +82,29 @@ def test_environment_variables_are_checked_listed_and_deleted(sdk, variable):
 
 
 @pytest.mark.parametrize("mode", ["low_latency", "elastic"])
-def test_every_mapping_kind_over_http_and_environment_changes_reach_the_next_execution(platform, sdk, pipeline,
-                                                                                       variable, mode):
+def test_every_mapping_kind_over_http_and_environment_changes_reach_the_next_execution(
+    platform, sdk, pipeline, variable, mode
+):
     greeting, colour = variable("GREETING"), variable("COLOUR")
     sdk.create_or_update_environment_variable(greeting, "hi")
     sdk.create_or_update_environment_variable(colour, "blue")
     name = unique(f"mapped-{mode.replace('_', '-')}")
     deployment = sdk.create_deployment(
-        pipeline, name, "endpoint", mode=mode,
-        inputs_mapping=[InputSource("text", endpoint_input_name="message"), InputSource("count", constant_value=7),
-                        InputSource("flag", is_null=True), InputSource("greeting", environment_variable_name=greeting)],
-        outputs_mapping=[OutputDestination("summary", endpoint_output_name="result"),
-                         OutputDestination("dropped", is_null=True)])
+        pipeline,
+        name,
+        "endpoint",
+        mode=mode,
+        inputs_mapping=[
+            InputSource("text", endpoint_input_name="message"),
+            InputSource("count", constant_value=7),
+            InputSource("flag", is_null=True),
+            InputSource("greeting", environment_variable_name=greeting),
+        ],
+        outputs_mapping=[
+            OutputDestination("summary", endpoint_output_name="result"),
+            OutputDestination("dropped", is_null=True),
+        ],
+    )
     assert {m["pipeline_input_name"]: m for m in deployment["inputs_mapping"]}["count"]["constant_value"] == 7
 
     response = call(platform, deployment, {"message": "m"})
@@ -95,8 +115,12 @@ def test_every_mapping_kind_over_http_and_environment_changes_reach_the_next_exe
 
     execution = readable_within_1s(sdk, response.json()["execution_id"], "Succeeded")
     sources = {i["pipeline_input_name"]: (i["source"], i["value"]) for i in execution["inputs"]}
-    assert sources == {"text": ("endpoint", "m"), "count": ("constant", 7), "flag": ("is_null", None),
-                       "greeting": ("environment_variable", None)}  # a variable's value is not recorded
+    assert sources == {
+        "text": ("endpoint", "m"),
+        "count": ("constant", 7),
+        "flag": ("is_null", None),
+        "greeting": ("environment_variable", None),
+    }  # a variable's value is not recorded
     destinations = {o["pipeline_output_name"]: o["destination"] for o in execution["outputs"]}
     assert destinations == {"summary": "endpoint", "env": "endpoint", "dropped": "is_null"}
 
@@ -110,9 +134,11 @@ def test_every_mapping_kind_over_http_and_environment_changes_reach_the_next_exe
     assert colour not in call(platform, deployment, {"message": "m"}).json()["output"]["env"]
     assert [p["pod_id"] for p in sdk.get_deployment(name).get("pods") or []] == pods
 
-    for body, status, fragment in (({}, 400, "'message' (string) is required"),
-                                   ({"message": 3}, 400, "'message': expected a string"),
-                                   ({"message": "m", "text": "t"}, 400, "Unknown input(s) 'text'")):
+    for body, status, fragment in (
+        ({}, 400, "'message' (string) is required"),
+        ({"message": 3}, 400, "'message': expected a string"),
+        ({"message": "m", "text": "t"}, 400, "Unknown input(s) 'text'"),
+    ):
         response = call(platform, deployment, body)
         assert response.status_code == status and fragment in response.json()["message"], response.text
 
@@ -127,14 +153,24 @@ def test_every_mapping_kind_over_http_and_environment_changes_reach_the_next_exe
 def test_run_pipeline_takes_constants_environment_variables_and_null(sdk, pipeline, variable):
     greeting = variable("GREETING")
     sdk.create_or_update_environment_variable(greeting, "salut")
-    result = sdk.run_pipeline(pipeline, {"text": "t"},
-                              inputs_mapping=[InputSource("count", constant_value=1), InputSource("flag", is_null=True),
-                                              InputSource("greeting", environment_variable_name=greeting)],
-                              outputs_mapping=[OutputDestination("dropped", is_null=True)])
+    result = sdk.run_pipeline(
+        pipeline,
+        {"text": "t"},
+        inputs_mapping=[
+            InputSource("count", constant_value=1),
+            InputSource("flag", is_null=True),
+            InputSource("greeting", environment_variable_name=greeting),
+        ],
+        outputs_mapping=[OutputDestination("dropped", is_null=True)],
+    )
     assert result["outputs"]["summary"] == "t|1|None|salut" and result["outputs"]["env"][greeting] == "salut"
     execution = sdk.get_pipeline_execution(result["execution_id"])
     assert {i["pipeline_input_name"]: i["source"] for i in execution["inputs"]} == {
-        "text": "run", "count": "constant", "flag": "is_null", "greeting": "environment_variable"}
+        "text": "run",
+        "count": "constant",
+        "flag": "is_null",
+        "greeting": "environment_variable",
+    }
     with pytest.raises(SdkException) as info:
         sdk.run_pipeline(pipeline, {"text": "t"}, inputs_mapping=[InputSource("count", endpoint_input_name="n")])
     assert info.value.status_code == 400 and "only endpoint deployments" in info.value.message
@@ -142,9 +178,11 @@ def test_run_pipeline_takes_constants_environment_variables_and_null(sdk, pipeli
 
 def test_bad_mappings_are_refused_at_creation_and_nothing_is_created(sdk, pipeline):
     name = unique("bad-map")
-    for mapping, fragment in (([InputSource("count", constant_value="seven")], "does not match the input's data_type"),
-                              ([InputSource("nope", constant_value=1)], "not declared by the pipeline"),
-                              ([InputSource("text", datastore_path="a/b")], "no data store")):
+    for mapping, fragment in (
+        ([InputSource("count", constant_value="seven")], "does not match the input's data_type"),
+        ([InputSource("nope", constant_value=1)], "not declared by the pipeline"),
+        ([InputSource("text", datastore_path="a/b")], "no data store"),
+    ):
         with pytest.raises(SdkException) as info:
             sdk.create_deployment(pipeline, name, "endpoint", inputs_mapping=mapping)
         assert info.value.status_code == 400 and fragment in info.value.message

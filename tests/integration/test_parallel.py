@@ -87,8 +87,14 @@ def pipelines(platform, tmp_path_factory):
     folder = write_folder(tmp_path_factory.mktemp("parallel"), MODULE)
     names = {function: unique(function.replace("_", "-")) for function in ("sleeper", "async_sleeper")}
     for function, name in names.items():
-        sdk.create_pipeline(name, "main.py", function, container_config={"local_folder": str(folder)},
-                            inputs=INPUTS[:1] if function == "async_sleeper" else INPUTS, outputs=OUTPUTS)
+        sdk.create_pipeline(
+            name,
+            "main.py",
+            function,
+            container_config={"local_folder": str(folder)},
+            inputs=INPUTS[:1] if function == "async_sleeper" else INPUTS,
+            outputs=OUTPUTS,
+        )
     yield names
     for name in names.values():
         sdk.delete_pipeline(name, force_deployments_deletion=True)
@@ -100,8 +106,9 @@ def deploy(sdk, pipelines):
     created = []
 
     def deploy_(function: str, **options) -> dict:
-        deployment = sdk.create_deployment(pipelines[function], unique("par"), "endpoint", mode="low_latency",
-                                           **options)
+        deployment = sdk.create_deployment(
+            pipelines[function], unique("par"), "endpoint", mode="low_latency", **options
+        )
         assert deployment["status"] == "up"
         created.append(deployment["name"])
         return deployment
@@ -112,8 +119,12 @@ def deploy(sdk, pipelines):
 
 
 def post(platform, deployment, **inputs) -> httpx.Response:
-    return httpx.post(f"{platform.url}/endpoints/{deployment['endpoint_url_path']}", json=inputs, timeout=60,
-                      headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"})
+    return httpx.post(
+        f"{platform.url}/endpoints/{deployment['endpoint_url_path']}",
+        json=inputs,
+        timeout=60,
+        headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"},
+    )
 
 
 def concurrently(platform, deployment, count, **inputs) -> tuple[list[httpx.Response], float]:
@@ -167,8 +178,9 @@ def test_without_parallel_executions_calls_run_one_after_another(platform, deplo
 
 
 def test_past_the_queue_calls_are_refused_at_once_with_503_and_retry_after(platform, sdk, api, deploy):
-    deployment = deploy("sleeper", enable_parallel_executions=True, max_parallel_executions_per_pod=4,
-                        max_queued_executions=4)
+    deployment = deploy(
+        "sleeper", enable_parallel_executions=True, max_parallel_executions_per_pod=4, max_queued_executions=4
+    )
     name = deployment["name"]
     with ThreadPoolExecutor(12) as pool:
         calls = [pool.submit(post, platform, deployment, seconds=2) for _ in range(12)]
@@ -184,15 +196,17 @@ def test_past_the_queue_calls_are_refused_at_once_with_503_and_retry_after(platf
         assert "max_queued_executions" in response.json()["message"]
     assert most_seen(responses) == 4
     time.sleep(1.2)  # records reach SQL in batches
-    recorded = [e for e in sdk.list_pipeline_executions(deployment["pipeline"]["name"])
-                if e.get("deployment_name") == name]
+    recorded = [
+        e for e in sdk.list_pipeline_executions(deployment["pipeline"]["name"]) if e.get("deployment_name") == name
+    ]
     assert len(recorded) == 8  # a refused call leaves no record
     assert pod_load(sdk, name, (0, 0)) == (0, 0)
 
 
 def test_a_timed_out_thread_keeps_its_slot_until_it_really_ends(platform, sdk, deploy):
-    deployment = deploy("sleeper", enable_parallel_executions=True, max_parallel_executions_per_pod=4,
-                        execution_timeout_s=2)
+    deployment = deploy(
+        "sleeper", enable_parallel_executions=True, max_parallel_executions_per_pod=4, execution_timeout_s=2
+    )
     name = deployment["name"]
     began = time.monotonic()
     response = post(platform, deployment, seconds=6)
@@ -218,8 +232,9 @@ def test_a_timed_out_thread_keeps_its_slot_until_it_really_ends(platform, sdk, d
 
 
 def test_a_timed_out_coroutine_is_cancelled_and_frees_its_slot_at_once(platform, sdk, deploy):
-    deployment = deploy("async_sleeper", enable_parallel_executions=True, max_parallel_executions_per_pod=4,
-                        execution_timeout_s=2)
+    deployment = deploy(
+        "async_sleeper", enable_parallel_executions=True, max_parallel_executions_per_pod=4, execution_timeout_s=2
+    )
     began = time.monotonic()
     response = post(platform, deployment, seconds=30)
     assert response.status_code == 504 and 1.9 < time.monotonic() - began < 3.0
@@ -240,9 +255,11 @@ def test_each_execution_keeps_its_own_logs_from_its_threads_too(platform, sdk, d
         me = response.json()["execution_id"]
         lines = [line["message"] for line in sdk.get_pipeline_execution_logs(me)]
         talk = [line for line in lines if line.startswith("talk ")]
-        assert sorted(talk) == sorted([f"talk {me} main {i}" for i in range(5)]
-                                      + [f"talk {me} thread {i} sees {me}" for i in range(5)]
-                                      + [f"talk {me} pool sees {me}"]), lines
+        assert sorted(talk) == sorted(
+            [f"talk {me} main {i}" for i in range(5)]
+            + [f"talk {me} thread {i} sees {me}" for i in range(5)]
+            + [f"talk {me} pool sees {me}"]
+        ), lines
     deployment_logs = logs_text(sdk.get_deployment_logs(deployment["name"]))
     assert "background thread: belongs to no execution" in deployment_logs
     assert "talk " not in deployment_logs

@@ -27,16 +27,28 @@ def pipeline(platform, tmp_path_factory):
     sdk = platform.sdk()
     name = unique("ticker")
     folder = write_folder(tmp_path_factory.mktemp("ticker"), MODULE)
-    sdk.create_pipeline(name, "main.py", "tick", container_config={"local_folder": str(folder)},
-                        inputs=[Input("label", "string")], outputs=[Output("label", "string")])
+    sdk.create_pipeline(
+        name,
+        "main.py",
+        "tick",
+        container_config={"local_folder": str(folder)},
+        inputs=[Input("label", "string")],
+        outputs=[Output("label", "string")],
+    )
     yield name
     sdk.delete_pipeline(name, force_deployments_deletion=True)
 
 
 def periodic(sdk, pipeline, name, mode, schedule="* * * * *"):
-    return sdk.create_deployment(pipeline, name, "periodic", mode=mode, schedule=schedule,
-                                 inputs_mapping=[InputSource("label", constant_value=name)],
-                                 outputs_mapping=[OutputDestination("label", is_null=True)])
+    return sdk.create_deployment(
+        pipeline,
+        name,
+        "periodic",
+        mode=mode,
+        schedule=schedule,
+        inputs_mapping=[InputSource("label", constant_value=name)],
+        outputs_mapping=[OutputDestination("label", is_null=True)],
+    )
 
 
 @pytest.mark.periodic
@@ -53,8 +65,11 @@ def test_every_minute_in_each_mode_runs_once_per_due_time(platform, sdk, pipelin
     deadline = time.monotonic() + 75  # the next minute, plus start-up
     while len(found) < 2 and time.monotonic() < deadline:
         for mode, name in names.items():
-            done = [e for e in sdk.list_pipeline_executions(pipeline)
-                    if e["deployment_name"] == name and e["status"] == "Succeeded"]
+            done = [
+                e
+                for e in sdk.list_pipeline_executions(pipeline)
+                if e["deployment_name"] == name and e["status"] == "Succeeded"
+            ]
             if done:
                 found[mode] = done[0]
         time.sleep(1)
@@ -85,14 +100,22 @@ def test_every_minute_in_each_mode_runs_once_per_due_time(platform, sdk, pipelin
 
 def test_bad_periodic_deployments_are_refused_with_the_reason(sdk, pipeline):
     name = unique("bad-periodic")
-    for kwargs, fragment in (({"schedule": "61 * * * *"}, "out of range"),
-                             ({"schedule": "* * * *"}, "expected 5 fields, got 4"),
-                             ({"schedule": None}, "schedule is required"),
-                             ({"schedule": "* * * * *", "inputs_mapping": []}, "unmapped: 'label'")):
+    for kwargs, fragment in (
+        ({"schedule": "61 * * * *"}, "out of range"),
+        ({"schedule": "* * * *"}, "expected 5 fields, got 4"),
+        ({"schedule": None}, "schedule is required"),
+        ({"schedule": "* * * * *", "inputs_mapping": []}, "unmapped: 'label'"),
+    ):
         mapping = kwargs.pop("inputs_mapping", [InputSource("label", constant_value="x")])
         with pytest.raises(SdkException) as info:
-            sdk.create_deployment(pipeline, name, "periodic", inputs_mapping=mapping,
-                                  outputs_mapping=[OutputDestination("label", is_null=True)], **kwargs)
+            sdk.create_deployment(
+                pipeline,
+                name,
+                "periodic",
+                inputs_mapping=mapping,
+                outputs_mapping=[OutputDestination("label", is_null=True)],
+                **kwargs,
+            )
         assert info.value.status_code == 400 and fragment in info.value.message, info.value.message
     deployment = periodic(sdk, pipeline, name, "elastic", schedule="0 * * * *")
     with pytest.raises(SdkException) as info:

@@ -45,8 +45,14 @@ def test_state_survives_a_restart_and_stopping_leaves_no_process(platform, tmp_p
     sdk = platform.sdk()
     name = unique("survivor")
     folder = write_folder(tmp_path, {"main.py": "def f(x):\n    return {'y': x + 1}\n"})
-    sdk.create_pipeline(name, "main.py", "f", container_config={"local_folder": str(folder)},
-                        inputs=[Input("x", "number")], outputs=[Output("y", "number")])
+    sdk.create_pipeline(
+        name,
+        "main.py",
+        "f",
+        container_config={"local_folder": str(folder)},
+        inputs=[Input("x", "number")],
+        outputs=[Output("y", "number")],
+    )
     execution_id = sdk.run_pipeline(name, {"x": 1})["execution_id"]
     deployment = sdk.create_deployment(name, f"{name}-warm", "endpoint", mode="low_latency")
     token = platform.token
@@ -62,8 +68,11 @@ def test_state_survives_a_restart_and_stopping_leaves_no_process(platform, tmp_p
     # The low-latency deployment is running again without anyone asking, with the same token.
     back = sdk.get_deployment(f"{name}-warm", wait_for_completion=True, timeout_s=120)
     assert back["status"] == "up" and back["endpoint_token"] == deployment["endpoint_token"]
-    response = httpx.post(f"{platform.url}/endpoints/{name}-warm", json={"x": 41},
-                          headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"})
+    response = httpx.post(
+        f"{platform.url}/endpoints/{name}-warm",
+        json={"x": 41},
+        headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"},
+    )
     assert response.status_code == 200 and response.json()["output"] == {"y": 42}
     sdk.delete_pipeline(name, force_deployments_deletion=True)
 
@@ -71,8 +80,13 @@ def test_state_survives_a_restart_and_stopping_leaves_no_process(platform, tmp_p
 def test_log_bounds_out_of_range_are_a_400_naming_the_field(api):
     # Found by fuzzing: an epoch in milliseconds past the year 9999 was a 500 (OverflowError).
     for route in ("/executions/nope-1/logs", "/deployments/nope/logs"):
-        for body, field in (({"from": 660666892523676062711808}, "from"), ({"to": 10**20}, "to"),
-                            ({"from": -1}, "from"), ({"limit": 0}, "limit"), ({"limit": 10**9}, "limit")):
+        for body, field in (
+            ({"from": 660666892523676062711808}, "from"),
+            ({"to": 10**20}, "to"),
+            ({"from": -1}, "from"),
+            ({"limit": 0}, "limit"),
+            ({"limit": 10**9}, "limit"),
+        ):
             response = api.post(route, json=body)
             assert response.status_code == 400, (route, body, response.text)
             assert response.json()["message"].startswith(f"Invalid request: {field}:"), response.json()

@@ -1,5 +1,5 @@
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -30,14 +30,20 @@ OUTPUTS = [Output("result", "number"), Output("pid", "number"), Output("saw_prev
 @pytest.fixture
 def info_pipeline(sdk, tmp_path):
     name = unique("info")
-    sdk.create_pipeline(name, "main.py", "run", container_config={"local_folder": str(write_folder(tmp_path, PROCESS_INFO))},
-                        inputs=[Input("a", "number"), Input("b", "number", default_value=2)], outputs=OUTPUTS)
+    sdk.create_pipeline(
+        name,
+        "main.py",
+        "run",
+        container_config={"local_folder": str(write_folder(tmp_path, PROCESS_INFO))},
+        inputs=[Input("a", "number"), Input("b", "number", default_value=2)],
+        outputs=OUTPUTS,
+    )
     yield name
     sdk.delete_pipeline(name)
 
 
 def test_run_records_outputs_logs_and_statuses(sdk, info_pipeline):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     result = sdk.run_pipeline(info_pipeline, {"a": 21})
     returned_at = time.monotonic()
     assert result["execution_id"] == f"{info_pipeline}-1"
@@ -49,8 +55,9 @@ def test_run_records_outputs_logs_and_statuses(sdk, info_pipeline):
     assert time.monotonic() - returned_at < 1.0
     assert execution["status"] == "Succeeded"
     assert execution["pipeline_name"] == info_pipeline and execution["deployment_name"] is None
-    created, started, ended = (datetime.fromisoformat(execution[k].replace("Z", "+00:00"))
-                               for k in ("created_at", "start_date", "end_date"))
+    created, started, ended = (
+        datetime.fromisoformat(execution[k].replace("Z", "+00:00")) for k in ("created_at", "start_date", "end_date")
+    )
     assert before - timedelta(seconds=1) <= created <= started <= ended
     assert {i["pipeline_input_name"]: i["value"] for i in execution["inputs"]} == {"a": 21, "b": 2}
     assert {o["pipeline_output_name"]: o["value"] for o in execution["outputs"]}["result"] == 42
@@ -80,15 +87,18 @@ def test_log_bounds_and_limit(sdk, info_pipeline):
     logs = sdk.get_pipeline_execution_logs(execution_id)
     assert len(logs) >= 3
     assert len(sdk.get_pipeline_execution_logs(execution_id, limit=1)) == 1
-    future = datetime.now(timezone.utc) + timedelta(hours=1)
+    future = datetime.now(UTC) + timedelta(hours=1)
     assert sdk.get_pipeline_execution_logs(execution_id, from_datetime=future) == []
 
 
-@pytest.mark.parametrize("inputs, fragment", [
-    ({}, "Input 'a' (number) is required"),
-    ({"a": "twenty"}, "Input 'a': expected a number"),
-    ({"a": 1, "c": 3}, "Unknown input(s) 'c'"),
-])
+@pytest.mark.parametrize(
+    "inputs, fragment",
+    [
+        ({}, "Input 'a' (number) is required"),
+        ({"a": "twenty"}, "Input 'a': expected a number"),
+        ({"a": 1, "c": 3}, "Unknown input(s) 'c'"),
+    ],
+)
 def test_bad_inputs_are_400_and_leave_no_execution(sdk, info_pipeline, inputs, fragment):
     with pytest.raises(SdkException) as info:
         sdk.run_pipeline(info_pipeline, inputs)
@@ -103,13 +113,19 @@ def test_bad_form_fields_are_400(api, info_pipeline):
 
 def test_user_errors_fail_the_execution_with_the_traceback_in_its_logs(sdk, tmp_path):
     name = unique("fails")
-    folder = write_folder(tmp_path, {"main.py": """
+    folder = write_folder(
+        tmp_path,
+        {
+            "main.py": """
         def boom(x):
             print("about to fail")
             raise RuntimeError(f"bad value {x}")
-    """})
-    sdk.create_pipeline(name, "main.py", "boom", container_config={"local_folder": str(folder)},
-                        inputs=[Input("x", "string")])
+    """
+        },
+    )
+    sdk.create_pipeline(
+        name, "main.py", "boom", container_config={"local_folder": str(folder)}, inputs=[Input("x", "string")]
+    )
     with pytest.raises(SdkException) as info:
         sdk.run_pipeline(name, {"x": "zz"})
     assert info.value.name == "ExecutionFailed"
@@ -130,8 +146,9 @@ def test_user_errors_fail_the_execution_with_the_traceback_in_its_logs(sdk, tmp_
 def test_wrong_outputs_fail_the_execution(sdk, tmp_path):
     name = unique("badout")
     folder = write_folder(tmp_path, {"main.py": "def f():\n    return {'y': 'not a number'}\n"})
-    sdk.create_pipeline(name, "main.py", "f", container_config={"local_folder": str(folder)},
-                        outputs=[Output("y", "number")])
+    sdk.create_pipeline(
+        name, "main.py", "f", container_config={"local_folder": str(folder)}, outputs=[Output("y", "number")]
+    )
     with pytest.raises(SdkException, match="Output 'y': expected a number"):
         sdk.run_pipeline(name)
     sdk.delete_pipeline(name)
@@ -139,10 +156,12 @@ def test_wrong_outputs_fail_the_execution(sdk, tmp_path):
 
 def test_async_functions_and_packages_with_relative_imports(sdk, tmp_path):
     name = unique("asyncpkg")
-    folder = write_folder(tmp_path, {
-        "src/__init__.py": "",
-        "src/helpers.py": "def double(x):\n    return 2 * x\n",
-        "src/main.py": """
+    folder = write_folder(
+        tmp_path,
+        {
+            "src/__init__.py": "",
+            "src/helpers.py": "def double(x):\n    return 2 * x\n",
+            "src/main.py": """
             import asyncio
             from .helpers import double
 
@@ -150,27 +169,41 @@ def test_async_functions_and_packages_with_relative_imports(sdk, tmp_path):
                 await asyncio.sleep(0.01)
                 return {"doubled": [double(i) for i in items]}
         """,
-    })
-    sdk.create_pipeline(name, "src/main.py", "handler", container_config={"local_folder": str(folder)},
-                        inputs=[Input("items", "array")], outputs=[Output("doubled", "array")])
+        },
+    )
+    sdk.create_pipeline(
+        name,
+        "src/main.py",
+        "handler",
+        container_config={"local_folder": str(folder)},
+        inputs=[Input("items", "array")],
+        outputs=[Output("doubled", "array")],
+    )
     assert sdk.run_pipeline(name, {"items": [1, 2]})["outputs"] == {"doubled": [2, 4]}
     sdk.delete_pipeline(name)
 
 
 def test_requirements_are_installed_in_the_execution_environment(sdk, tmp_path):
     name = unique("reqs")
-    folder = write_folder(tmp_path, {
-        "requirements.txt": "pyjokes==0.8.3\n",
-        "main.py": """
+    folder = write_folder(
+        tmp_path,
+        {
+            "requirements.txt": "pyjokes==0.8.3\n",
+            "main.py": """
             import pyjokes
 
             def joke():
                 return {"joke": pyjokes.get_joke(), "module": pyjokes.__file__}
         """,
-    })
-    sdk.create_pipeline(name, "main.py", "joke", container_config={"local_folder": str(folder),
-                                                                    "requirements_path": "requirements.txt"},
-                        outputs=[Output("joke", "string"), Output("module", "string")])
+        },
+    )
+    sdk.create_pipeline(
+        name,
+        "main.py",
+        "joke",
+        container_config={"local_folder": str(folder), "requirements_path": "requirements.txt"},
+        outputs=[Output("joke", "string"), Output("module", "string")],
+    )
     outputs = sdk.run_pipeline(name)["outputs"]
     assert outputs["joke"]
     assert "runtime_resources" in outputs["module"]  # from Ray's pip environment, not the platform's venv
@@ -179,10 +212,13 @@ def test_requirements_are_installed_in_the_execution_environment(sdk, tmp_path):
 
 def test_a_broken_requirement_is_an_error_not_a_hang(sdk, tmp_path):
     name = unique("badreqs")
-    folder = write_folder(tmp_path, {"requirements.txt": "this-package-does-not-exist-rayline==0.0.1\n",
-                                     "main.py": "def f():\n    return {}\n"})
-    sdk.create_pipeline(name, "main.py", "f", container_config={"local_folder": str(folder),
-                                                                 "requirements_path": "requirements.txt"})
+    folder = write_folder(
+        tmp_path,
+        {"requirements.txt": "this-package-does-not-exist-rayline==0.0.1\n", "main.py": "def f():\n    return {}\n"},
+    )
+    sdk.create_pipeline(
+        name, "main.py", "f", container_config={"local_folder": str(folder), "requirements_path": "requirements.txt"}
+    )
     with pytest.raises(SdkException) as info:
         sdk.run_pipeline(name)
     execution = sdk.get_pipeline_execution(info.value.additional_data["execution_id"])
@@ -200,7 +236,10 @@ def test_a_file_hiding_a_standard_module_is_refused_at_creation(sdk, tmp_path):
 
 def test_a_long_execution_s_logs_are_readable_while_it_runs(sdk, tmp_path):
     name = unique("long")
-    folder = write_folder(tmp_path, {"main.py": """
+    folder = write_folder(
+        tmp_path,
+        {
+            "main.py": """
         import time
 
         def slow():
@@ -208,7 +247,9 @@ def test_a_long_execution_s_logs_are_readable_while_it_runs(sdk, tmp_path):
             time.sleep(4)
             print("second step done")
             return {}
-    """})
+    """
+        },
+    )
     sdk.create_pipeline(name, "main.py", "slow", container_config={"local_folder": str(folder)})
     execution_id = sdk.run_pipeline(name, wait_for_completion=False)["execution_id"]
     deadline = time.monotonic() + 30

@@ -22,7 +22,7 @@ from rayline import Input, Output
 from tests.integration.conftest import Platform, unique, write_folder
 
 SCANNER = {
-    "main.py": '''
+    "main.py": """
         import base64
         import gc
         import os
@@ -90,7 +90,7 @@ SCANNER = {
                 for key in keys:
                     check("gcs", internal_kv._internal_kv_get(key, namespace=namespace) or b"")
             return {"found": sorted(found)}
-    ''',
+    """,
     "canary.txt": "FILE-CANARY-{canary}",
 }
 
@@ -105,13 +105,26 @@ def guarded_platform(tmp_path_factory):
     home = tmp_path_factory.mktemp("rayline-secrets")
     database_url = f"sqlite:///{home / ('state-' + secrets.token_hex(8) + '.db')}"
     package_token = "pkg-" + secrets.token_hex(16)
-    instance = Platform(home, extra_env={
-        "RAYLINE_SDK_TOKEN": "sdk-" + secrets.token_hex(16), "RAYLINE_DATABASE_URL": database_url,
-        "RAYLINE_PACKAGE_TOKEN": package_token, "RAY_RUNTIME_ENV_BEARER_TOKEN": package_token})
+    instance = Platform(
+        home,
+        extra_env={
+            "RAYLINE_SDK_TOKEN": "sdk-" + secrets.token_hex(16),
+            "RAYLINE_DATABASE_URL": database_url,
+            "RAYLINE_PACKAGE_TOKEN": package_token,
+            "RAY_RUNTIME_ENV_BEARER_TOKEN": package_token,
+        },
+    )
     instance.env["RAYLINE_PACKAGE_URL_BASE"] = instance.url  # packages downloaded over HTTP, as on a cluster
     instance.start()
-    yield instance, {"sdk token": instance.env["RAYLINE_SDK_TOKEN"], "database URL": database_url,
-                     "package token": package_token, "secret key": (home / "secret-key").read_text().strip()}
+    yield (
+        instance,
+        {
+            "sdk token": instance.env["RAYLINE_SDK_TOKEN"],
+            "database URL": database_url,
+            "package token": package_token,
+            "secret key": (home / "secret-key").read_text().strip(),
+        },
+    )
     left = instance.stop()
     assert left == [], f"processes left after stopping: {left}"
 
@@ -120,20 +133,32 @@ def test_user_code_finds_no_secret_in_either_mode(guarded_platform, tmp_path):
     platform, platform_secrets = guarded_platform
     canary = secrets.token_hex(8)
     names = list(platform_secrets)
-    needles = [platform_secrets[name] for name in names] + [f"ENV-CANARY-{canary}", f"FILE-CANARY-{canary}",
-                                                            f"MEMORY-CANARY-{canary}"]
+    needles = [platform_secrets[name] for name in names] + [
+        f"ENV-CANARY-{canary}",
+        f"FILE-CANARY-{canary}",
+        f"MEMORY-CANARY-{canary}",
+    ]
     files = {name: text.replace("{canary}", canary) for name, text in SCANNER.items()}
     folder = write_folder(tmp_path / "scanner", files)
     with platform.sdk() as sdk:
         sdk.create_or_update_environment_variable("SCAN_CANARY", f"ENV-CANARY-{canary}")
         pipeline = unique("scanner")
-        sdk.create_pipeline(pipeline, "main.py", "scan", container_config={"local_folder": str(folder)},
-                            inputs=[Input("needles", "array")], outputs=[Output("found", "array")])
+        sdk.create_pipeline(
+            pipeline,
+            "main.py",
+            "scan",
+            container_config={"local_folder": str(folder)},
+            inputs=[Input("needles", "array")],
+            outputs=[Output("found", "array")],
+        )
         elastic = sdk.run_pipeline(pipeline, {"needles": encode(needles)})["outputs"]["found"]
         deployment = sdk.create_deployment(pipeline, unique("scanner-ll"), "endpoint", mode="low_latency")
-        answer = httpx.post(f"{platform.url}/endpoints/{deployment['endpoint_url_path']}",
-                            json={"needles": encode(needles)}, timeout=300,
-                            headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"})
+        answer = httpx.post(
+            f"{platform.url}/endpoints/{deployment['endpoint_url_path']}",
+            json={"needles": encode(needles)},
+            timeout=300,
+            headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"},
+        )
         assert answer.status_code == 200, answer.text
         warm = answer.json()["output"]["found"]
         sdk.delete_pipeline(pipeline, force_deployments_deletion=True)
@@ -163,13 +188,18 @@ def test_every_route_takes_only_its_own_credentials(guarded_platform, tmp_path):
         deployment = sdk.create_deployment(pipeline, unique("matrix-ep"), "endpoint")
         execution_id = sdk.trigger_endpoint(deployment["name"], inputs={})["execution_id"]
     base = platform.url
-    access = httpx.post(f"{base}/api/v1/auth/refresh", json={"refresh_token": platform_secrets["sdk token"]},
-                        timeout=30).json()["access_token"]
-    credentials = {"none": None, "wrong": "Bearer " + "w" * 32,
-                   "endpoint": f"EndpointToken {deployment['endpoint_token']}",
-                   "endpoint as bearer": f"Bearer {deployment['endpoint_token']}",
-                   "sdk": f"Bearer {platform_secrets['sdk token']}", "access": f"Bearer {access}",
-                   "package": f"Bearer {platform_secrets['package token']}"}
+    access = httpx.post(
+        f"{base}/api/v1/auth/refresh", json={"refresh_token": platform_secrets["sdk token"]}, timeout=30
+    ).json()["access_token"]
+    credentials = {
+        "none": None,
+        "wrong": "Bearer " + "w" * 32,
+        "endpoint": f"EndpointToken {deployment['endpoint_token']}",
+        "endpoint as bearer": f"Bearer {deployment['endpoint_token']}",
+        "sdk": f"Bearer {platform_secrets['sdk token']}",
+        "access": f"Bearer {access}",
+        "package": f"Bearer {platform_secrets['package token']}",
+    }
     # Real names where the route is an endpoint's (its token is checked against its deployment);
     # elsewhere names that do not exist, so that an opened route changes nothing.
     endpoint_values = {"path": deployment["endpoint_url_path"], "execution_id": execution_id, "name": "missing"}
@@ -190,8 +220,9 @@ def test_every_route_takes_only_its_own_credentials(guarded_platform, tmp_path):
                 statuses = {}
                 for kind, header in credentials.items():
                     body = {"json": {}} if method in ("post", "put", "patch") else {}
-                    response = client.request(method.upper(), url, headers={"Authorization": header} if header else {},
-                                              **body)
+                    response = client.request(
+                        method.upper(), url, headers={"Authorization": header} if header else {}, **body
+                    )
                     statuses[kind] = response.status_code
                     opened = response.status_code not in (401, 403)
                     expected = opened_by == "all" or kind in opened_by

@@ -51,14 +51,17 @@ def test_a_packed_folder_round_trips(tmp_path):
     assert not (dest / "__pycache__").exists()
 
 
-@pytest.mark.parametrize("member, fragment", [
-    (file_member("../evil.py"), "contains '..'"),
-    (file_member("a/../../evil.py"), "contains '..'"),
-    (file_member("/etc/evil"), "absolute path"),
-    (link_member("link", "/etc/passwd"), "absolute path"),
-    (link_member("link", "../../outside"), "outside the pipeline folder"),
-    (link_member("hard", "../outside", hard=True), "outside the pipeline folder"),
-])
+@pytest.mark.parametrize(
+    "member, fragment",
+    [
+        (file_member("../evil.py"), "contains '..'"),
+        (file_member("a/../../evil.py"), "contains '..'"),
+        (file_member("/etc/evil"), "absolute path"),
+        (link_member("link", "/etc/passwd"), "absolute path"),
+        (link_member("link", "../../outside"), "outside the pipeline folder"),
+        (link_member("hard", "../outside", hard=True), "outside the pipeline folder"),
+    ],
+)
 def test_malicious_members_are_refused_and_nothing_is_written(tmp_path, member, fragment):
     dest = tmp_path / "dest"
     with pytest.raises(InvalidInput) as info:
@@ -178,14 +181,18 @@ END = b"\0" * tarfile.RECORDSIZE
 MiB = 1024 * 1024
 
 
-@pytest.mark.parametrize("members", [
-    [link_member("lnk", ".."), file_member("lnk/evil")],
-    [dir_member("sub"), link_member("lnk", "sub"), file_member("lnk/evil")],  # even a link inside
-    [link_member("lnk", "../.."), dir_member("lnk/d"), file_member("lnk/d/evil")],
-    [link_member("a", "."), link_member("d", "a/.."), link_member("d/x", "../../.."), file_member("d/x/evil")],
-    [file_member("sub/f"), link_member("lnk", "sub"), link_member("h", "lnk/f", hard=True)],
-    [file_member("f"), link_member("s", "f"), link_member("h", "s", hard=True)],
-], ids=["up-link", "inside-link", "dir-through-link", "dot-link", "hard-link-through-link", "hard-link-to-link"])
+@pytest.mark.parametrize(
+    "members",
+    [
+        [link_member("lnk", ".."), file_member("lnk/evil")],
+        [dir_member("sub"), link_member("lnk", "sub"), file_member("lnk/evil")],  # even a link inside
+        [link_member("lnk", "../.."), dir_member("lnk/d"), file_member("lnk/d/evil")],
+        [link_member("a", "."), link_member("d", "a/.."), link_member("d/x", "../../.."), file_member("d/x/evil")],
+        [file_member("sub/f"), link_member("lnk", "sub"), link_member("h", "lnk/f", hard=True)],
+        [file_member("f"), link_member("s", "f"), link_member("h", "s", hard=True)],
+    ],
+    ids=["up-link", "inside-link", "dir-through-link", "dot-link", "hard-link-through-link", "hard-link-to-link"],
+)
 def test_nothing_is_written_through_a_link(tmp_path, members):
     dest = nested_dest(tmp_path)
     with pytest.raises(InvalidInput, match="link"):
@@ -193,14 +200,18 @@ def test_nothing_is_written_through_a_link(tmp_path, members):
     assert_nothing_written(tmp_path, dest)
 
 
-@pytest.mark.parametrize("members", [
-    [link_member("a", "."), link_member("b", "a/..")],
-    [dir_member("sub"), link_member("d", "sub/.."), link_member("e", "d/..")],
-    [link_member("sub/up", ".."), link_member("x", "sub/up/sub/up/..")],
-    # The first link looks inside when it is read; the second one makes it leave.
-    [link_member("a", "x/y/../.."), link_member("x", ".")],
-    [link_member("a", "b/c"), link_member("b", "a/..")],
-], ids=["dot", "parent-of-folder", "up-twice", "changed-later", "loop-out"])
+@pytest.mark.parametrize(
+    "members",
+    [
+        [link_member("a", "."), link_member("b", "a/..")],
+        [dir_member("sub"), link_member("d", "sub/.."), link_member("e", "d/..")],
+        [link_member("sub/up", ".."), link_member("x", "sub/up/sub/up/..")],
+        # The first link looks inside when it is read; the second one makes it leave.
+        [link_member("a", "x/y/../.."), link_member("x", ".")],
+        [link_member("a", "b/c"), link_member("b", "a/..")],
+    ],
+    ids=["dot", "parent-of-folder", "up-twice", "changed-later", "loop-out"],
+)
 def test_chained_links_ending_outside_are_refused(tmp_path, members):
     dest = nested_dest(tmp_path)
     with pytest.raises(InvalidInput, match="outside the pipeline folder|more than 40 links"):
@@ -239,9 +250,11 @@ def cve_2025_4517_archive(dest, through_links: bool) -> bytes:
     return tar_with(*members)
 
 
-@pytest.mark.parametrize("through_links, fragment", [(True, "is inside 'a', a link"),
-                                                      (False, "outside the pipeline folder")],
-                         ids=["poc", "real-folder-names"])
+@pytest.mark.parametrize(
+    "through_links, fragment",
+    [(True, "is inside 'a', a link"), (False, "outside the pipeline folder")],
+    ids=["poc", "real-folder-names"],
+)
 def test_the_cve_2025_4517_realpath_overflow_is_refused(tmp_path, through_links, fragment):
     dest = nested_dest(tmp_path)
     with pytest.raises(InvalidInput, match=fragment):
@@ -271,24 +284,33 @@ def pax_header(size: int) -> bytes:
 def test_a_pax_header_bomb_is_refused_with_bounded_memory(tmp_path):
     size = 100 * MiB  # one record of 100 MiB, about 100 KiB compressed
     record = f"{size} comment=".encode()
-    archive = gzip_of((raw_header("././@PaxHeader", tarfile.XHDTYPE, size) + record, 1),
-                      (b"x" * MiB, 99), (b"x" * (MiB - len(record) - 1) + b"\n", 1),
-                      (raw_header("main.py", tarfile.REGTYPE, 1) + padded(b"x") + END, 1))
+    archive = gzip_of(
+        (raw_header("././@PaxHeader", tarfile.XHDTYPE, size) + record, 1),
+        (b"x" * MiB, 99),
+        (b"x" * (MiB - len(record) - 1) + b"\n", 1),
+        (raw_header("main.py", tarfile.REGTYPE, 1) + padded(b"x") + END, 1),
+    )
     assert len(archive) < 512 * 1024
     assert "extended headers" in refused_within(16 * MiB, InvalidInput, archive, tmp_path)
     assert not any(tmp_path.iterdir())
 
 
 def test_long_name_chains_and_sparse_maps_are_refused_with_bounded_memory(tmp_path):
-    long_names = gzip_of((b"".join(raw_header("././@LongLink", tarfile.GNUTYPE_LONGNAME, 4096) + b"a" * 4096
-                                   for _ in range(500)), 1), (END, 1))
+    long_names = gzip_of(
+        (b"".join(raw_header("././@LongLink", tarfile.GNUTYPE_LONGNAME, 4096) + b"a" * 4096 for _ in range(500)), 1),
+        (END, 1),
+    )
     with pytest.raises(InvalidInput, match="in a row"):
         extract_archive(long_names, tmp_path, LIMIT, MEMBERS)
     # GNU sparse 1.0: the map at the start of the data says how many numbers follow; tarfile keeps
     # reading them, one list item per two bytes, until there are that many.
     sparse = tarfile.TarInfo("f")
-    sparse.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "f",
-                          "GNU.sparse.realsize": "1"}
+    sparse.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": "f",
+        "GNU.sparse.realsize": "1",
+    }
     sparse.size = 64 * MiB
     header = sparse.tobuf(tarfile.PAX_FORMAT)
     archive = gzip_of((header + b"99999999999\n", 1), (b"0\n" * (MiB // 2), 64), (END, 1))
@@ -310,8 +332,10 @@ def test_a_gzip_bomb_is_refused_as_it_streams(tmp_path):
 
 def test_headers_alone_cannot_make_the_stream_unbounded(tmp_path):
     # 90 one-byte files, each after a PAX header under the cap: only the cap on the stream stops this.
-    archive = gzip_of(*((pax_header(60 * 1024) + raw_header(f"f{i}", tarfile.REGTYPE, 1) + padded(b"x"), 1)
-                        for i in range(90)), (END, 1))
+    archive = gzip_of(
+        *((pax_header(60 * 1024) + raw_header(f"f{i}", tarfile.REGTYPE, 1) + padded(b"x"), 1) for i in range(90)),
+        (END, 1),
+    )
     with pytest.raises(PayloadTooLarge, match="unpacks to more than"):
         extract_archive(archive, tmp_path, 1_000_000, 100)
     assert not any(tmp_path.iterdir())
@@ -320,17 +344,24 @@ def test_headers_alone_cannot_make_the_stream_unbounded(tmp_path):
 def test_links_count_their_target_against_the_unpacked_limit(tmp_path):
     big = file_member("big", b"0" * 3000)
     with pytest.raises(PayloadTooLarge, match="unpacks to more than"):
-        extract_archive(tar_with(big, link_member("h1", "big", hard=True), link_member("h2", "big", hard=True)),
-                        tmp_path, 8000, MEMBERS)
+        extract_archive(
+            tar_with(big, link_member("h1", "big", hard=True), link_member("h2", "big", hard=True)),
+            tmp_path,
+            8000,
+            MEMBERS,
+        )
     with pytest.raises(PayloadTooLarge, match="unpacks to more than"):
         extract_archive(tar_with(big, link_member("s1", "big"), link_member("s2", "s1")), tmp_path, 8000, MEMBERS)
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("name, fragment", [
-    ("a/" + "n" * 256, "component longer than 255"),
-    ("/".join(["d" * 200] * 21), "longer than 4096"),
-])
+@pytest.mark.parametrize(
+    "name, fragment",
+    [
+        ("a/" + "n" * 256, "component longer than 255"),
+        ("/".join(["d" * 200] * 21), "longer than 4096"),
+    ],
+)
 def test_overlong_names_are_refused(tmp_path, name, fragment):
     with pytest.raises(InvalidInput, match=fragment):
         extract_archive(tar_with(file_member(name)), tmp_path, LIMIT, MEMBERS)
@@ -343,12 +374,15 @@ def test_a_nul_in_a_name_is_refused(tmp_path):
         extract_archive(tar_with((info, data)), tmp_path, LIMIT, MEMBERS)
 
 
-@pytest.mark.parametrize("members", [
-    [file_member("x/f"), link_member("x", ".")],
-    [file_member("f"), file_member("f", b"other")],
-    [file_member("f"), dir_member("f")],
-    [file_member("f"), file_member("f/g")],
-])
+@pytest.mark.parametrize(
+    "members",
+    [
+        [file_member("x/f"), link_member("x", ".")],
+        [file_member("f"), file_member("f", b"other")],
+        [file_member("f"), dir_member("f")],
+        [file_member("f"), file_member("f/g")],
+    ],
+)
 def test_a_member_cannot_replace_or_sit_inside_another(tmp_path, members):
     with pytest.raises(InvalidInput, match="appears twice|which is a file"):
         extract_archive(tar_with(*members), tmp_path, LIMIT, MEMBERS)
@@ -361,11 +395,18 @@ def test_internal_links_and_long_names_still_extract(tmp_path):
     tool.mode = 0o4775  # setuid and group-writable: only the executable bit is kept
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", pax_headers={"comment": "abc"}) as tar:  # a global header
-        for info, data in [file_member("v1/model.bin", b"weights"), link_member("latest", "v1/model.bin"),
-                           file_member("src/mod.py", b"X = 1\n"), link_member("lib", "src"),
-                           link_member("src/alias", "../v1/model.bin"), link_member("chain", "lib/alias"),
-                           link_member("copy.bin", "v1/model.bin", hard=True), file_member(long_name, b"L"),
-                           (tool, b"#!/bin/sh\n"), dir_member("empty")]:
+        for info, data in [
+            file_member("v1/model.bin", b"weights"),
+            link_member("latest", "v1/model.bin"),
+            file_member("src/mod.py", b"X = 1\n"),
+            link_member("lib", "src"),
+            link_member("src/alias", "../v1/model.bin"),
+            link_member("chain", "lib/alias"),
+            link_member("copy.bin", "v1/model.bin", hard=True),
+            file_member(long_name, b"L"),
+            (tool, b"#!/bin/sh\n"),
+            dir_member("empty"),
+        ]:
             if data is not None:
                 info.size = len(data)
             tar.addfile(info, io.BytesIO(data) if data is not None else None)

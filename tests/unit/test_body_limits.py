@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import tracemalloc
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -60,10 +60,12 @@ class Counted:
             message = await receive()
             self.bytes += len(message.get("body", b""))
             return message
+
         await self.app(scope, counted, send)
 
 
 # --- the guard in front of a real server -----------------------------------------------------
+
 
 def _tiny_app() -> FastAPI:
     app = FastAPI()
@@ -82,9 +84,11 @@ def _tiny_app() -> FastAPI:
 @pytest.fixture(scope="module")
 def server():
     inner = Counted(_tiny_app())  # what reached the app
-    guard = RequestGuard(inner, lambda method, path: BodyLimit(MiB, "a test request", "Send less."),
-                         lambda scope: None if (b"authorization", b"Bearer ok") in scope["headers"]
-                         else Unauthorized("Missing token."))
+    guard = RequestGuard(
+        inner,
+        lambda method, path: BodyLimit(MiB, "a test request", "Send less."),
+        lambda scope: None if (b"authorization", b"Bearer ok") in scope["headers"] else Unauthorized("Missing token."),
+    )
     outer = Counted(guard)  # what the guard took from the server
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -160,25 +164,36 @@ def test_bodies_within_the_limit_go_through(server):
 
 # --- which limit for which route -------------------------------------------------------------
 
+
 def test_routes_get_the_limit_of_what_they_carry():
     settings = SimpleNamespace(max_upload_bytes=50 * MiB, max_file_bytes=20 * MiB)
     limit_for = body_limits(settings, "/api/v1")
     assert limit_for("POST", "/api/v1/pipelines").max_bytes == 51 * MiB
     assert "RAYLINE_MAX_UPLOAD_BYTES" in limit_for("POST", "/api/v1/pipelines").problem(60 * MiB)
-    for path in ("/api/v1/pipelines/p/run", "/api/v1/deployments/d/executions", "/endpoints/my-path",
-                 "/endpoints/my-path/"):
+    for path in (
+        "/api/v1/pipelines/p/run",
+        "/api/v1/deployments/d/executions",
+        "/endpoints/my-path",
+        "/endpoints/my-path/",
+    ):
         assert limit_for("POST", path).max_bytes == 20 * MiB, path
         assert "RAYLINE_MAX_FILE_BYTES" in limit_for("POST", path).problem(21 * MiB)
-    for method, path in (("POST", "/api/v1/auth/refresh"), ("PUT", "/api/v1/environment-variables"),
-                         ("POST", "/api/v1/endpoints"), ("PATCH", "/api/v1/deployments/d"),
-                         ("GET", "/api/v1/pipelines"), ("GET", "/endpoints/v1/p/executions/p-1"),
-                         ("POST", "/api/v1/deployments/d/logs"), ("PUT", "/api/v1/pipelines/p/run")):
+    for method, path in (
+        ("POST", "/api/v1/auth/refresh"),
+        ("PUT", "/api/v1/environment-variables"),
+        ("POST", "/api/v1/endpoints"),
+        ("PATCH", "/api/v1/deployments/d"),
+        ("GET", "/api/v1/pipelines"),
+        ("GET", "/endpoints/v1/p/executions/p-1"),
+        ("POST", "/api/v1/deployments/d/logs"),
+        ("PUT", "/api/v1/pipelines/p/run"),
+    ):
         assert limit_for(method, path).max_bytes == JSON_BODY_BYTES == MiB, (method, path)
 
 
 # --- the real app, on stub services ----------------------------------------------------------
 
-NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 EARLIER, LATER = NOW - timedelta(days=1), NOW + timedelta(seconds=1)
 SDK_TOKEN = "s" * 24
 ENDPOINT_TOKEN = "e" * 24
@@ -186,16 +201,37 @@ ENDPOINT_TOKEN = "e" * 24
 
 class Executions:
     def __init__(self) -> None:
-        self.rows = {"known-1": SimpleNamespace(execution_id="known-1", deployment_name="known", status="Succeeded",
-                                                error=None, outputs=[], created_at=LATER),
-                     "other-1": SimpleNamespace(execution_id="other-1", deployment_name="other", status="Running",
-                                                error=None, outputs=[], created_at=LATER),
-                     # a pipeline run named like the deployment: its id has the form, its record says no
-                     "known-2": SimpleNamespace(execution_id="known-2", deployment_name=None, status="Running",
-                                                error=None, outputs=[], created_at=LATER),
-                     # an execution of a deleted deployment of the same name: not the new one's
-                     "known-3": SimpleNamespace(execution_id="known-3", deployment_name="known", status="Succeeded",
-                                                error=None, outputs=[], created_at=EARLIER)}
+        self.rows = {
+            "known-1": SimpleNamespace(
+                execution_id="known-1",
+                deployment_name="known",
+                status="Succeeded",
+                error=None,
+                outputs=[],
+                created_at=LATER,
+            ),
+            "other-1": SimpleNamespace(
+                execution_id="other-1",
+                deployment_name="other",
+                status="Running",
+                error=None,
+                outputs=[],
+                created_at=LATER,
+            ),
+            # a pipeline run named like the deployment: its id has the form, its record says no
+            "known-2": SimpleNamespace(
+                execution_id="known-2", deployment_name=None, status="Running", error=None, outputs=[], created_at=LATER
+            ),
+            # an execution of a deleted deployment of the same name: not the new one's
+            "known-3": SimpleNamespace(
+                execution_id="known-3",
+                deployment_name="known",
+                status="Succeeded",
+                error=None,
+                outputs=[],
+                created_at=EARLIER,
+            ),
+        }
         self.asked: list[str] = []
         self.waited: list[str] = []
 
@@ -218,6 +254,7 @@ class Deployments:
 
     def check_endpoint_token(self, row, token) -> bool:
         from rayline.domain.tokens import token_matches
+
         return token_matches(token, row.endpoint_token_hash)
 
 
@@ -236,9 +273,16 @@ class AccessTokens:
 @pytest.fixture
 def app():
     settings = SimpleNamespace(max_upload_bytes=2 * MiB, max_file_bytes=MiB, wait_hold_s=5.0, endpoint_wait_s=1.0)
-    context = AppContext(settings=settings, db=None, pipelines=None, executions=Executions(),
-                         deployments=Deployments(), environment=Environment(), sdk_token_hash=hash_token(SDK_TOKEN),
-                         access_tokens=AccessTokens())
+    context = AppContext(
+        settings=settings,
+        db=None,
+        pipelines=None,
+        executions=Executions(),
+        deployments=Deployments(),
+        environment=Environment(),
+        sdk_token_hash=hash_token(SDK_TOKEN),
+        access_tokens=AccessTokens(),
+    )
     return create_app(context)
 
 
@@ -247,6 +291,7 @@ def call(app, method: str, path: str, **kwargs) -> httpx.Response:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://rayline") as client:
             return await client.request(method, path, **kwargs)
+
     return asyncio.run(go())
 
 
@@ -271,20 +316,29 @@ def test_open_routes_need_no_token_and_others_do(app):
     assert call(app, "GET", "/api/v1/users/me").status_code == 501
     assert call(app, "GET", "/api/v1/openapi.json").status_code == 200
     assert call(app, "POST", "/api/v1/auth/refresh", json={"refresh_token": "x"}).status_code == 401
-    for method, path in (("GET", "/api/v1/pipelines"), ("GET", "/api/v1/no-such-route"),
-                         ("POST", "/api/v1/pipelines/p/run")):
+    for method, path in (
+        ("GET", "/api/v1/pipelines"),
+        ("GET", "/api/v1/no-such-route"),
+        ("POST", "/api/v1/pipelines/p/run"),
+    ):
         response = call(app, method, path)
         assert response.status_code == 401 and response.json()["name"] == "Unauthorized", (method, path)
         assert response.headers["www-authenticate"] == "Bearer"
     assert call(app, "GET", "/api/v1/no-such-route", headers=SDK).status_code == 404
-    assert call(app, "PUT", "/api/v1/environment-variables", headers=SDK,
-                json={"environment_variables": {"A": "1"}}).json() == {"environment_variables": {"A": "1"}}
+    assert call(
+        app, "PUT", "/api/v1/environment-variables", headers=SDK, json={"environment_variables": {"A": "1"}}
+    ).json() == {"environment_variables": {"A": "1"}}
 
 
 def test_deep_json_is_a_400_naming_the_body(app):
     for path in ("/api/v1/environment-variables", "/api/v1/auth/refresh"):
-        response = call(app, "PUT" if "environment" in path else "POST", path, content=DEEP,
-                        headers={**SDK, "Content-Type": "application/json"})
+        response = call(
+            app,
+            "PUT" if "environment" in path else "POST",
+            path,
+            content=DEEP,
+            headers={**SDK, "Content-Type": "application/json"},
+        )
         assert response.status_code == 400, response.text
         assert response.json()["name"] == "InvalidInput" and "nested too deeply" in response.json()["message"]
 
@@ -293,17 +347,22 @@ def test_read_inputs_turns_deep_json_into_invalid_input():
     async def go():
         async def receive():
             return {"type": "http.request", "body": DEEP.encode(), "more_body": False}
-        request = StarletteRequest({"type": "http", "method": "POST", "path": "/", "headers": [
-            (b"content-type", b"application/json")]}, receive)
+
+        request = StarletteRequest(
+            {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-type", b"application/json")]},
+            receive,
+        )
         return await read_inputs(request, 10 * MiB)
+
     with pytest.raises(InvalidInput, match="nested too deeply"):
         asyncio.run(go())
 
 
 def test_an_unexpected_error_answers_an_error_id_and_logs_the_traceback(app, caplog):
     with caplog.at_level(logging.ERROR, logger="rayline.api.errors"):
-        response = call(app, "PUT", "/api/v1/environment-variables", headers=SDK,
-                        json={"environment_variables": "boom"})
+        response = call(
+            app, "PUT", "/api/v1/environment-variables", headers=SDK, json={"environment_variables": "boom"}
+        )
     assert response.status_code == 500
     body = response.json()
     assert body["name"] == "InternalError" and len(body["error_id"]) == 16
@@ -317,8 +376,9 @@ def test_an_endpoint_tells_a_stranger_nothing(app):
     unknown = call(app, "POST", "/endpoints/no-such-path", json={})
     known = call(app, "POST", "/endpoints/known-path", json={})
     wrong = call(app, "POST", "/endpoints/known-path", json={}, headers={"Authorization": "EndpointToken nope"})
-    wrong_unknown = call(app, "POST", "/endpoints/no-such-path", json={},
-                         headers={"Authorization": f"EndpointToken {ENDPOINT_TOKEN}"})
+    wrong_unknown = call(
+        app, "POST", "/endpoints/no-such-path", json={}, headers={"Authorization": f"EndpointToken {ENDPOINT_TOKEN}"}
+    )
     for response in (unknown, known, wrong, wrong_unknown):
         assert response.status_code == 401
         assert response.json() == unknown.json() and response.json()["name"] == "Unauthorized"

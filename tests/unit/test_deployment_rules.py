@@ -17,8 +17,10 @@ def test_memory_sizes():
 def test_resources_map_to_ray_and_nothing_is_reserved_by_default():
     bare = replica_options("file:///p.zip", [], None, None)
     # The package token Ray's agent downloads packages with is blanked for the user's code.
-    assert bare == {"num_cpus": 0, "runtime_env": {"working_dir": "file:///p.zip",
-                                                   "env_vars": {"RAY_RUNTIME_ENV_BEARER_TOKEN": ""}}}
+    assert bare == {
+        "num_cpus": 0,
+        "runtime_env": {"working_dir": "file:///p.zip", "env_vars": {"RAY_RUNTIME_ENV_BEARER_TOKEN": ""}},
+    }
     sized = replica_options("file:///p.zip", ["six"], "1GiB", 1)
     assert sized["memory"] == 1024**3 and sized["num_gpus"] == 1 and sized["num_cpus"] == 0
     assert sized["runtime_env"]["pip"]["packages"] == ["six"]
@@ -33,20 +35,24 @@ def test_options_defaults_and_refusals():
     # Elastic deployments are bounded too: by default 100 executions in flight, or what is asked.
     assert check_options("d", {}).max_queued_executions == 100
     assert check_options("d", {"max_queued_executions": 5}).max_queued_executions == 5
-    for body, fragment in [({"mode": "warm"}, "mode must be"), ({"execution_rule": "cron"}, "execution_rule"),
-                           ({"gpu_request": 1}, "only go with mode='low_latency'"),
-                           ({"mode": "low_latency", "gpu_request": -1}, "gpu_request"),
-                           ({"endpoint_url_path": "Bad/Path"}, "endpoint_url_path"),
-                           ({"execution_rule": "periodic", "endpoint_url_path": "x"}, "only goes with"),
-                           # elastic: the most executions in flight, at least 1
-                           ({"max_queued_executions": 0}, "from 1 to"),
-                           ({"mode": "low_latency", "max_queued_executions": -1}, "max_queued_executions must be"),
-                           ({"mode": "low_latency", "max_queued_executions": "10"}, "max_queued_executions must be"),
-                           ({"mode": "low_latency", "max_parallel_executions_per_pod": 4},
-                            "needs enable_parallel_executions"),
-                           ({"mode": "low_latency", "enable_parallel_executions": True,
-                             "max_parallel_executions_per_pod": 0}, "from 1 to"),
-                           ({"execution_timeout_s": 0}, "execution_timeout_s")]:
+    for body, fragment in [
+        ({"mode": "warm"}, "mode must be"),
+        ({"execution_rule": "cron"}, "execution_rule"),
+        ({"gpu_request": 1}, "only go with mode='low_latency'"),
+        ({"mode": "low_latency", "gpu_request": -1}, "gpu_request"),
+        ({"endpoint_url_path": "Bad/Path"}, "endpoint_url_path"),
+        ({"execution_rule": "periodic", "endpoint_url_path": "x"}, "only goes with"),
+        # elastic: the most executions in flight, at least 1
+        ({"max_queued_executions": 0}, "from 1 to"),
+        ({"mode": "low_latency", "max_queued_executions": -1}, "max_queued_executions must be"),
+        ({"mode": "low_latency", "max_queued_executions": "10"}, "max_queued_executions must be"),
+        ({"mode": "low_latency", "max_parallel_executions_per_pod": 4}, "needs enable_parallel_executions"),
+        (
+            {"mode": "low_latency", "enable_parallel_executions": True, "max_parallel_executions_per_pod": 0},
+            "from 1 to",
+        ),
+        ({"execution_timeout_s": 0}, "execution_timeout_s"),
+    ]:
         with pytest.raises(InvalidInput, match=fragment):
             check_options("d", body)
 

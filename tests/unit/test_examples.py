@@ -16,12 +16,18 @@ def test_the_vllm_pipeline_creates_its_engine_at_import_and_defines_generate():
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert [a.arg for a in functions["generate"].args.args] == ["prompt", "max_tokens", "temperature"]
     module_level = [node for node in tree.body if isinstance(node, ast.Assign)]
-    assert any(isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "LLM" for node in module_level)
+    assert any(
+        isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "LLM" for node in module_level
+    )
     readme = (ROOT / "notebooks" / "vllm" / "README.md").read_text()
     assert "gpu_request=1" in readme and '"generate"' in readme
-    parse_input_specs([{"name": "prompt", "data_type": "string"},
-                       {"name": "max_tokens", "data_type": "number", "default_value": 128},
-                       {"name": "temperature", "data_type": "number", "default_value": 0.7}])
+    parse_input_specs(
+        [
+            {"name": "prompt", "data_type": "string"},
+            {"name": "max_tokens", "data_type": "number", "default_value": 128},
+            {"name": "temperature", "data_type": "number", "default_value": 0.7},
+        ]
+    )
 
 
 def test_the_gpu_example_runs_where_a_gpu_and_vllm_are_present():

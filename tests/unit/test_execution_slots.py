@@ -28,6 +28,7 @@ def test_at_most_limit_hold_a_slot_and_waiters_get_theirs_in_arrival_order():
         slots.release()
         slots.release()
         assert (slots.running, slots.waiting) == (0, 0)
+
     run(scenario())
 
 
@@ -36,6 +37,7 @@ def test_no_queue_refuses_as_soon_as_every_slot_is_busy():
         slots = ExecutionSlots(limit=1, max_waiting=0)
         assert slots.reserve().done()
         assert slots.reserve() is None
+
     run(scenario())
 
 
@@ -60,6 +62,7 @@ def test_a_cancelled_waiter_gives_its_turn_or_its_slot_to_the_next():
         with pytest.raises(asyncio.CancelledError):
             await handed
         assert (slots.running, slots.waiting) == (0, 0)
+
     run(scenario())
 
 
@@ -71,6 +74,7 @@ def test_retry_after_follows_the_mean_duration_per_slot():
             slots.reserve()
             slots.release(duration_s=10.0)
         assert slots.retry_after_s() == 5
+
     run(scenario())
 
 
@@ -90,6 +94,7 @@ def test_a_place_given_back_frees_its_slot_or_its_place_in_the_queue():
         assert (slots.running, slots.waiting) == (0, 0)
         again = slots.reserve()
         assert again is not None and again.done() and slots.running == 1
+
     run(scenario())
 
 
@@ -105,4 +110,5 @@ def test_a_call_being_read_holds_no_slot_and_is_refused_only_when_all_is_taken()
         assert late is not None and not late.done() and slots.waiting == 1
         slots.release()
         assert late.done() and (slots.running, slots.waiting, slots.reading) == (1, 0, 0)
+
     run(scenario())

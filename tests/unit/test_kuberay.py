@@ -53,6 +53,7 @@ Obj = dict[str, Any]
 
 # --- loading and rendering --------------------------------------------------------------------
 
+
 def load_docs(path: Path) -> list[Obj]:
     with path.open() as handle:
         return [doc for doc in yaml.safe_load_all(handle) if doc is not None]
@@ -68,8 +69,11 @@ def kustomization_dirs() -> list[Path]:
 
 def manifest_files() -> list[Path]:
     """Every YAML file of kuberay/ but the kustomizations (patches included)."""
-    return sorted(path for path in KUBERAY.rglob("*.y*ml")
-                  if path.name != "kustomization.yaml" and path.suffix in (".yaml", ".yml"))
+    return sorted(
+        path
+        for path in KUBERAY.rglob("*.y*ml")
+        if path.name != "kustomization.yaml" and path.suffix in (".yaml", ".yml")
+    )
 
 
 def object_files() -> list[Path]:
@@ -132,12 +136,17 @@ SUPPORTED_FIELDS = {"apiVersion", "kind", "resources", "components", "patches"}
 def render(directory: Path, objects: list[Obj] | None = None, component: bool = False) -> list[Obj]:
     """What ``kustomize build`` makes of ``directory``, for the features kuberay/ uses."""
     spec = kustomization(directory)
-    expected = ("kustomize.config.k8s.io/v1alpha1", "Component") if component else \
-        ("kustomize.config.k8s.io/v1beta1", "Kustomization")
+    expected = (
+        ("kustomize.config.k8s.io/v1alpha1", "Component")
+        if component
+        else ("kustomize.config.k8s.io/v1beta1", "Kustomization")
+    )
     assert (spec.get("apiVersion"), spec.get("kind")) == expected, f"{directory}: not a {expected[1]}"
     unsupported = set(spec) - SUPPORTED_FIELDS
-    assert not unsupported, (f"{directory}/kustomization.yaml uses {sorted(unsupported)}, which this "
-                             "test's renderer does not apply: extend render() (and its kubectl check)")
+    assert not unsupported, (
+        f"{directory}/kustomization.yaml uses {sorted(unsupported)}, which this "
+        "test's renderer does not apply: extend render() (and its kubectl check)"
+    )
     objects = list(objects or [])
     for entry in spec.get("resources", []):
         path = directory / entry
@@ -170,6 +179,7 @@ def the(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
 
 # --- schemas ------------------------------------------------------------------------------------
 
+
 def strict(schema: Any) -> Any:
     """The schema with every object that lists its properties closed to others (the API server's
     strict field validation), except where the CRD keeps unknown fields on purpose."""
@@ -178,8 +188,11 @@ def strict(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     result = {key: strict(value) for key, value in schema.items()}
-    if ("properties" in schema and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")):
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
         result["additionalProperties"] = False
     return result
 
@@ -191,14 +204,17 @@ def raycluster_validator() -> jsonschema.Validator:
 
 
 def schema_errors(validator: jsonschema.Validator, obj: Obj) -> list[str]:
-    return [f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
-            for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
+        for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+    ]
 
 
 def pod_templates(cluster: Obj) -> list[tuple[str, Obj]]:
     spec = cluster["spec"]
-    return [("head", spec["headGroupSpec"]["template"])] + \
-        [(group["groupName"], group["template"]) for group in spec.get("workerGroupSpecs", [])]
+    return [("head", spec["headGroupSpec"]["template"])] + [
+        (group["groupName"], group["template"]) for group in spec.get("workerGroupSpecs", [])
+    ]
 
 
 def k8s_validate(obj: Obj) -> None:
@@ -207,11 +223,18 @@ def k8s_validate(obj: Obj) -> None:
 
 # --- the vendored CRD schema ----------------------------------------------------------------------
 
+
 def test_vendored_schema_is_the_raycluster_v1_schema():
     schema = json.loads(SCHEMA_FILE.read_text())
     spec = schema["properties"]["spec"]["properties"]
-    assert {"rayVersion", "headGroupSpec", "workerGroupSpecs", "gcsFaultToleranceOptions",
-            "autoscalerOptions", "enableInTreeAutoscaling"} <= set(spec)
+    assert {
+        "rayVersion",
+        "headGroupSpec",
+        "workerGroupSpecs",
+        "gcsFaultToleranceOptions",
+        "autoscalerOptions",
+        "enableInTreeAutoscaling",
+    } <= set(spec)
     assert "Apache-2.0" in (KUBERAY / "crds" / "README.md").read_text()
     assert "feeaf72f" in (KUBERAY / "crds" / "README.md").read_text()
 
@@ -224,10 +247,12 @@ def test_vendored_schema_equals_kuberays_crd():
     assert crd["spec"]["names"]["kind"] == "RayCluster"
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
     assert json.loads(SCHEMA_FILE.read_text()) == version["schema"]["openAPIV3Schema"], (
-        f"kuberay/crds/ differs from {shared}: refresh it (kuberay/crds/README.md)")
+        f"kuberay/crds/ differs from {shared}: refresh it (kuberay/crds/README.md)"
+    )
 
 
 # --- files and kustomizations --------------------------------------------------------------------
+
 
 def test_every_listed_file_exists_and_every_manifest_is_listed():
     listed: set[Path] = set()
@@ -245,8 +270,11 @@ def test_every_listed_file_exists_and_every_manifest_is_listed():
             listed.add(path)
     unlisted = [str(path.relative_to(ROOT)) for path in manifest_files() if path.resolve() not in listed]
     assert not unlisted, f"manifests no kustomization lists (kustomize would never apply them): {unlisted}"
-    unused = [str(path.relative_to(ROOT)) for path in kustomization_dirs()
-              if path.resolve() not in listed and str(path.relative_to(ROOT)) not in ENTRY_POINTS]
+    unused = [
+        str(path.relative_to(ROOT))
+        for path in kustomization_dirs()
+        if path.resolve() not in listed and str(path.relative_to(ROOT)) not in ENTRY_POINTS
+    ]
     assert not unused, f"kustomizations neither listed by another nor an entry point: {unused}"
 
 
@@ -254,7 +282,8 @@ def test_every_entry_point_renders_and_the_renderer_refuses_what_it_does_not_kno
     for entry in ENTRY_POINTS:
         assert of_kind(render(ROOT / entry), "RayCluster")
     (tmp_path / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamePrefix: x-\n")
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamePrefix: x-\n"
+    )
     with pytest.raises(AssertionError, match="namePrefix"):
         render(tmp_path)
 
@@ -275,9 +304,11 @@ def test_json_patch_helper():
         json_patch(doc, [{"op": "replace", "path": "/a/5", "value": 1}])
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
-                    reason="neither kubectl nor kustomize is installed: the renderer is not compared "
-                           "with kustomize (the other tests still check every rendering)")
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None and shutil.which("kustomize") is None,
+    reason="neither kubectl nor kustomize is installed: the renderer is not compared "
+    "with kustomize (the other tests still check every rendering)",
+)
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_renderer_agrees_with_kustomize(entry):
     command = ["kubectl", "kustomize", entry] if shutil.which("kubectl") else ["kustomize", "build", entry]
@@ -295,11 +326,20 @@ def test_renderer_agrees_with_kustomize(entry):
 
 # --- schema validation -----------------------------------------------------------------------------
 
+
 def test_every_raycluster_validates_against_kuberays_schema(raycluster_validator):
-    clusters = [(str(path.relative_to(ROOT)), doc) for path in object_files() for doc in load_docs(path)
-                if doc.get("apiVersion", "").startswith("ray.io/")]
-    clusters += [(f"{entry} (rendered)", obj) for entry in ENTRY_POINTS for obj in render(ROOT / entry)
-                 if obj["apiVersion"].startswith("ray.io/")]
+    clusters = [
+        (str(path.relative_to(ROOT)), doc)
+        for path in object_files()
+        for doc in load_docs(path)
+        if doc.get("apiVersion", "").startswith("ray.io/")
+    ]
+    clusters += [
+        (f"{entry} (rendered)", obj)
+        for entry in ENTRY_POINTS
+        for obj in render(ROOT / entry)
+        if obj["apiVersion"].startswith("ray.io/")
+    ]
     assert clusters
     for where, obj in clusters:
         assert (obj["apiVersion"], obj["kind"]) == ("ray.io/v1", "RayCluster"), f"{where}: unexpected kind"
@@ -327,26 +367,42 @@ def test_core_objects_validate_with_kubernetes_validate():
     objects = [(str(path.relative_to(ROOT)), doc) for path in object_files() for doc in load_docs(path)]
     objects += [(f"{entry} (rendered)", obj) for entry in ENTRY_POINTS for obj in render(ROOT / entry)]
     checked = set()
-    for where, obj in objects:
+    for _where, obj in objects:
         if obj["apiVersion"].startswith("ray.io/"):
             for group, template in pod_templates(obj):
-                pod_template = {"apiVersion": "v1", "kind": "PodTemplate",
-                                "metadata": {"name": f"{obj['metadata']['name']}-{group}"}, "template": template}
+                pod_template = {
+                    "apiVersion": "v1",
+                    "kind": "PodTemplate",
+                    "metadata": {"name": f"{obj['metadata']['name']}-{group}"},
+                    "template": template,
+                }
                 k8s_validate(pod_template)
             continue
         k8s_validate(obj)
         checked.add(obj["kind"])
-    assert {"Service", "Secret", "Ingress", "StatefulSet", "Deployment", "PersistentVolumeClaim", "NetworkPolicy"} <= checked
+    assert {
+        "Service",
+        "Secret",
+        "Ingress",
+        "StatefulSet",
+        "Deployment",
+        "PersistentVolumeClaim",
+        "NetworkPolicy",
+    } <= checked
     with pytest.raises(kubernetes_validate.ValidationError):
         k8s_validate({**the(render(KUBERAY), "Service", "rayline-serve"), "specs": {}})
 
 
 # --- what the deployment must be ------------------------------------------------------------------
 
+
 def ray_pin() -> str:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = [m.group(1) for dep in project["dependencies"]
-            if (m := re.fullmatch(r"ray(?:\[[^\]]*\])?==([0-9][^;\s]*)", dep.replace(" ", "")))]
+    pins = [
+        m.group(1)
+        for dep in project["dependencies"]
+        if (m := re.fullmatch(r"ray(?:\[[^\]]*\])?==([0-9][^;\s]*)", dep.replace(" ", "")))
+    ]
     assert len(pins) == 1, "pyproject.toml must pin ray with ray[serve]==X"
     return pins[0]
 
@@ -381,11 +437,17 @@ def test_versions_agree_with_the_ray_pin():
         for group, image in images:
             repository, _, tag = image.rpartition(":")
             assert re.search(rf"(^|-)ray{re.escape(pin)}-{python}$", tag), (
-                f"{entry}: {group} image {image}: its tag must end ray{pin}-{python} (Dockerfile, pyproject.toml)")
-            gpu_group = any("nvidia.com/gpu" in c.get("resources", {}).get("limits", {})
-                            for g, t in pod_templates(cluster) if g == group for c in containers(t))
+                f"{entry}: {group} image {image}: its tag must end ray{pin}-{python} (Dockerfile, pyproject.toml)"
+            )
+            gpu_group = any(
+                "nvidia.com/gpu" in c.get("resources", {}).get("limits", {})
+                for g, t in pod_templates(cluster)
+                if g == group
+                for c in containers(t)
+            )
             assert repository.endswith("-gpu") == gpu_group, (
-                f"{entry}: {group} must use the {'GPU image (rayline-gpu)' if gpu_group else 'CPU image (rayline)'}")
+                f"{entry}: {group} must use the {'GPU image (rayline-gpu)' if gpu_group else 'CPU image (rayline)'}"
+            )
 
 
 def test_head_pod_runs_ray_and_the_control_plane():
@@ -443,7 +505,9 @@ def test_every_ray_container_has_the_ray_environment():
     # plane is given too (not the SDK token: user code can read this environment).
     assert from_secret(env_of(sidecar)["RAYLINE_PACKAGE_TOKEN"]) == (SECRET, "RAYLINE_PACKAGE_TOKEN")
     for where, container in ray_containers:
-        assert from_secret(env_of(container)["RAY_RUNTIME_ENV_BEARER_TOKEN"]) == (SECRET, "RAYLINE_PACKAGE_TOKEN"), where
+        assert from_secret(env_of(container)["RAY_RUNTIME_ENV_BEARER_TOKEN"]) == (SECRET, "RAYLINE_PACKAGE_TOKEN"), (
+            where
+        )
         assert "RAYLINE_SDK_TOKEN" not in str(container), where
         # The secret key: for the control plane, on the head only.
         has_key = "/home/ray/rayline/secret-key" in {m["mountPath"] for m in container["volumeMounts"]}
@@ -471,21 +535,31 @@ def platform_secrets_in(template: Obj) -> list[str]:
     spec = template["spec"]
     found = []
     for volume in spec.get("volumes", []):
-        sources = [volume["secret"]] if "secret" in volume else \
-            [source["secret"] for source in volume.get("projected", {}).get("sources", []) if "secret" in source]
+        sources = (
+            [volume["secret"]]
+            if "secret" in volume
+            else [source["secret"] for source in volume.get("projected", {}).get("sources", []) if "secret" in source]
+        )
         for source in sources:
             name = source.get("secretName", source.get("name"))
             if name != SECRET:
                 continue
             keys = {item["key"] for item in source.get("items", [])}
             if not source.get("items") or keys & PLATFORM_KEYS:  # without items: every key of the Secret
-                found.append(f"volume {volume['name']}: {sorted(keys & PLATFORM_KEYS) or 'every key'} of Secret {SECRET}")
+                found.append(
+                    f"volume {volume['name']}: {sorted(keys & PLATFORM_KEYS) or 'every key'} of Secret {SECRET}"
+                )
     for container in spec["containers"] + spec.get("initContainers", []):
         for item in container.get("env", []):
             ref = from_secret(item)
             if item["name"] in PLATFORM_KEYS and not ref:
                 found.append(f"container {container['name']}: env {item['name']}")
-            if ref and ref[0] == SECRET and ref[1] in PLATFORM_KEYS and (item["name"], ref[1]) not in WORKER_SECRET_ENV_ALLOWED:
+            if (
+                ref
+                and ref[0] == SECRET
+                and ref[1] in PLATFORM_KEYS
+                and (item["name"], ref[1]) not in WORKER_SECRET_ENV_ALLOWED
+            ):
                 found.append(f"container {container['name']}: env {item['name']} from {ref}")
         for source in container.get("envFrom", []):
             if source.get("secretRef", {}).get("name") == SECRET:
@@ -507,8 +581,11 @@ def test_workers_hold_no_platform_secret(entry):
     for group, template in workers:
         assert not platform_secrets_in(template), f"{entry}: {group}: {platform_secrets_in(template)}"
         ray_worker = containers(template)[0]
-        allowed = {(item["name"], from_secret(item)[1]) for item in ray_worker["env"]
-                   if from_secret(item) and from_secret(item)[0] == SECRET and from_secret(item)[1] in PLATFORM_KEYS}
+        allowed = {
+            (item["name"], from_secret(item)[1])
+            for item in ray_worker["env"]
+            if from_secret(item) and from_secret(item)[0] == SECRET and from_secret(item)[1] in PLATFORM_KEYS
+        }
         assert allowed == WORKER_SECRET_ENV_ALLOWED, f"{entry}: {group}: {allowed}"
         volumes = {v["name"] for v in template["spec"]["volumes"]}
         assert "rayline-home" in volumes and "rayline-secret-key" not in volumes, f"{entry}: {group}"
@@ -534,11 +611,22 @@ def test_the_platform_secret_check_finds_what_it_looks_for():
     assert changed(lambda spec, c: spec["volumes"].append(key_volume))
     assert changed(lambda spec, c: c["volumeMounts"].append(key_mount))
     assert changed(lambda spec, c: spec["volumes"].append({"name": "all", "secret": {"secretName": SECRET}}))
-    assert changed(lambda spec, c: spec["volumes"].append(
-        {"name": "p", "projected": {"sources": [{"secret": {"name": SECRET, "items": [{"key": "RAYLINE_SDK_TOKEN", "path": "t"}]}}]}}))
+    assert changed(
+        lambda spec, c: spec["volumes"].append(
+            {
+                "name": "p",
+                "projected": {
+                    "sources": [{"secret": {"name": SECRET, "items": [{"key": "RAYLINE_SDK_TOKEN", "path": "t"}]}}]
+                },
+            }
+        )
+    )
     for key in sorted(PLATFORM_KEYS):
-        assert changed(lambda spec, c: c["env"].append(
-            {"name": "X", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": key}}})), key
+        assert changed(
+            lambda spec, c, key=key: c["env"].append(
+                {"name": "X", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": key}}}
+            )
+        ), key
     assert changed(lambda spec, c: c["env"].append({"name": "RAYLINE_DATABASE_URL", "value": "postgresql://..."}))
     assert changed(lambda spec, c: c.setdefault("envFrom", []).append({"secretRef": {"name": SECRET}}))
     # Ray's own token and the package token as Ray's download credential stay allowed.
@@ -567,11 +655,15 @@ def test_autoscaled_cpu_and_gpu_worker_groups():
 def test_references_resolve(entry):
     """Every Secret key, Service, claim and Redis address that an object names is in the rendering."""
     objects = render(ROOT / entry)
-    secrets = {obj["metadata"]["name"]: set(obj.get("stringData", {})) | set(obj.get("data", {}))
-               for obj in of_kind(objects, "Secret")}
+    secrets = {
+        obj["metadata"]["name"]: set(obj.get("stringData", {})) | set(obj.get("data", {}))
+        for obj in of_kind(objects, "Secret")
+    }
     assert SECRET in secrets, f"{entry}: no Secret {SECRET!r}: combine base/ with a database component"
     claims = {obj["metadata"]["name"] for obj in of_kind(objects, "PersistentVolumeClaim")}
-    services = {obj["metadata"]["name"]: {p["port"] for p in obj["spec"]["ports"]} for obj in of_kind(objects, "Service")}
+    services = {
+        obj["metadata"]["name"]: {p["port"] for p in obj["spec"]["ports"]} for obj in of_kind(objects, "Service")
+    }
 
     def walk(node: Any):
         if isinstance(node, dict):
@@ -587,25 +679,35 @@ def test_references_resolve(entry):
         for node in walk(obj):
             if "secretKeyRef" in node:
                 ref = node["secretKeyRef"]
-                assert ref["key"] in secrets.get(ref["name"], set()), f"{where}: no key {ref['key']} in Secret {ref['name']}"
+                assert ref["key"] in secrets.get(ref["name"], set()), (
+                    f"{where}: no key {ref['key']} in Secret {ref['name']}"
+                )
             if "secret" in node and isinstance(node["secret"], dict) and "secretName" in node["secret"]:
                 for item in node["secret"].get("items", []):
                     assert item["key"] in secrets.get(node["secret"]["secretName"], set()), f"{where}: {item}"
             if "persistentVolumeClaim" in node:
                 assert node["persistentVolumeClaim"]["claimName"] in claims, f"{where}: {node}"
             if "service" in node and isinstance(node["service"], dict) and "port" in node["service"]:
-                assert node["service"]["port"]["number"] in services.get(node["service"]["name"], set()), f"{where}: {node}"
+                assert node["service"]["port"]["number"] in services.get(node["service"]["name"], set()), (
+                    f"{where}: {node}"
+                )
     for obj in of_kind(objects, "StatefulSet") + of_kind(objects, "Deployment"):
         labels = obj["spec"]["template"]["metadata"]["labels"]
         assert obj["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    workload_labels = [obj["spec"]["template"]["metadata"]["labels"]
-                       for obj in of_kind(objects, "StatefulSet") + of_kind(objects, "Deployment")]
+    workload_labels = [
+        obj["spec"]["template"]["metadata"]["labels"]
+        for obj in of_kind(objects, "StatefulSet") + of_kind(objects, "Deployment")
+    ]
     cluster_name = the(objects, "RayCluster")["metadata"]["name"]
     for service in of_kind(objects, "Service"):
         selector = service["spec"]["selector"]
-        kuberay_pod = selector.get("ray.io/cluster") == cluster_name and selector.get("ray.io/node-type") in ("head", "worker")
+        kuberay_pod = selector.get("ray.io/cluster") == cluster_name and selector.get("ray.io/node-type") in (
+            "head",
+            "worker",
+        )
         assert kuberay_pod or any(selector.items() <= labels.items() for labels in workload_labels), (
-            f"{entry}: Service {service['metadata']['name']} selects no pod")
+            f"{entry}: Service {service['metadata']['name']} selects no pod"
+        )
     ft = the(objects, "RayCluster")["spec"].get("gcsFaultToleranceOptions")
     if ft:
         host, _, port = ft["redisAddress"].partition(":")
@@ -615,8 +717,14 @@ def test_references_resolve(entry):
 def test_ingress_routes_the_api_and_the_endpoints_to_the_serve_port():
     ingress = the(render(KUBERAY), "Ingress")
     assert ingress["apiVersion"] == "networking.k8s.io/v1"
-    routes = {(path["path"], path["pathType"]): (path["backend"]["service"]["name"], path["backend"]["service"]["port"]["number"])
-              for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]}
+    routes = {
+        (path["path"], path["pathType"]): (
+            path["backend"]["service"]["name"],
+            path["backend"]["service"]["port"]["number"],
+        )
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
     assert routes == {("/api/v1", "Prefix"): ("rayline-serve", 8000), ("/endpoints", "Prefix"): ("rayline-serve", 8000)}
     dashboard = the(render(KUBERAY), "Service", "rayline-dashboard")
     assert [p["port"] for p in dashboard["spec"]["ports"]] == [8265]
@@ -632,14 +740,20 @@ def test_database_choices():
     url = urlsplit(secret["RAYLINE_DATABASE_URL"])
     env = env_of(postgres)
     assert url.scheme == "postgresql+psycopg"
-    assert (url.username, url.hostname, url.port, url.path) == (env["POSTGRES_USER"]["value"], "rayline-postgres",
-                                                                5432, "/" + env["POSTGRES_DB"]["value"])
+    assert (url.username, url.hostname, url.port, url.path) == (
+        env["POSTGRES_USER"]["value"],
+        "rayline-postgres",
+        5432,
+        "/" + env["POSTGRES_DB"]["value"],
+    )
     assert url.password == secret["POSTGRES_PASSWORD"]
     assert the(default, "Service", "rayline-postgres")
 
     external = render(ROOT / "kuberay/overlays/external-database")
     assert not of_kind(external, "StatefulSet")
-    assert urlsplit(the(external, "Secret", SECRET)["stringData"]["RAYLINE_DATABASE_URL"]).scheme == "postgresql+psycopg"
+    assert (
+        urlsplit(the(external, "Secret", SECRET)["stringData"]["RAYLINE_DATABASE_URL"]).scheme == "postgresql+psycopg"
+    )
 
 
 def test_committed_secrets_hold_placeholders_only():
@@ -677,9 +791,17 @@ WRITABLE_ROOT_ALLOWED: dict[tuple[str, str], str] = {}
 # What each image writes, and therefore mounts from an emptyDir or a volume claim (its root
 # filesystem being read-only).
 WRITABLE_PATHS = {
-    "rayline": ["/tmp", "/home/ray/.cache", "/home/ray/rayline"],  # tempfile, Ray's /tmp/ray, HAProxy; caches; RAYLINE_HOME
+    "rayline": [
+        "/tmp",
+        "/home/ray/.cache",
+        "/home/ray/rayline",
+    ],  # tempfile, Ray's /tmp/ray, HAProxy; caches; RAYLINE_HOME
     "rayline-gpu": ["/tmp", "/home/ray/.cache", "/home/ray/rayline"],
-    "postgres": ["/var/lib/postgresql/data", "/var/run/postgresql", "/tmp"],  # data; socket and lock; the entrypoint's shell
+    "postgres": [
+        "/var/lib/postgresql/data",
+        "/var/run/postgresql",
+        "/tmp",
+    ],  # data; socket and lock; the entrypoint's shell
     "redis": ["/data"],  # the append-only file
 }
 AUTOSCALER = "autoscaler"  # the container KubeRay adds to the head pod from spec.autoscalerOptions
@@ -708,9 +830,14 @@ def pods(objects: list[Obj]) -> list[tuple[str, Obj, Obj, list[Obj]]]:
                 listed = spec["containers"] + spec.get("initContainers", [])
                 if group == "head" and obj["spec"].get("enableInTreeAutoscaling"):
                     options = obj["spec"].get("autoscalerOptions", {})
-                    listed = listed + [{"name": AUTOSCALER, "image": options.get("image", spec["containers"][0]["image"]),
-                                        "securityContext": options.get("securityContext"),
-                                        "volumeMounts": options.get("volumeMounts", [])}]
+                    listed = listed + [
+                        {
+                            "name": AUTOSCALER,
+                            "image": options.get("image", spec["containers"][0]["image"]),
+                            "securityContext": options.get("securityContext"),
+                            "volumeMounts": options.get("volumeMounts", []),
+                        }
+                    ]
                 found.append((f"{name} {group}", obj, spec, listed))
         elif obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
             spec = obj["spec"]["template"]["spec"]
@@ -723,8 +850,11 @@ def pods(objects: list[Obj]) -> list[tuple[str, Obj, Obj, list[Obj]]]:
 def writable_volumes(obj: Obj, spec: Obj) -> set[str]:
     """The volumes of a pod that a container can write to: emptyDirs and volume claims."""
     claims = {template["metadata"]["name"] for template in obj.get("spec", {}).get("volumeClaimTemplates", [])}
-    return claims | {volume["name"] for volume in spec.get("volumes", [])
-                     if "emptyDir" in volume or "persistentVolumeClaim" in volume}
+    return claims | {
+        volume["name"]
+        for volume in spec.get("volumes", [])
+        if "emptyDir" in volume or "persistentVolumeClaim" in volume
+    }
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
@@ -739,9 +869,11 @@ def test_every_pod_runs_unprivileged_without_a_token(entry):
         assert context.get("seccompProfile") == {"type": "RuntimeDefault"}, f"{entry}: {where}: seccompProfile"
         users = {IMAGE_USERS[image_name(c["image"])] for c in listed}
         assert users == {context.get("runAsUser")}, (
-            f"{entry}: {where}: runAsUser {context.get('runAsUser')} is not the images' user {users}")
+            f"{entry}: {where}: runAsUser {context.get('runAsUser')} is not the images' user {users}"
+        )
         assert isinstance(context.get("fsGroup"), int) and context.get("runAsGroup") == context["fsGroup"], (
-            f"{entry}: {where}: fsGroup (the volumes' group) must be the user's group")
+            f"{entry}: {where}: fsGroup (the volumes' group) must be the user's group"
+        )
         writable = writable_volumes(owner, spec)
         for container in listed:
             what = f"{entry}: {where}: container {container['name']}"
@@ -772,12 +904,19 @@ def test_only_the_autoscaler_gets_a_kubernetes_api_token():
     alone, not in those where pipeline code runs (or Ray's own processes)."""
     cluster = the(render(KUBERAY), "RayCluster")
     head = cluster["spec"]["headGroupSpec"]["template"]["spec"]
-    tokens = {v["name"]: v for v in head["volumes"]
-              if any("serviceAccountToken" in source for source in v.get("projected", {}).get("sources", []))}
+    tokens = {
+        v["name"]: v
+        for v in head["volumes"]
+        if any("serviceAccountToken" in source for source in v.get("projected", {}).get("sources", []))
+    }
     assert len(tokens) == 1, tokens
-    (name, volume), = tokens.items()
-    paths = {item.get("path") for source in volume["projected"]["sources"] for part in source.values()
-             for item in ([part] if "path" in part else part.get("items", []))}
+    ((name, volume),) = tokens.items()
+    paths = {
+        item.get("path")
+        for source in volume["projected"]["sources"]
+        for part in source.values()
+        for item in ([part] if "path" in part else part.get("items", []))
+    }
     assert {"token", "ca.crt", "namespace"} <= paths  # what Ray's KubeRay node provider reads
     mounts = [m for m in cluster["spec"]["autoscalerOptions"]["volumeMounts"] if m["name"] == name]
     assert mounts == [{"name": name, "mountPath": SERVICE_ACCOUNT_MOUNT, "readOnly": True}]
@@ -810,7 +949,9 @@ def test_no_secret_on_a_command_line(entry):
             for name in from_secrets:
                 assert f"$({name})" not in text, f"{what}: $({name}) puts a Secret on the command line"
             assert not any(value in text for value in values), f"{what}: a Secret's value on the command line"
-            assert "--requirepass" not in text and not re.search(r"redis-cli\b[^\n|;]*\s(-a|--pass|--user|-u)\s", text), what
+            assert "--requirepass" not in text and not re.search(
+                r"redis-cli\b[^\n|;]*\s(-a|--pass|--user|-u)\s", text
+            ), what
     ft = the(objects, "RayCluster")["spec"].get("gcsFaultToleranceOptions")
     assert "redis-password" not in the(objects, "RayCluster")["spec"]["headGroupSpec"]["rayStartParams"]
     if not ft:
@@ -820,11 +961,17 @@ def test_no_secret_on_a_command_line(entry):
     deployment = the(objects, "Deployment", "rayline-redis")
     spec = deployment["spec"]["template"]["spec"]
     redis = containers(deployment["spec"]["template"])[0]
-    assert from_secret(env_of(redis)["REDISCLI_AUTH"]) == from_secret(ft["redisPassword"]) == ("rayline-redis", "REDIS_PASSWORD")
+    assert (
+        from_secret(env_of(redis)["REDISCLI_AUTH"])
+        == from_secret(ft["redisPassword"])
+        == ("rayline-redis", "REDIS_PASSWORD")
+    )
     script = "\n".join(redis.get("command", []) + redis.get("args", []))
     config = re.search(r"^\s*exec redis-server (\S+)\s*$", script, re.M)
     assert config, script
-    assert re.search(rf"""printf 'requirepass %s\\n[^']*' "\$REDISCLI_AUTH" > {re.escape(config.group(1))}""", script), script
+    assert re.search(
+        rf"""printf 'requirepass %s\\n[^']*' "\$REDISCLI_AUTH" > {re.escape(config.group(1))}""", script
+    ), script
     mounts = {m["mountPath"]: m["name"] for m in redis["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
     directory = config.group(1).rsplit("/", 1)[0]
@@ -863,8 +1010,12 @@ def selects(selector: Obj, labels: dict[str, str]) -> bool:
         return False
     for expression in selector.get("matchExpressions", []):
         key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
-        if not {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
-                "Exists": key in labels, "DoesNotExist": key not in labels}[operator]:
+        if not {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]:
             return False
     return True
 
@@ -873,7 +1024,9 @@ def peer_matches(peer: Obj, labels: dict[str, str], namespace: str) -> bool:
     assert "ipBlock" not in peer, "ipBlock peers: extend the evaluator"
     if "namespaceSelector" not in peer:  # a podSelector alone: pods of the policy's own namespace
         return namespace == NAMESPACE and selects(peer["podSelector"], labels)
-    return selects(peer["namespaceSelector"], namespace_labels(namespace)) and selects(peer.get("podSelector", {}), labels)
+    return selects(peer["namespaceSelector"], namespace_labels(namespace)) and selects(
+        peer.get("podSelector", {}), labels
+    )
 
 
 def port_matches(ports: list[Obj] | None, port: int) -> bool:
@@ -882,7 +1035,8 @@ def port_matches(ports: list[Obj] | None, port: int) -> bool:
     for entry in ports:
         assert isinstance(entry.get("port", 0), int), "named ports: extend the evaluator"
         if entry.get("protocol", "TCP") == "TCP" and (
-                "port" not in entry or entry["port"] <= port <= entry.get("endPort", entry["port"])):
+            "port" not in entry or entry["port"] <= port <= entry.get("endPort", entry["port"])
+        ):
             return True
     return False
 
@@ -892,19 +1046,28 @@ def may_connect(policies: list[Obj], source: tuple[dict[str, str], str], target:
     selecting = [p for p in policies if selects(p["spec"]["podSelector"], target)]
     if not selecting:
         return True  # a pod no policy selects is not isolated
-    return any(not rule.get("from") or any(peer_matches(peer, *source) for peer in rule["from"])
-               for policy in selecting for rule in policy["spec"].get("ingress", [])
-               if port_matches(rule.get("ports"), port))
+    return any(
+        not rule.get("from") or any(peer_matches(peer, *source) for peer in rule["from"])
+        for policy in selecting
+        for rule in policy["spec"].get("ingress", [])
+        if port_matches(rule.get("ports"), port)
+    )
 
 
 def ray_pod_labels(cluster: Obj, group: str, template: Obj, node_type: str) -> dict[str, str]:
     """The labels KubeRay gives a Ray pod: its own, the template's, then the three that the
     template cannot override (ray-operator/controllers/ray/common/pod.go, labelPod)."""
     name = cluster["metadata"]["name"]
-    return {"ray.io/is-ray-node": "yes", "app.kubernetes.io/name": "kuberay",
-            "app.kubernetes.io/created-by": "kuberay-operator", "ray.io/identifier": f"{name}-{node_type}",
-            **template["metadata"].get("labels", {}),
-            "ray.io/cluster": name, "ray.io/node-type": node_type, "ray.io/group": group}
+    return {
+        "ray.io/is-ray-node": "yes",
+        "app.kubernetes.io/name": "kuberay",
+        "app.kubernetes.io/created-by": "kuberay-operator",
+        "ray.io/identifier": f"{name}-{node_type}",
+        **template["metadata"].get("labels", {}),
+        "ray.io/cluster": name,
+        "ray.io/node-type": node_type,
+        "ray.io/group": group,
+    }
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
@@ -920,15 +1083,40 @@ def test_network_policies(entry):
     head_template = cluster["spec"]["headGroupSpec"]["template"]
     head = ray_pod_labels(cluster, "headgroup", head_template, "head")
     ray_pods = {"head": head}
-    ray_pods |= {group["groupName"]: ray_pod_labels(cluster, group["groupName"], group["template"], "worker")
-                 for group in cluster["spec"]["workerGroupSpecs"]}
+    ray_pods |= {
+        group["groupName"]: ray_pod_labels(cluster, group["groupName"], group["template"], "worker")
+        for group in cluster["spec"]["workerGroupSpecs"]
+    }
     if cluster["spec"].get("gcsFaultToleranceOptions"):  # KubeRay's Redis cleanup Job: the head pod, relabelled
         ray_pods["redis-cleanup"] = {**head, "ray.io/node-type": "redis-cleanup"}
-    services = {name: labels for name, labels in (
-        ("postgres", next((o["spec"]["template"]["metadata"]["labels"] for o in of_kind(objects, "StatefulSet")
-                           if o["metadata"]["name"] == "rayline-postgres"), None)),
-        ("redis", next((o["spec"]["template"]["metadata"]["labels"] for o in of_kind(objects, "Deployment")
-                        if o["metadata"]["name"] == "rayline-redis"), None))) if labels}
+    services = {
+        name: labels
+        for name, labels in (
+            (
+                "postgres",
+                next(
+                    (
+                        o["spec"]["template"]["metadata"]["labels"]
+                        for o in of_kind(objects, "StatefulSet")
+                        if o["metadata"]["name"] == "rayline-postgres"
+                    ),
+                    None,
+                ),
+            ),
+            (
+                "redis",
+                next(
+                    (
+                        o["spec"]["template"]["metadata"]["labels"]
+                        for o in of_kind(objects, "Deployment")
+                        if o["metadata"]["name"] == "rayline-redis"
+                    ),
+                    None,
+                ),
+            ),
+        )
+        if labels
+    }
     assert ("postgres" in services) != entry.endswith("external-database")
     assert ("redis" in services) == entry.endswith("ha")
     service_ports = {"postgres": 5432, "redis": 6379}
@@ -944,35 +1132,49 @@ def test_network_policies(entry):
     }
     # Ray's ports: GCS, Serve, dashboard, client, metrics, dashboard agent, HAProxy stats and
     # metrics, and one of the ports Ray picks for its workers.
-    ray_ports = sorted({p["containerPort"] for c in containers(head_template) for p in c.get("ports", [])}
-                       | {6379, 8000, 8265, 10001, 8080, 52365, 8404, 9101, 23456})
+    ray_ports = sorted(
+        {p["containerPort"] for c in containers(head_template) for p in c.get("ports", [])}
+        | {6379, 8000, 8265, 10001, 8080, 52365, 8404, 9101, 23456}
+    )
 
     for target_name, target in ray_pods.items():
         for source_name, source in ray_pods.items():
             for port in ray_ports:
-                assert may_connect(policies, (source, NAMESPACE), target, port), f"{entry}: {source_name} -> {target_name}:{port}"
+                assert may_connect(policies, (source, NAMESPACE), target, port), (
+                    f"{entry}: {source_name} -> {target_name}:{port}"
+                )
         for port in ray_ports:
             allowed = target_name == "head" and port == 8000
             assert may_connect(policies, ingress_controller, target, port) == allowed, (
-                f"{entry}: the ingress controller -> {target_name}:{port} must be {'allowed' if allowed else 'denied'}")
+                f"{entry}: the ingress controller -> {target_name}:{port} must be {'allowed' if allowed else 'denied'}"
+            )
             for source_name, source in outsiders.items():
-                assert not may_connect(policies, source, target, port), f"{entry}: {source_name} -> {target_name}:{port}"
+                assert not may_connect(policies, source, target, port), (
+                    f"{entry}: {source_name} -> {target_name}:{port}"
+                )
         for name, labels in services.items():
-            assert not may_connect(policies, (labels, NAMESPACE), target, 8265), f"{entry}: {name} -> {target_name}:8265"
+            assert not may_connect(policies, (labels, NAMESPACE), target, 8265), (
+                f"{entry}: {name} -> {target_name}:8265"
+            )
     for name, labels in services.items():
         port = service_ports[name]
         assert set(ray_pods) >= service_clients[name]
         for source_name, source in ray_pods.items():
             allowed = source_name in service_clients[name]
             assert may_connect(policies, (source, NAMESPACE), labels, port) == allowed, (
-                f"{entry}: {source_name} -> {name}:{port} must be {'allowed' if allowed else 'denied'}")
-            assert not may_connect(policies, (source, NAMESPACE), labels, port + 1), f"{entry}: {source_name} -> {name}:{port + 1}"
+                f"{entry}: {source_name} -> {name}:{port} must be {'allowed' if allowed else 'denied'}"
+            )
+            assert not may_connect(policies, (source, NAMESPACE), labels, port + 1), (
+                f"{entry}: {source_name} -> {name}:{port + 1}"
+            )
         # A worker cannot pass for the head: KubeRay sets ray.io/node-type itself (labelPod).
         for group in cluster["spec"]["workerGroupSpecs"]:
             disguised = copy.deepcopy(group["template"])
             disguised["metadata"]["labels"] = {**disguised["metadata"].get("labels", {}), "ray.io/node-type": "head"}
             worker = ray_pod_labels(cluster, group["groupName"], disguised, "worker")
-            assert not may_connect(policies, (worker, NAMESPACE), labels, port), f"{entry}: {group['groupName']} -> {name}"
+            assert not may_connect(policies, (worker, NAMESPACE), labels, port), (
+                f"{entry}: {group['groupName']} -> {name}"
+            )
         for source_name, source in {**outsiders, "the ingress controller": ingress_controller}.items():
             assert not may_connect(policies, source, labels, port), f"{entry}: {source_name} -> {name}:{port}"
         for other, other_labels in services.items():
@@ -986,15 +1188,25 @@ def test_network_policies(entry):
     assert not may_connect(policies, ingress_controller, solver, 8000)
     assert not any(may_connect(policies, source, solver, 8089) for source in outsiders.values())
     # One place names the ingress controller: its namespace, in every namespaceSelector.
-    selectors = [peer["namespaceSelector"] for p in policies for rule in p["spec"].get("ingress", [])
-                 for peer in rule.get("from", []) if "namespaceSelector" in peer]
+    selectors = [
+        peer["namespaceSelector"]
+        for p in policies
+        for rule in p["spec"].get("ingress", [])
+        for peer in rule.get("from", [])
+        if "namespaceSelector" in peer
+    ]
     assert selectors and all(s == {"matchLabels": namespace_labels(INGRESS_NAMESPACE)} for s in selectors), selectors
 
     # And said plainly: a policy selects Postgres, Redis and the head with their ports.
     for target, port in [(head, 8000), *((services[name], service_ports[name]) for name in services)]:
-        assert any(p["spec"]["podSelector"] and selects(p["spec"]["podSelector"], target)
-                   and any(port_matches(rule.get("ports"), port) and rule.get("ports") for rule in p["spec"].get("ingress", []))
-                   for p in policies), f"{entry}: no policy names port {port} of {target}"
+        assert any(
+            p["spec"]["podSelector"]
+            and selects(p["spec"]["podSelector"], target)
+            and any(
+                port_matches(rule.get("ports"), port) and rule.get("ports") for rule in p["spec"].get("ingress", [])
+            )
+            for p in policies
+        ), f"{entry}: no policy names port {port} of {target}"
     # A peer of the namespace's own pods names the Ray cluster's (and perhaps one kind of its pods,
     # by the labels KubeRay sets): never a label a pod template could give another pod alone.
     for policy in policies:
@@ -1013,10 +1225,24 @@ def test_readme_documents_the_security_defaults():
     assert len(section) == 2, "kuberay/README.md: no `## Security defaults` section"
     text = section[1].split("\n## ", 1)[0]
     ingress_policy = the(render(KUBERAY), "NetworkPolicy", "rayline-head-from-ingress")
-    namespace = ingress_policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    namespace = ingress_policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"][
+        "kubernetes.io/metadata.name"
+    ]
     assert namespace == INGRESS_NAMESPACE
-    for words in (INGRESS_NAMESPACE, "kubernetes.io~1metadata.name", "rayline-default-deny-ingress", "rayline-ray-cluster",
-                  "rayline-head-from-ingress", "rayline-postgres", "rayline-redis", "automountServiceAccountToken",
-                  "readOnlyRootFilesystem", "RuntimeDefault", "REDISCLI_AUTH", "Egress", "kubectl create secret tls",
-                  "cert-manager"):
+    for words in (
+        INGRESS_NAMESPACE,
+        "kubernetes.io~1metadata.name",
+        "rayline-default-deny-ingress",
+        "rayline-ray-cluster",
+        "rayline-head-from-ingress",
+        "rayline-postgres",
+        "rayline-redis",
+        "automountServiceAccountToken",
+        "readOnlyRootFilesystem",
+        "RuntimeDefault",
+        "REDISCLI_AUTH",
+        "Egress",
+        "kubectl create secret tls",
+        "cert-manager",
+    ):
         assert words in text, f"kuberay/README.md, Security defaults: say something about {words}"

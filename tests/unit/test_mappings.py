@@ -3,28 +3,54 @@
 import pytest
 
 from rayline.domain.io_types import parse_input_specs, parse_output_specs
-from rayline.domain.mappings import (from_form, gather_inputs, normalize_inputs_mapping, normalize_outputs_mapping,
-                                     place_outputs, returned_outputs, with_constants)
+from rayline.domain.mappings import (
+    from_form,
+    gather_inputs,
+    normalize_inputs_mapping,
+    normalize_outputs_mapping,
+    place_outputs,
+    returned_outputs,
+    with_constants,
+)
 from rayline.errors import InvalidInput
 
-INPUTS = parse_input_specs([{"name": "text", "data_type": "string"},
-                            {"name": "count", "data_type": "number", "default_value": 2},
-                            {"name": "flag", "data_type": "boolean", "is_required": False}])
+INPUTS = parse_input_specs(
+    [
+        {"name": "text", "data_type": "string"},
+        {"name": "count", "data_type": "number", "default_value": 2},
+        {"name": "flag", "data_type": "boolean", "is_required": False},
+    ]
+)
 OUTPUTS = parse_output_specs([{"name": "y", "data_type": "number"}, {"name": "debug", "data_type": "json"}])
 
 
 def test_endpoint_inputs_are_exposed_under_their_own_names_unless_mapped():
-    mapping = normalize_inputs_mapping(INPUTS, [
-        {"pipeline_input_name": "text", "endpoint_input_name": "message"},
-        {"pipeline_input_name": "flag", "constant_value": True}], "endpoint")
+    mapping = normalize_inputs_mapping(
+        INPUTS,
+        [
+            {"pipeline_input_name": "text", "endpoint_input_name": "message"},
+            {"pipeline_input_name": "flag", "constant_value": True},
+        ],
+        "endpoint",
+    )
     assert mapping == [
         {"pipeline_input_name": "text", "data_type": "string", "endpoint_input_name": "message", "is_required": True},
-        {"pipeline_input_name": "count", "data_type": "number", "endpoint_input_name": "count", "is_required": False,
-         "default_value": 2},
-        {"pipeline_input_name": "flag", "data_type": "boolean", "constant_value": True}]
+        {
+            "pipeline_input_name": "count",
+            "data_type": "number",
+            "endpoint_input_name": "count",
+            "is_required": False,
+            "default_value": 2,
+        },
+        {"pipeline_input_name": "flag", "data_type": "boolean", "constant_value": True},
+    ]
     values, records = gather_inputs(mapping, {"message": "hi"}, {})
     assert values == {"text": "hi", "count": 2, "flag": True}
-    assert [(r["mapping_type"], r["value"]) for r in records] == [("endpoint", "hi"), ("endpoint", 2), ("constant", True)]
+    assert [(r["mapping_type"], r["value"]) for r in records] == [
+        ("endpoint", "hi"),
+        ("endpoint", 2),
+        ("constant", True),
+    ]
     with pytest.raises(InvalidInput, match="Unknown input.*'text'.*accepts count, message"):
         gather_inputs(mapping, {"text": "hi"}, {})  # renamed: only its endpoint name is accepted
     with pytest.raises(InvalidInput, match="'message' \\(string\\) is required"):
@@ -34,10 +60,15 @@ def test_endpoint_inputs_are_exposed_under_their_own_names_unless_mapped():
 
 
 def test_environment_variables_and_null_feed_inputs():
-    mapping = normalize_inputs_mapping(INPUTS, [
-        {"pipeline_input_name": "text", "environment_variable_name": "GREETING"},
-        {"pipeline_input_name": "count", "is_null": True},
-        {"pipeline_input_name": "flag", "constant_value": False}], "periodic")
+    mapping = normalize_inputs_mapping(
+        INPUTS,
+        [
+            {"pipeline_input_name": "text", "environment_variable_name": "GREETING"},
+            {"pipeline_input_name": "count", "is_null": True},
+            {"pipeline_input_name": "flag", "constant_value": False},
+        ],
+        "periodic",
+    )
     values, records = gather_inputs(mapping, {}, {"GREETING": "hello"})
     assert values == {"text": "hello", "count": None, "flag": False}
     assert records[0]["mapping_type"] == "environment_variable"
@@ -48,30 +79,54 @@ def test_environment_variables_and_null_feed_inputs():
         gather_inputs(mapping, {}, {})
 
 
-@pytest.mark.parametrize("raw, rule, fragment", [
-    ([{"pipeline_input_name": "text", "constant_value": "x"}], "periodic", "unmapped: 'count', 'flag'"),
-    ([{"pipeline_input_name": "nope", "constant_value": 1}], "endpoint", "not declared by the pipeline"),
-    ([{"pipeline_input_name": "count", "constant_value": "3"}], "endpoint", "does not match the input's data_type"),
-    ([{"pipeline_input_name": "text", "constant_value": "a", "is_null": True}], "endpoint", "exactly one source"),
-    ([{"pipeline_input_name": "text"}], "endpoint", "exactly one source"),
-    ([{"pipeline_input_name": "text", "datastore_path": "a/b"}], "endpoint", "no data store"),
-    ([{"pipeline_input_name": "text", "endpoint_input_name": "x"}], "run", "only endpoint deployments"),
-    ([{"pipeline_input_name": "count", "environment_variable_name": "N"}], "endpoint", "an environment variable is a string"),
-    ([{"pipeline_input_name": "text", "environment_variable_name": "lower"}], "endpoint", "not valid"),
-    ([{"pipeline_input_name": "text", "constant_value": "a", "is_required": True}], "endpoint", "only go with an endpoint"),
-    ([{"pipeline_input_name": "text", "endpoint_input_name": "count"}], "endpoint", "two inputs use endpoint_input_name"),
-    ([{"pipeline_input_name": "text", "constant_value": "a"}, {"pipeline_input_name": "text", "is_null": True}],
-     "endpoint", "mapped twice"),
-    ("text", "endpoint", "must be a list"),
-])
+@pytest.mark.parametrize(
+    "raw, rule, fragment",
+    [
+        ([{"pipeline_input_name": "text", "constant_value": "x"}], "periodic", "unmapped: 'count', 'flag'"),
+        ([{"pipeline_input_name": "nope", "constant_value": 1}], "endpoint", "not declared by the pipeline"),
+        ([{"pipeline_input_name": "count", "constant_value": "3"}], "endpoint", "does not match the input's data_type"),
+        ([{"pipeline_input_name": "text", "constant_value": "a", "is_null": True}], "endpoint", "exactly one source"),
+        ([{"pipeline_input_name": "text"}], "endpoint", "exactly one source"),
+        ([{"pipeline_input_name": "text", "datastore_path": "a/b"}], "endpoint", "no data store"),
+        ([{"pipeline_input_name": "text", "endpoint_input_name": "x"}], "run", "only endpoint deployments"),
+        (
+            [{"pipeline_input_name": "count", "environment_variable_name": "N"}],
+            "endpoint",
+            "an environment variable is a string",
+        ),
+        ([{"pipeline_input_name": "text", "environment_variable_name": "lower"}], "endpoint", "not valid"),
+        (
+            [{"pipeline_input_name": "text", "constant_value": "a", "is_required": True}],
+            "endpoint",
+            "only go with an endpoint",
+        ),
+        (
+            [{"pipeline_input_name": "text", "endpoint_input_name": "count"}],
+            "endpoint",
+            "two inputs use endpoint_input_name",
+        ),
+        (
+            [{"pipeline_input_name": "text", "constant_value": "a"}, {"pipeline_input_name": "text", "is_null": True}],
+            "endpoint",
+            "mapped twice",
+        ),
+        ("text", "endpoint", "must be a list"),
+    ],
+)
 def test_bad_inputs_mappings_are_400s_that_say_why(raw, rule, fragment):
     with pytest.raises(InvalidInput, match=fragment):
         normalize_inputs_mapping(INPUTS, raw, rule)
 
 
 def test_outputs_are_renamed_or_dropped():
-    mapping = normalize_outputs_mapping(OUTPUTS, [{"pipeline_output_name": "y", "endpoint_output_name": "result"},
-                                                  {"pipeline_output_name": "debug", "is_null": True}], "endpoint")
+    mapping = normalize_outputs_mapping(
+        OUTPUTS,
+        [
+            {"pipeline_output_name": "y", "endpoint_output_name": "result"},
+            {"pipeline_output_name": "debug", "is_null": True},
+        ],
+        "endpoint",
+    )
     returned, records = place_outputs(mapping, {"y": 3, "debug": {"a": 1}})
     assert returned == {"result": 3}
     assert [(r["mapping_type"], r["value"]) for r in records] == [("endpoint", 3), ("is_null", None)]
@@ -81,17 +136,31 @@ def test_outputs_are_renamed_or_dropped():
     with pytest.raises(InvalidInput, match="every output must be mapped"):
         normalize_outputs_mapping(OUTPUTS, [{"pipeline_output_name": "y", "is_null": True}], "periodic")
     with pytest.raises(InvalidInput, match="two outputs use endpoint_output_name 'r'"):
-        normalize_outputs_mapping(OUTPUTS, [{"pipeline_output_name": "y", "endpoint_output_name": "r"},
-                                            {"pipeline_output_name": "debug", "endpoint_output_name": "r"}], "endpoint")
+        normalize_outputs_mapping(
+            OUTPUTS,
+            [
+                {"pipeline_output_name": "y", "endpoint_output_name": "r"},
+                {"pipeline_output_name": "debug", "endpoint_output_name": "r"},
+            ],
+            "endpoint",
+        )
     with pytest.raises(InvalidInput, match="only endpoint deployments have endpoint outputs"):
         normalize_outputs_mapping(OUTPUTS, [{"pipeline_output_name": "y", "endpoint_output_name": "r"}], "run")
 
 
-@pytest.mark.parametrize("data_type, text, expected", [
-    ("string", '"quoted"', "quoted"), ("string", "Paris", "Paris"), ("string", "12345", "12345"),
-    ("number", "3.5", 3.5), ("boolean", "True", True), ("boolean", "false", False), ("json", '{"a": 1}', {"a": 1}),
-    ("array", "[1, 2]", [1, 2]),
-])
+@pytest.mark.parametrize(
+    "data_type, text, expected",
+    [
+        ("string", '"quoted"', "quoted"),
+        ("string", "Paris", "Paris"),
+        ("string", "12345", "12345"),
+        ("number", "3.5", 3.5),
+        ("boolean", "True", True),
+        ("boolean", "false", False),
+        ("json", '{"a": 1}', {"a": 1}),
+        ("array", "[1, 2]", [1, 2]),
+    ],
+)
 def test_form_fields_are_read_by_the_type_of_their_input(data_type, text, expected):
     assert from_form(data_type, text, "x") == expected
 

@@ -20,58 +20,130 @@ def gateway(tmp_path):
     migrate.upgrade(db)
     now = utcnow()
     with db.session() as session:
-        session.add(Deployment(name="report", pipeline_name="pipe", execution_rule="endpoint", mode="low_latency",
-                               inputs_mapping=[], outputs_mapping=[], enable_parallel_executions=False,
-                               max_parallel_executions_per_pod=1, max_queued_executions=1, is_enabled=True,
-                               status="up", has_been_up=True, version=1, version_updated_at=now,
-                               created_at=now, updated_at=now))
+        session.add(
+            Deployment(
+                name="report",
+                pipeline_name="pipe",
+                execution_rule="endpoint",
+                mode="low_latency",
+                inputs_mapping=[],
+                outputs_mapping=[],
+                enable_parallel_executions=False,
+                max_parallel_executions_per_pod=1,
+                max_queued_executions=1,
+                is_enabled=True,
+                status="up",
+                has_been_up=True,
+                version=1,
+                version_updated_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
         # A pipeline run named like the deployment (same counter, same prefix), and an execution
         # of a deleted deployment of the same name: neither is the deployment's now.
-        session.add(Execution(execution_id="report-7", pipeline_name="report", deployment_name=None,
-                              status="Running", inputs=[], outputs=[], created_at=now))
-        session.add(Execution(execution_id="report-3", pipeline_name="pipe", deployment_name="report",
-                              status="Running", inputs=[], outputs=[], created_at=now - timedelta(days=1)))
+        session.add(
+            Execution(
+                execution_id="report-7",
+                pipeline_name="report",
+                deployment_name=None,
+                status="Running",
+                inputs=[],
+                outputs=[],
+                created_at=now,
+            )
+        )
+        session.add(
+            Execution(
+                execution_id="report-3",
+                pipeline_name="pipe",
+                deployment_name="report",
+                status="Running",
+                inputs=[],
+                outputs=[],
+                created_at=now - timedelta(days=1),
+            )
+        )
     return PodGateway(db, b"k" * 32, lambda sealed: sealed), db
 
 
 def _started(execution_id: str, **row):
-    return {"kind": "started", "row": {"execution_id": execution_id, "pipeline_name": "pipe",
-                                       "deployment_name": "report", "pod_id": "p", "status": "Running",
-                                       "inputs": [], "outputs": [], "created_at": utcnow(),
-                                       "start_date": utcnow(), **row}}
+    return {
+        "kind": "started",
+        "row": {
+            "execution_id": execution_id,
+            "pipeline_name": "pipe",
+            "deployment_name": "report",
+            "pod_id": "p",
+            "status": "Running",
+            "inputs": [],
+            "outputs": [],
+            "created_at": utcnow(),
+            "start_date": utcnow(),
+            **row,
+        },
+    }
 
 
 def _finished(execution_id: str):
-    return {"kind": "finished", "execution_id": execution_id,
-            "values": {"status": "Succeeded", "end_date": utcnow(), "error": None, "outputs": [{"value": 1}]}}
+    return {
+        "kind": "finished",
+        "execution_id": execution_id,
+        "values": {"status": "Succeeded", "end_date": utcnow(), "error": None, "outputs": [{"value": 1}]},
+    }
 
 
 def test_a_pod_writes_its_own_records(gateway):
     gw, db = gateway
     credential = gw.pod_credential("report")
-    gw.write(credential, "report", [_started("report-8"),
-                                    {"kind": "execution_log", "row": {"execution_id": "report-8", "timestamp": utcnow(),
-                                                                      "stream": "stdout", "message": "hi"}}])
-    gw.write(credential, "report", [_finished("report-8"),
-                                    {"kind": "files", "execution_id": "report-8", "direction": "output",
-                                     "files": {"doc": FileValue("a.txt", b"x")}}])
+    gw.write(
+        credential,
+        "report",
+        [
+            _started("report-8"),
+            {
+                "kind": "execution_log",
+                "row": {"execution_id": "report-8", "timestamp": utcnow(), "stream": "stdout", "message": "hi"},
+            },
+        ],
+    )
+    gw.write(
+        credential,
+        "report",
+        [
+            _finished("report-8"),
+            {
+                "kind": "files",
+                "execution_id": "report-8",
+                "direction": "output",
+                "files": {"doc": FileValue("a.txt", b"x")},
+            },
+        ],
+    )
     with db.session() as session:
         assert session.get(Execution, "report-8").status == "Succeeded"
         assert [log.message for log in session.query(ExecutionLog)] == ["hi"]
     assert store.load_file(db, "report-8", "output", "doc") == FileValue("a.txt", b"x")
 
 
-@pytest.mark.parametrize("events", [
-    [_finished("report-7")],  # a pipeline run whose id has the deployment's form
-    [_finished("report-3")],  # an execution of a deleted deployment of the same name
-    [{"kind": "execution_log", "row": {"execution_id": "report-7", "timestamp": utcnow(), "stream": "stdout",
-                                       "message": "forged"}}],
-    [{"kind": "files", "execution_id": "report-7", "direction": "output", "files": {}}],
-    [_started("other-1", deployment_name="other")],
-    [_started("report-9", pipeline_name="another-pipeline")],
-    [{"kind": "deployment_log", "row": {"deployment_name": "other", "type": "deployment"}}],
-    [{"kind": "sql", "row": {}}],
-])
+@pytest.mark.parametrize(
+    "events",
+    [
+        [_finished("report-7")],  # a pipeline run whose id has the deployment's form
+        [_finished("report-3")],  # an execution of a deleted deployment of the same name
+        [
+            {
+                "kind": "execution_log",
+                "row": {"execution_id": "report-7", "timestamp": utcnow(), "stream": "stdout", "message": "forged"},
+            }
+        ],
+        [{"kind": "files", "execution_id": "report-7", "direction": "output", "files": {}}],
+        [_started("other-1", deployment_name="other")],
+        [_started("report-9", pipeline_name="another-pipeline")],
+        [{"kind": "deployment_log", "row": {"deployment_name": "other", "type": "deployment"}}],
+        [{"kind": "sql", "row": {}}],
+    ],
+)
 def test_a_pod_cannot_write_what_is_not_its_deployment_s(gateway, events):
     gw, db = gateway
     with pytest.raises(InvalidInput):

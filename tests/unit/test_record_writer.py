@@ -32,8 +32,9 @@ def _record_then_die(url: str, journal: str) -> None:
 def test_a_dead_writers_journal_is_replayed_once_without_what_was_committed(tmp_path, any_database):
     db = any_database
     folder = tmp_path / "journal"
-    process = multiprocessing.get_context("fork").Process(target=_record_then_die,
-                                                          args=(db.url, str(folder / "pod-a.journal")))
+    process = multiprocessing.get_context("fork").Process(
+        target=_record_then_die, args=(db.url, str(folder / "pod-a.journal"))
+    )
     process.start()
     process.join(30)
     with db.session() as session:
@@ -88,8 +89,9 @@ def test_a_batch_of_many_executions_is_written_whole(tmp_path):
     for i in range(50):
         writer.execution_started(f"dep-{i}", "pipe", "dep", [], utcnow())
         writer.execution_log(f"dep-{i}", "stdout", f"line {i}")
-        writer.execution_finished(f"dep-{i}", "Succeeded" if i % 2 else "Failed", [{"value": i}] if i % 2 else None,
-                                  None if i % 2 else "boom")
+        writer.execution_finished(
+            f"dep-{i}", "Succeeded" if i % 2 else "Failed", [{"value": i}] if i % 2 else None, None if i % 2 else "boom"
+        )
     assert writer.flush()
     with db.session() as session:
         rows = {row.execution_id: row for row in session.query(Execution)}

@@ -3,7 +3,7 @@ deployments: a due time starts exactly one execution, even with several schedule
 
 import multiprocessing
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -14,7 +14,7 @@ from rayline.store import migrate
 from rayline.store.db import Database
 from rayline.store.models import Deployment, DeploymentLog
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # a whole minute
 
 
@@ -24,12 +24,27 @@ def database(tmp_path) -> Database:
     return db
 
 
-def add_deployment(db: Database, name: str, schedule: str | None = "* * * * *", next_run_at=None,
-                   execution_rule: str = "periodic", is_enabled: bool = True) -> None:
+def add_deployment(
+    db: Database,
+    name: str,
+    schedule: str | None = "* * * * *",
+    next_run_at=None,
+    execution_rule: str = "periodic",
+    is_enabled: bool = True,
+) -> None:
     with db.session() as session:
-        session.add(Deployment(name=name, pipeline_name="pipe", execution_rule=execution_rule,
-                               mode="elastic", schedule=schedule, next_run_at=next_run_at,
-                               is_enabled=is_enabled, status="up"))
+        session.add(
+            Deployment(
+                name=name,
+                pipeline_name="pipe",
+                execution_rule=execution_rule,
+                mode="elastic",
+                schedule=schedule,
+                next_run_at=next_run_at,
+                is_enabled=is_enabled,
+                status="up",
+            )
+        )
 
 
 def next_run_at(db: Database, name: str) -> datetime | None:
@@ -55,41 +70,48 @@ class Recorder:
 
 # --- schedules -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("* * * * *", "* * * * *"),
-    ("  */5   *  * *\t* ", "*/5 * * * *"),
-    ("0 9 * * MON-FRI", "0 9 * * MON-FRI"),
-    ("0 0 1,15 * *", "0 0 1,15 * *"),
-    ("0 0 29 2 *", "0 0 29 2 *"),  # leap days come
-    ("0 0 L * *", "0 0 L * *"),
-    ("@daily", "0 0 * * *"),
-    ("@HOURLY", "0 * * * *"),
-    ("@weekly", "0 0 * * 0"),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("* * * * *", "* * * * *"),
+        ("  */5   *  * *\t* ", "*/5 * * * *"),
+        ("0 9 * * MON-FRI", "0 9 * * MON-FRI"),
+        ("0 0 1,15 * *", "0 0 1,15 * *"),
+        ("0 0 29 2 *", "0 0 29 2 *"),  # leap days come
+        ("0 0 L * *", "0 0 L * *"),
+        ("@daily", "0 0 * * *"),
+        ("@HOURLY", "0 * * * *"),
+        ("@weekly", "0 0 * * 0"),
+    ],
+)
 def test_valid_schedules_are_normalised(text, expected):
     assert parse_schedule(text) == expected
 
 
-@pytest.mark.parametrize("text, reason", [
-    (None, "expected a string"),
-    (5, "expected a string"),
-    ("", "expected 5 fields, got 0"),
-    ("* * * *", "expected 5 fields, got 4"),
-    ("0 * * * * *", "seconds or year field"),
-    ("0 0 * * * 2026 x", "expected 5 fields, got 7"),
-    ("60 * * * *", "out of range"),
-    ("0 24 * * *", "out of range"),
-    ("0 0 0 * *", "out of range"),
-    ("0 0 * 13 *", "out of range"),
-    ("0 0 * * 8", "out of range"),
-    ("*/0 * * * *", "step"),
-    ("a b c d e", "not acceptable"),
-    ("0 0 30 2 *", "failed to find next date"),  # 30 February never comes
-    ("R * * * *", "hashed/random"),
-    ("H * * * *", "hashed/random"),
-    ("@reboot", "not a supported macro"),
-    ("* " * 200, "longer than 255"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        (None, "expected a string"),
+        (5, "expected a string"),
+        ("", "expected 5 fields, got 0"),
+        ("* * * *", "expected 5 fields, got 4"),
+        ("0 * * * * *", "seconds or year field"),
+        ("0 0 * * * 2026 x", "expected 5 fields, got 7"),
+        ("60 * * * *", "out of range"),
+        ("0 24 * * *", "out of range"),
+        ("0 0 0 * *", "out of range"),
+        ("0 0 * 13 *", "out of range"),
+        ("0 0 * * 8", "out of range"),
+        ("*/0 * * * *", "step"),
+        ("a b c d e", "not acceptable"),
+        ("0 0 30 2 *", "failed to find next date"),  # 30 February never comes
+        ("R * * * *", "hashed/random"),
+        ("H * * * *", "hashed/random"),
+        ("@reboot", "not a supported macro"),
+        ("* " * 200, "longer than 255"),
+    ],
+)
 def test_bad_schedules_say_which_field_why_and_what_would_do(text, reason):
     with pytest.raises(InvalidInput) as raised:
         parse_schedule(text)
@@ -99,12 +121,15 @@ def test_bad_schedules_say_which_field_why_and_what_would_do(text, reason):
     assert "'*/5 * * * *' (every 5 minutes)" in message
 
 
-@pytest.mark.parametrize("schedule, description", [
-    ("* * * * *", "Every minute"),
-    ("0 0 * * *", "At 00:00"),
-    ("*/5 * * * *", "Every 5 minutes"),
-    ("30 14 * * 1-5", "At 14:30, Monday through Friday"),
-])
+@pytest.mark.parametrize(
+    "schedule, description",
+    [
+        ("* * * * *", "Every minute"),
+        ("0 0 * * *", "At 00:00"),
+        ("*/5 * * * *", "Every 5 minutes"),
+        ("30 14 * * 1-5", "At 14:30, Monday through Friday"),
+    ],
+)
 def test_human_readable_uses_24_hour_times(schedule, description):
     assert human_readable(schedule) == description
 
@@ -126,6 +151,7 @@ def test_next_due_is_strictly_after_and_utc():
 
 
 # --- the scheduler -------------------------------------------------------------------------------
+
 
 def test_a_due_time_starts_exactly_one_execution(any_database):
     db = any_database
@@ -177,11 +203,16 @@ def test_missed_due_times_run_once_as_a_catch_up_and_the_log_says_so(any_databas
     assert start.calls == [("every-5", T0, True)]
     assert next_run_at(db, "every-5") == T0 + timedelta(hours=1, minutes=5)  # no catch-up of those
     assert deployment_logs(db, "every-5") == [
-        ("stdout", "Missed 13 due times while the platform was down (since 2026-03-01T12:00:00Z); "
-                   "started one catch-up execution.")]
+        (
+            "stdout",
+            "Missed 13 due times while the platform was down (since 2026-03-01T12:00:00Z); "
+            "started one catch-up execution.",
+        )
+    ]
     # Then it is on time again.
     assert scheduler.tick(T0 + timedelta(hours=1, minutes=5)) == [
-        ("every-5", T0 + timedelta(hours=1, minutes=5), False)]
+        ("every-5", T0 + timedelta(hours=1, minutes=5), False)
+    ]
 
 
 def test_a_late_tick_within_one_period_is_no_catch_up(tmp_path):
@@ -214,11 +245,16 @@ def test_a_start_that_raises_is_logged_and_later_ticks_go_on(tmp_path):
     scheduler = Scheduler(db, start)
     assert scheduler.tick(T0) == [("steady", T0, False)]
     assert deployment_logs(db, "flaky") == [
-        ("stderr", "Could not start the execution due at 2026-03-01T12:00:00Z: RuntimeError: no worker left")]
+        ("stderr", "Could not start the execution due at 2026-03-01T12:00:00Z: RuntimeError: no worker left")
+    ]
     one = T0 + timedelta(minutes=1)
     assert sorted(scheduler.tick(one)) == [("flaky", one, False), ("steady", one, False)]
-    assert sorted(calls.calls) == [("flaky", T0, False), ("flaky", one, False),
-                                   ("steady", T0, False), ("steady", one, False)]
+    assert sorted(calls.calls) == [
+        ("flaky", T0, False),
+        ("flaky", one, False),
+        ("steady", T0, False),
+        ("steady", one, False),
+    ]
 
 
 def test_a_broken_row_does_not_hold_up_the_others(tmp_path):
@@ -235,8 +271,14 @@ def test_a_custom_logger_gets_the_lines(tmp_path):
     lines = []
     scheduler = Scheduler(db, Recorder(), logger_fn=lambda *line: lines.append(line))
     scheduler.tick(T0 + timedelta(minutes=3))
-    assert lines == [("every-minute", "Missed 4 due times while the platform was down "
-                                      "(since 2026-03-01T12:00:00Z); started one catch-up execution.", "stdout")]
+    assert lines == [
+        (
+            "every-minute",
+            "Missed 4 due times while the platform was down "
+            "(since 2026-03-01T12:00:00Z); started one catch-up execution.",
+            "stdout",
+        )
+    ]
     assert deployment_logs(db, "every-minute") == []
 
 
@@ -290,9 +332,12 @@ MINUTES = 90  # 30 due times of every-3, 45 of every-2, 90 of every-minute
 
 
 def expected_starts() -> list[tuple[str, datetime]]:
-    return sorted((name, T0 + timedelta(minutes=minute)) for name, schedule in SCHEDULES.items()
-                  for minute in range(1, MINUTES + 1) if next_due(schedule, T0 + timedelta(minutes=minute - 1))
-                  == T0 + timedelta(minutes=minute))
+    return sorted(
+        (name, T0 + timedelta(minutes=minute))
+        for name, schedule in SCHEDULES.items()
+        for minute in range(1, MINUTES + 1)
+        if next_due(schedule, T0 + timedelta(minutes=minute - 1)) == T0 + timedelta(minutes=minute)
+    )
 
 
 def add_racing_deployments(db: Database) -> None:
@@ -319,8 +364,11 @@ def test_exactly_once_with_two_schedulers_racing_in_threads(any_database):
             errors.append(error)
             barrier.abort()
 
-    threads = [threading.Thread(target=ticker, args=(scheduler, i))
-               for scheduler in schedulers for i in range(threads_per_scheduler)]
+    threads = [
+        threading.Thread(target=ticker, args=(scheduler, i))
+        for scheduler in schedulers
+        for i in range(threads_per_scheduler)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -338,9 +386,11 @@ def test_no_due_time_twice_with_unsynchronised_schedulers(any_database):
     add_racing_deployments(db)
     start = Recorder()
     schedulers = [Scheduler(Database(db.url), start) for _ in range(2)]
-    threads = [threading.Thread(target=lambda s=scheduler: [s.tick(T0 + timedelta(minutes=m))
-                                                             for m in range(1, MINUTES + 1)])
-               for scheduler in schedulers for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda s=scheduler: [s.tick(T0 + timedelta(minutes=m)) for m in range(1, MINUTES + 1)])
+        for scheduler in schedulers
+        for _ in range(4)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

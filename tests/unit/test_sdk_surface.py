@@ -10,14 +10,24 @@ from rayline import Input, InputSource, Output, OutputDestination, RaylineSdk, S
 
 
 def test_public_names_are_exactly_all():
-    assert rayline.__all__ == ["INPUT_OUTPUT_TYPES", "Input", "InputSource", "Output", "OutputDestination",
-                               "RaylineSdk", "SdkException", "current_execution_id"]
+    assert rayline.__all__ == [
+        "INPUT_OUTPUT_TYPES",
+        "Input",
+        "InputSource",
+        "Output",
+        "OutputDestination",
+        "RaylineSdk",
+        "SdkException",
+        "current_execution_id",
+    ]
 
 
 def test_importing_the_sdk_loads_neither_ray_nor_the_server():
-    code = ("import sys, rayline; from rayline import RaylineSdk; "
-            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'fastapi', 'starlette', 'sqlalchemy', "
-            "'uvicorn', 'pydantic_settings'}); print(','.join(bad))")
+    code = (
+        "import sys, rayline; from rayline import RaylineSdk; "
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'fastapi', 'starlette', 'sqlalchemy', "
+        "'uvicorn', 'pydantic_settings'}); print(','.join(bad))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
@@ -84,4 +94,5 @@ def test_waiting_shows_a_status_line_only_where_someone_watches():
 
 def test_repr_names_the_platform():
     assert repr(RaylineSdk(sdk_token="t" * 20, environment_url="http://127.0.0.1:9/")) == (
-        "RaylineSdk(environment_url='http://127.0.0.1:9')")
+        "RaylineSdk(environment_url='http://127.0.0.1:9')"
+    )

@@ -27,8 +27,13 @@ from rayline.store.db import Database
 def home(tmp_path, monkeypatch):
     path = tmp_path / "rayline-home"
     monkeypatch.setenv("RAYLINE_HOME", str(path))
-    for name in ("RAYLINE_SDK_TOKEN", "RAYLINE_DATABASE_URL", "RAYLINE_PACKAGE_URL_BASE", "RAYLINE_PACKAGE_TOKEN",
-                 "RAYLINE_ACCESS_TOKEN_TTL_S"):
+    for name in (
+        "RAYLINE_SDK_TOKEN",
+        "RAYLINE_DATABASE_URL",
+        "RAYLINE_PACKAGE_URL_BASE",
+        "RAYLINE_PACKAGE_TOKEN",
+        "RAYLINE_ACCESS_TOKEN_TTL_S",
+    ):
         monkeypatch.delenv(name, raising=False)
     previous = os.umask(0o022)  # the usual one: files 0644, directories 0755
     yield path
@@ -64,6 +69,7 @@ def up(monkeypatch, capsys) -> tuple[int, str]:
 
 
 # The SDK token, wherever it comes from.
+
 
 def test_a_short_token_in_the_token_file_is_refused_and_the_message_says_what_to_do(home, monkeypatch, capsys):
     home.mkdir(mode=0o700)
@@ -123,11 +129,18 @@ def test_a_secret_key_that_is_not_a_key_is_refused(home):
 
 # Permissions.
 
+
 def test_wide_secrets_database_and_home_are_narrowed_with_a_line_each(home, caplog):
     home.mkdir()
     os.chmod(home, 0o755)
-    files = {"secret-key": 0o644, "sdk-token": 0o640, "platform-secrets.json": 0o644, "rayline.db": 0o644,
-             "rayline.db-wal": 0o666, "rayline.db-shm": 0o604}
+    files = {
+        "secret-key": 0o644,
+        "sdk-token": 0o640,
+        "platform-secrets.json": 0o644,
+        "rayline.db": 0o644,
+        "rayline.db-wal": 0o666,
+        "rayline.db-shm": 0o604,
+    }
     for name, wide in files.items():
         (home / name).write_text("x")
         os.chmod(home / name, wide)
@@ -144,7 +157,9 @@ def test_wide_secrets_database_and_home_are_narrowed_with_a_line_each(home, capl
     assert any("secret-key" in line and "0644" in line and "0600" in line for line in lines)
 
     caplog.clear()
-    assert secure_home(Settings()) == [] and not [r for r in caplog.records if r.name == "rayline.startup"]  # nothing to say the second time
+    assert secure_home(Settings()) == [] and not [
+        r for r in caplog.records if r.name == "rayline.startup"
+    ]  # nothing to say the second time
 
 
 def test_narrower_modes_are_left_alone(home):
@@ -181,8 +196,11 @@ def test_a_sqlite_database_named_by_url_is_narrowed_too(home, tmp_path, monkeypa
     assert mode(elsewhere) == 0o600 and not (home / "rayline.db").exists()
     monkeypatch.setenv("RAYLINE_DATABASE_URL", "postgresql+psycopg://user:password@localhost:5432/rayline")
     settings = Settings()
-    assert home_module.private_files(settings) == [settings.secret_key_path, settings.token_path,
-                                                   settings.platform_secrets_path]
+    assert home_module.private_files(settings) == [
+        settings.secret_key_path,
+        settings.token_path,
+        settings.platform_secrets_path,
+    ]
 
 
 def test_what_cannot_be_narrowed_refuses_the_start_up(home, monkeypatch, capsys):
@@ -227,12 +245,14 @@ def test_rayline_up_secures_the_home_before_anything_else(home, monkeypatch, cap
     with caplog.at_level(logging.WARNING, logger="rayline.startup"):
         cli._prepare(Settings(), argparse.Namespace(ray_address=None))
     assert mode(home) == 0o700
-    assert {name: mode(home / name) for name in ("sdk-token", "secret-key", "rayline.db")} == \
-        dict.fromkeys(("sdk-token", "secret-key", "rayline.db"), 0o600)
+    assert {name: mode(home / name) for name in ("sdk-token", "secret-key", "rayline.db")} == dict.fromkeys(
+        ("sdk-token", "secret-key", "rayline.db"), 0o600
+    )
     assert len([r for r in caplog.records if r.name == "rayline.startup"]) == 2
 
 
 # Access tokens end with the SDK token they were issued for.
+
 
 def test_an_access_token_issued_under_token_a_is_refused_once_the_sdk_token_is_b(home, monkeypatch):
     from rayline.domain.access_tokens import looks_like_jwt
@@ -243,8 +263,9 @@ def test_an_access_token_issued_under_token_a_is_refused_once_the_sdk_token_is_b
         db = Database(settings.resolved_database_url)
         sdk_token_hash = load_sdk_token_hash(db)
         db.dispose()
-        return sdk_token_hash, AccessTokens(settings.secret_key_path.read_bytes().strip(), sdk_token_hash,
-                                            settings.access_token_ttl_s)
+        return sdk_token_hash, AccessTokens(
+            settings.secret_key_path.read_bytes().strip(), sdk_token_hash, settings.access_token_ttl_s
+        )
 
     def problem(platform, token):  # as the API's SDK token check (rayline.api.auth) decides
         sdk_token_hash, access_tokens = platform

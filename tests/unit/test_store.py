@@ -65,8 +65,10 @@ def _write(url: str, journal: str, worker: int) -> None:
 
 def test_writers_in_several_processes_lose_nothing(any_database, tmp_path):
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_write, args=(any_database.url, str(tmp_path / f"w{i}.journal"), i))
-               for i in range(PROCESSES)]
+    workers = [
+        context.Process(target=_write, args=(any_database.url, str(tmp_path / f"w{i}.journal"), i))
+        for i in range(PROCESSES)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -88,10 +90,21 @@ def test_files_of_executions_ended_before_the_retention_go_and_their_records_sta
 
     now = utcnow()
     with any_database.session() as session:
-        for execution_id, end in (("old-1", now - timedelta(days=8)), ("new-1", now - timedelta(hours=1)),
-                                  ("running-1", None)):
-            session.add(Execution(execution_id=execution_id, pipeline_name="p", status="Running" if end is None
-                                  else "Succeeded", inputs=[], outputs=[], end_date=end))
+        for execution_id, end in (
+            ("old-1", now - timedelta(days=8)),
+            ("new-1", now - timedelta(hours=1)),
+            ("running-1", None),
+        ):
+            session.add(
+                Execution(
+                    execution_id=execution_id,
+                    pipeline_name="p",
+                    status="Running" if end is None else "Succeeded",
+                    inputs=[],
+                    outputs=[],
+                    end_date=end,
+                )
+            )
     with any_database.session() as session:
         for execution_id in ("old-1", "new-1", "running-1"):
             store.save_files(session, execution_id, "output", {"doc": FileValue("a.txt", b"x")})

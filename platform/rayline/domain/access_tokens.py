@@ -25,25 +25,30 @@ class AccessTokens:
         # token's hash is part of it, so that access tokens end with the SDK token they came from.
         if not secret_key or not sdk_token_hash:
             raise ValueError("Access tokens need the platform's secret key and the SDK token's hash.")
-        self._key = hmac.new(secret_key, b"rayline access tokens\x00" + sdk_token_hash.encode("ascii"),
-                             hashlib.sha256).digest()
+        self._key = hmac.new(
+            secret_key, b"rayline access tokens\x00" + sdk_token_hash.encode("ascii"), hashlib.sha256
+        ).digest()
         self.ttl_s = ttl_s
 
     def issue(self) -> str:
         now = int(time.time())
-        return jwt.encode({"iss": ISSUER, "sub": "sdk", "iat": now, "exp": now + int(self.ttl_s)}, self._key,
-                          algorithm=ALGORITHM)
+        return jwt.encode(
+            {"iss": ISSUER, "sub": "sdk", "iat": now, "exp": now + int(self.ttl_s)}, self._key, algorithm=ALGORITHM
+        )
 
     def problem(self, token: str) -> str | None:
         """Why ``token`` is not a valid access token, or None when it is."""
         try:
-            jwt.decode(token, self._key, algorithms=[ALGORITHM], issuer=ISSUER,
-                       options={"require": ["exp", "iat", "iss"]})
+            jwt.decode(
+                token, self._key, algorithms=[ALGORITHM], issuer=ISSUER, options={"require": ["exp", "iat", "iss"]}
+            )
         except jwt.ExpiredSignatureError:
             return "The access token has expired; get a new one from POST /api/v1/auth/refresh (clients do it for you)."
         except jwt.InvalidTokenError:
-            return ("Invalid access token: it was not issued by this platform (or was altered, or issued for an "
-                    "SDK token that has since changed); get a new one from POST /api/v1/auth/refresh.")
+            return (
+                "Invalid access token: it was not issued by this platform (or was altered, or issued for an "
+                "SDK token that has since changed); get a new one from POST /api/v1/auth/refresh."
+            )
         return None
 
 

@@ -39,15 +39,22 @@ _HEADER_ALLOWANCE = 16 * 1024  # per member: its headers and padding, beyond max
 _MAX_HOPS, _MAX_STEPS = 40, 1024  # links, and names, followed to resolve one link (Linux: 40 links)
 _MAX_TOTAL_STEPS = 100_000  # names followed for all the links of one archive together
 _CHUNK = 1024 * 1024
-_EXTENDED = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
-             tarfile.GNUTYPE_LONGLINK)
+_EXTENDED = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
 _LESS = "upload only what the pipeline needs (container_config['included_folders'])."
 
 
 def _check_length(name: str, what: str) -> None:
     if len(os.fsencode(name)) > _MAX_PATH or any(len(os.fsencode(p)) > _MAX_NAME for p in name.split("/")):
-        raise InvalidInput(f"Archive member {name[:200]!r} has a {what} longer than {_MAX_PATH} bytes or a "
-                           f"component longer than {_MAX_NAME}; shorten it.")
+        raise InvalidInput(
+            f"Archive member {name[:200]!r} has a {what} longer than {_MAX_PATH} bytes or a "
+            f"component longer than {_MAX_NAME}; shorten it."
+        )
 
 
 def _normalized(name: str) -> str:
@@ -90,9 +97,11 @@ def _guarded_tarinfo() -> type[tarfile.TarInfo]:
                 raise InvalidInput(f"Archive member {info.name[:200]!r} is a sparse file; store it as a plain file.")
             run = run + 1 if info.type in _EXTENDED else 0
             if info.type in _EXTENDED and (info.size > _MAX_HEADER or run > _MAX_HEADER_RUN):
-                raise InvalidInput(f"Archive header {info.name[:200]!r} ({info.size} bytes) is over the limit of "
-                                   f"{_MAX_HEADER} bytes for extended headers (long names, attributes), or one of "
-                                   f"more than {_MAX_HEADER_RUN} in a row. Pack the folder with pack_folder.")
+                raise InvalidInput(
+                    f"Archive header {info.name[:200]!r} ({info.size} bytes) is over the limit of "
+                    f"{_MAX_HEADER} bytes for extended headers (long names, attributes), or one of "
+                    f"more than {_MAX_HEADER_RUN} in a row. Pack the folder with pack_folder."
+                )
             return info
 
         # GNU sparse 1.0 (named by a PAX header) reads a map of any length once the next header is
@@ -103,13 +112,12 @@ def _guarded_tarinfo() -> type[tarfile.TarInfo]:
     return Guarded
 
 
-def _resolve(tree: dict[str, int | str | None], path: str, budget: list[int]) -> str:
-    """Where the link at ``path`` ends, following the links of ``tree`` as the kernel would.
+def _resolve(tree: dict[str, int | str | None], path: str, target: str, budget: list[int]) -> str:
+    """Where the link at ``path``, to ``target``, ends, following the links of ``tree`` as the kernel would.
 
     Lexical, never ``os.path.realpath``: the tree is exactly what is on disk, so no length limit
     makes it stop early. A name missing from the tree is kept: the kernel would fail there.
     ``budget`` (steps left for the whole archive) bounds the time many long links can cost."""
-    target = tree[path]
     stack, parts, hops, steps = path.split("/")[:-1], target.split("/")[::-1], 0, 0
     while parts:
         part, steps = parts.pop(), steps + 1
@@ -117,8 +125,10 @@ def _resolve(tree: dict[str, int | str | None], path: str, budget: list[int]) ->
         if budget[0] < 0:
             raise InvalidInput("The archive's links take too long to follow; link to the files themselves.")
         if steps > _MAX_STEPS or hops > _MAX_HOPS:
-            raise InvalidInput(f"Archive member {path[:200]!r} links to {target!r} through more than {_MAX_HOPS} "
-                               "links; link to the file itself.")
+            raise InvalidInput(
+                f"Archive member {path[:200]!r} links to {target!r} through more than {_MAX_HOPS} "
+                "links; link to the file itself."
+            )
         if part == "..":
             if not stack:
                 raise InvalidInput(f"Archive member {path[:200]!r} links to {target!r}, outside the pipeline folder.")
@@ -144,7 +154,7 @@ class _Unpacker:
     def __init__(self, dest: Path, max_unpacked_bytes: int, max_members: int) -> None:
         self.dest, self.max_bytes, self.max_members = os.fspath(dest), max_unpacked_bytes, max_members
         self.tree: dict[str, int | str | None] = {"": None}  # path -> None: folder, int: file size, str: link
-        self.links: list[str] = []
+        self.links: list[tuple[str, str]] = []  # (path, target), in the order of the archive
         self.members = self.folders = self.total = 0
 
     def _count(self, size: int) -> None:
@@ -165,8 +175,10 @@ class _Unpacker:
             missing.append(parent)
             parent = parent.rpartition("/")[0]
         if isinstance(self.tree[parent], str):
-            raise InvalidInput(f"Archive member {path[:200]!r} is inside {parent!r}, a link; nothing is written "
-                               "through a link. Store the folder itself.")
+            raise InvalidInput(
+                f"Archive member {path[:200]!r} is inside {parent!r}, a link; nothing is written "
+                "through a link. Store the folder itself."
+            )
         if self.tree[parent] is not None:
             raise InvalidInput(f"Archive member {path[:200]!r} is inside {parent!r}, which is a file.")
         for folder in reversed(missing):
@@ -180,8 +192,10 @@ class _Unpacker:
         if self.members > self.max_members:
             raise PayloadTooLarge(f"The archive has more than {self.max_members} files; {_LESS}")
         if member.issparse() or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-            raise InvalidInput(f"Archive member {path!r} is a device, FIFO, sparse or other special file; only "
-                               "files, folders and links inside the folder are accepted.")
+            raise InvalidInput(
+                f"Archive member {path!r} is a device, FIFO, sparse or other special file; only "
+                "files, folders and links inside the folder are accepted."
+            )
         self._count(member.size)
         self._make_parents(path)
         if path in self.tree:
@@ -196,21 +210,28 @@ class _Unpacker:
                 raise InvalidInput(f"Archive member {path!r} links to the absolute path {target!r}.")
             _check_length(target, "link target")
             self.tree[path] = target
-            self.links.append(path)
+            self.links.append((path, target))
         elif member.islnk():  # names a file earlier in the archive, by its member name
             name = posixpath.normpath(target)
             if name == ".." or name.startswith("../") or name.startswith("/"):
                 raise InvalidInput(f"Archive member {path!r} links to {target!r}, outside the pipeline folder.")
-            if not isinstance(self.tree.get(name), int):
-                raise InvalidInput(f"Archive member {path!r} is a hard link to {target!r}, which is not a file "
-                                   "earlier in the archive; store the file itself.")
-            self._count(self.tree[name])
+            size = self.tree.get(name)
+            if not isinstance(size, int):
+                raise InvalidInput(
+                    f"Archive member {path!r} is a hard link to {target!r}, which is not a file "
+                    "earlier in the archive; store the file itself."
+                )
+            self._count(size)
             os.link(os.path.join(self.dest, name), os.path.join(self.dest, path), follow_symlinks=False)
-            self.tree[path] = self.tree[name]
+            self.tree[path] = size
         else:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            with tar.extractfile(member) as src, open(os.path.join(self.dest, path), "wb",
-                                                      opener=lambda p, _: os.open(p, flags, 0o600)) as out:
+            source = tar.extractfile(member)
+            assert source is not None  # None only for what is not a file, refused or handled above
+            with (
+                source as src,
+                open(os.path.join(self.dest, path), "wb", opener=lambda p, _: os.open(p, flags, 0o600)) as out,
+            ):
                 while chunk := src.read(_CHUNK):
                     out.write(chunk)
                 os.fchmod(out.fileno(), 0o755 if member.mode & 0o111 else 0o644)  # as the data filter: no setuid
@@ -218,12 +239,12 @@ class _Unpacker:
 
     def finish(self) -> None:
         budget = [_MAX_TOTAL_STEPS]
-        for path in self.links:
-            end = self.tree.get(_resolve(self.tree, path, budget))
+        for path, target in self.links:
+            end = self.tree.get(_resolve(self.tree, path, target, budget))
             if isinstance(end, int):
                 self._count(end)
-        for path in self.links:
-            os.symlink(self.tree[path], os.path.join(self.dest, path))
+        for path, target in self.links:
+            os.symlink(target, os.path.join(self.dest, path))
 
 
 def extract_archive(data: bytes, dest: Path, max_unpacked_bytes: int, max_members: int) -> None:
@@ -237,11 +258,14 @@ def extract_archive(data: bytes, dest: Path, max_unpacked_bytes: int, max_member
     unpacker = _Unpacker(dest, max_unpacked_bytes, max_members)
     try:
         try:
-            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_guarded_tarinfo()) as tar:
+            # typeshed's fileobj protocol asks for write, seek and tell in every mode; "r|" only reads.
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_guarded_tarinfo()) as tar:  # type: ignore[call-overload]
                 for member in tar:
                     if sum(len(k) + len(v) for k, v in tar.pax_headers.items()) > _MAX_HEADER:  # globals add up
-                        raise InvalidInput(f"Archive member {member.name[:200]!r} follows global headers of more "
-                                           f"than {_MAX_HEADER} bytes. Pack the folder with pack_folder.")
+                        raise InvalidInput(
+                            f"Archive member {member.name[:200]!r} follows global headers of more "
+                            f"than {_MAX_HEADER} bytes. Pack the folder with pack_folder."
+                        )
                     unpacker.add(member, tar)
             unpacker.finish()
         except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as error:  # ValueError: a NUL in a name
@@ -253,6 +277,7 @@ def extract_archive(data: bytes, dest: Path, max_unpacked_bytes: int, max_member
             else:
                 child.unlink()
         raise
+
 
 def read_text_member(root: Path, relative: str, field: str) -> str:
     path = resolve_inside(root, relative, field)

@@ -25,8 +25,22 @@ CREATION_PENDING, UP, CREATION_FAILED = "creation_pending", "up", "creation_fail
 DOWN_RETRYING, STANDBY, DISABLED = "down_retrying", "standby", "disabled"
 FINAL_STATUSES = (UP, CREATION_FAILED, DISABLED, STANDBY)
 
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-          "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "ki": 1024,
+    "kib": 1024,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "gi": 1024**3,
+    "gib": 1024**3,
+}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -73,8 +87,10 @@ def check_options(name: str, body: dict[str, Any]) -> DeploymentOptions:
     schedule = body.get("schedule")
     if rule == "periodic":
         if schedule is None:
-            raise InvalidInput("schedule is required for a periodic deployment: a 5-field cron expression in UTC, "
-                               "e.g. '0 * * * *' (every hour).")
+            raise InvalidInput(
+                "schedule is required for a periodic deployment: a 5-field cron expression in UTC, "
+                "e.g. '0 * * * *' (every hour)."
+            )
         schedule = parse_schedule(schedule)
         if body.get("endpoint_token") is not None:
             raise InvalidInput("endpoint_token only goes with execution_rule='endpoint'.")
@@ -86,18 +102,29 @@ def check_options(name: str, body: dict[str, Any]) -> DeploymentOptions:
     if max_parallel is not None:
         if not parallel:
             raise InvalidInput("max_parallel_executions_per_pod needs enable_parallel_executions=True.")
-        if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or not 1 <= max_parallel <= MAX_PARALLEL_EXECUTIONS:
-            raise InvalidInput(f"max_parallel_executions_per_pod must be an integer from 1 to {MAX_PARALLEL_EXECUTIONS}.")
+        if (
+            not isinstance(max_parallel, int)
+            or isinstance(max_parallel, bool)
+            or not 1 <= max_parallel <= MAX_PARALLEL_EXECUTIONS
+        ):
+            raise InvalidInput(
+                f"max_parallel_executions_per_pod must be an integer from 1 to {MAX_PARALLEL_EXECUTIONS}."
+            )
     max_parallel = (max_parallel or DEFAULT_PARALLEL_EXECUTIONS) if parallel else 1
     queued = body.get("max_queued_executions")
     low_latency = mode == "low_latency"
-    if queued is not None and (not isinstance(queued, int) or isinstance(queued, bool)
-                               or not int(not low_latency) <= queued <= MAX_QUEUED_EXECUTIONS):
+    if queued is not None and (
+        not isinstance(queued, int)
+        or isinstance(queued, bool)
+        or not int(not low_latency) <= queued <= MAX_QUEUED_EXECUTIONS
+    ):
         raise InvalidInput(
             f"max_queued_executions must be an integer from 0 (refuse a call when every slot is busy) to "
-            f"{MAX_QUEUED_EXECUTIONS}." if low_latency else
-            f"max_queued_executions must be an integer from 1 to {MAX_QUEUED_EXECUTIONS}: for an elastic "
-            "deployment, the most executions it runs at once (each in its own process).")
+            f"{MAX_QUEUED_EXECUTIONS}."
+            if low_latency
+            else f"max_queued_executions must be an integer from 1 to {MAX_QUEUED_EXECUTIONS}: for an elastic "
+            "deployment, the most executions it runs at once (each in its own process)."
+        )
 
     ram, gpu = body.get("ram_request"), body.get("gpu_request")
     if not low_latency and (parallel or ram is not None or gpu is not None):
@@ -124,8 +151,10 @@ def failure_for_caller(execution_id: str, status: str, error: str | None) -> str
     which stays in the execution's record and logs for the SDK token's holder."""
     if status != "Error":
         return error
-    return (f"Execution {execution_id} could not run because of a platform failure; "
-            f"get_pipeline_execution({execution_id!r}) and its logs say why.")
+    return (
+        f"Execution {execution_id} could not run because of a platform failure; "
+        f"get_pipeline_execution({execution_id!r}) and its logs say why."
+    )
 
 
 def timed_out_error(timeout_s: float, what_happened: str) -> str:

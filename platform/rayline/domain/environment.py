@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, MutableMapping
+from collections.abc import MutableMapping
+from typing import Any
 
 from rayline.errors import InvalidInput
 
@@ -20,12 +21,16 @@ MAX_VALUE_LENGTH = 64 * 1024
 
 def check_name(name: Any) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > 255:
-        raise InvalidInput(f"Environment variable name {name!r} is not valid: use capital letters, digits and "
-                           "underscores, not starting with a digit (e.g. 'MY_API_URL').")
+        raise InvalidInput(
+            f"Environment variable name {name!r} is not valid: use capital letters, digits and "
+            "underscores, not starting with a digit (e.g. 'MY_API_URL')."
+        )
     if name.startswith(RESERVED_PREFIXES) or name in RESERVED_NAMES:
-        raise InvalidInput(f"Environment variable {name!r} is reserved: names starting with "
-                           f"{', '.join(RESERVED_PREFIXES)} and {', '.join(RESERVED_NAMES)} configure the processes "
-                           "that run executions; choose another name.")
+        raise InvalidInput(
+            f"Environment variable {name!r} is reserved: names starting with "
+            f"{', '.join(RESERVED_PREFIXES)} and {', '.join(RESERVED_NAMES)} configure the processes "
+            "that run executions; choose another name."
+        )
     return name
 
 
@@ -38,13 +43,19 @@ def check_variables(values: Any) -> dict[str, str]:
         if not isinstance(value, str) or "\x00" in value:
             raise InvalidInput(f"Environment variable {name!r}: its value must be a string (without NUL characters).")
         if len(value) > MAX_VALUE_LENGTH:
-            raise InvalidInput(f"Environment variable {name!r}: its value is longer than {MAX_VALUE_LENGTH} characters.")
+            raise InvalidInput(
+                f"Environment variable {name!r}: its value is longer than {MAX_VALUE_LENGTH} characters."
+            )
         checked[name] = value
     return checked
 
 
-def apply(values: dict[str, str], previous: dict[str, str], environ: MutableMapping[str, str] = os.environ,
-          originals: dict[str, str | None] | None = None) -> None:
+def apply(
+    values: dict[str, str],
+    previous: dict[str, str],
+    environ: MutableMapping[str, str] = os.environ,
+    originals: dict[str, str | None] | None = None,
+) -> None:
     """Make ``environ`` hold ``values``: set what changed; a variable deleted since ``previous``
     gets back the value the process had before the platform set it (or goes)."""
     originals = _ORIGINALS if originals is None else originals

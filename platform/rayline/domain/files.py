@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 @dataclass
 class FileValue:
     filename: str
@@ -64,12 +63,14 @@ def read_output(name: str, value: Any, limit: int) -> FileValue:
     elif isinstance(value, (str, os.PathLike)):
         path = Path(value)
         if not path.is_file():
-            raise ValueError(f"Output {name!r}: {str(path)!r} is not a file; return the path of a file you wrote, "
-                             "or its bytes.")
+            raise ValueError(
+                f"Output {name!r}: {str(path)!r} is not a file; return the path of a file you wrote, or its bytes."
+            )
         size, read, filename = path.stat().st_size, path.read_bytes, path.name
     else:
-        raise ValueError(f"Output {name!r} is a file: return the path of a file you wrote, or bytes, not "
-                         f"{type(value).__name__}.")
+        raise ValueError(
+            f"Output {name!r} is a file: return the path of a file you wrote, or bytes, not {type(value).__name__}."
+        )
     problem = size_problem(f"Output {name!r}", size, limit)
     if problem:
         raise ValueError(problem)

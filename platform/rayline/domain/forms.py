@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from rayline.domain.io_types import parse_form_scalar
 from rayline.errors import InvalidInput

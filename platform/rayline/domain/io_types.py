@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
-
 from dataclasses import dataclass
+from typing import Any
 
 from rayline.domain.files import FileValue, read_output
 from rayline.errors import InvalidInput
@@ -60,26 +59,32 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_declaration_name(kind: str, name: Any, seen: set[str]) -> None:
+def _check_declaration_name(kind: str, name: Any, seen: set[str]) -> str:
+    """``name``, once it is an identifier not in ``seen`` (which it is added to)."""
     if not isinstance(name, str) or not name.isidentifier():
-        raise InvalidInput(f"{kind} name {name!r} must be a valid Python identifier (it is passed as a keyword argument).")
+        raise InvalidInput(
+            f"{kind} name {name!r} must be a valid Python identifier (it is passed as a keyword argument)."
+        )
     if name in seen:
         raise InvalidInput(f"{kind} {name!r} is declared twice; give each {kind.lower()} a unique name.")
     seen.add(name)
+    return name
 
 
-def _check_data_type(kind: str, name: str, data_type: Any) -> None:
+def _check_data_type(kind: str, name: str, data_type: Any) -> str:
+    """``data_type``, once it is one of ``DATA_TYPES``."""
     if data_type not in DATA_TYPES:
         raise InvalidInput(f"{kind} {name!r}: data_type must be one of {', '.join(DATA_TYPES)}, not {data_type!r}.")
+    return data_type
 
 
 def parse_input_specs(raw: list[dict[str, Any]]) -> list[InputSpec]:
     """Check declared inputs. An input is required unless is_required=False or it has a default."""
-    specs, seen = [], set()
+    specs: list[InputSpec] = []
+    seen: set[str] = set()
     for item in raw:
-        name, data_type = item.get("name"), item.get("data_type")
-        _check_declaration_name("Input", name, seen)
-        _check_data_type("Input", name, data_type)
+        name = _check_declaration_name("Input", item.get("name"), seen)
+        data_type = _check_data_type("Input", name, item.get("data_type"))
         default = item.get("default_value")
         if default is not None:
             if data_type == "file":
@@ -90,17 +95,24 @@ def parse_input_specs(raw: list[dict[str, Any]]) -> list[InputSpec]:
         is_required = item.get("is_required")
         if is_required is None:
             is_required = default is None
-        specs.append(InputSpec(name=name, data_type=data_type, description=item.get("description"),
-                               is_required=bool(is_required), default_value=default))
+        specs.append(
+            InputSpec(
+                name=name,
+                data_type=data_type,
+                description=item.get("description"),
+                is_required=bool(is_required),
+                default_value=default,
+            )
+        )
     return specs
 
 
 def parse_output_specs(raw: list[dict[str, Any]]) -> list[OutputSpec]:
-    specs, seen = [], set()
+    specs: list[OutputSpec] = []
+    seen: set[str] = set()
     for item in raw:
-        name, data_type = item.get("name"), item.get("data_type")
-        _check_declaration_name("Output", name, seen)
-        _check_data_type("Output", name, data_type)
+        name = _check_declaration_name("Output", item.get("name"), seen)
+        data_type = _check_data_type("Output", name, item.get("data_type"))
         specs.append(OutputSpec(name=name, data_type=data_type, description=item.get("description")))
     return specs
 
@@ -117,7 +129,9 @@ def check_outputs(specs: list[OutputSpec], returned: Any, max_file_bytes: int) -
     declared = {spec.name: spec for spec in specs}
     unknown = sorted(set(returned) - set(declared))
     if unknown:
-        raise ValueError(f"The function returned undeclared output(s) {unknown}; declared: {sorted(declared) or 'none'}.")
+        raise ValueError(
+            f"The function returned undeclared output(s) {unknown}; declared: {sorted(declared) or 'none'}."
+        )
     outputs = {}
     for spec in specs:
         value = returned.get(spec.name)

@@ -27,8 +27,13 @@ RULES = ("endpoint", "periodic", "run")
 _INPUT_SOURCES = ("endpoint_input_name", "constant_value", "environment_variable_name", "is_null", "datastore_path")
 _OUTPUT_DESTINATIONS = ("endpoint_output_name", "is_null", "datastore_path")
 # The mapping_type of an execution's input or output record (craft-api.md), per source key.
-_MAPPING_TYPES = {"endpoint_input_name": "endpoint", "endpoint_output_name": "endpoint", "constant_value": "constant",
-                  "environment_variable_name": "environment_variable", "is_null": "is_null"}
+_MAPPING_TYPES = {
+    "endpoint_input_name": "endpoint",
+    "endpoint_output_name": "endpoint",
+    "constant_value": "constant",
+    "environment_variable_name": "environment_variable",
+    "is_null": "is_null",
+}
 _NO_DATA_STORE = "datastore_path is not supported: Rayline has no data store; pass files as file inputs and outputs."
 
 
@@ -37,8 +42,9 @@ def _given(item: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
     return [key for key in keys if item.get(key) is not None and not (key == "is_null" and item[key] is False)]
 
 
-def _items(raw: Any, field: str, name_key: str, declared: dict[str, Any],
-           all_mapped_to: str | None = None) -> dict[str, dict[str, Any]]:
+def _items(
+    raw: Any, field: str, name_key: str, declared: dict[str, Any], all_mapped_to: str | None = None
+) -> dict[str, dict[str, Any]]:
     """The mappings by name, checked against what the pipeline declares; with ``all_mapped_to``
     (a periodic deployment has no caller), every declared name must be mapped."""
     if raw is None:
@@ -49,33 +55,48 @@ def _items(raw: Any, field: str, name_key: str, declared: dict[str, Any],
     for item in raw:
         name = item.get(name_key)
         if name not in declared:
-            raise InvalidInput(f"{field}: {name_key} {name!r} is not declared by the pipeline; it declares "
-                               f"{', '.join(declared) or 'none'}.")
+            raise InvalidInput(
+                f"{field}: {name_key} {name!r} is not declared by the pipeline; it declares "
+                f"{', '.join(declared) or 'none'}."
+            )
         if name in by_name:
             raise InvalidInput(f"{field}: {name!r} is mapped twice; map each one once.")
         by_name[name] = item
     missing = [name for name in declared if name not in by_name]
     if all_mapped_to and missing:
-        raise InvalidInput(f"{field}: a periodic deployment has no caller, so every {name_key.split('_')[1]} must "
-                           f"be mapped (to {all_mapped_to}); unmapped: {', '.join(map(repr, missing))}.")
+        raise InvalidInput(
+            f"{field}: a periodic deployment has no caller, so every {name_key.split('_')[1]} must "
+            f"be mapped (to {all_mapped_to}); unmapped: {', '.join(map(repr, missing))}."
+        )
     return by_name
 
 
 def normalize_inputs_mapping(specs: list[InputSpec], raw: Any, rule: str) -> list[dict[str, Any]]:
     """Check ``inputs_mapping`` against the pipeline's inputs for ``rule``; every input, mapped."""
     declared = {spec.name: spec for spec in specs}
-    given = _items(raw, "inputs_mapping", "pipeline_input_name", declared,
-                   "a constant, an environment variable or null" if rule == "periodic" else None)
+    given = _items(
+        raw,
+        "inputs_mapping",
+        "pipeline_input_name",
+        declared,
+        "a constant, an environment variable or null" if rule == "periodic" else None,
+    )
     mapping = []
     for spec in specs:
         item = given.get(spec.name)
+        source: dict[str, Any]
         if item is None:  # from the caller, under its own name, with the pipeline's own rules
             source = {"endpoint_input_name": spec.name} if rule == "endpoint" else {}
             source.update(is_required=spec.is_required, default_value=spec.default_value)
         else:
             source = _input_source(spec, item, rule)
-        mapping.append({"pipeline_input_name": spec.name, "data_type": spec.data_type,
-                        **{k: v for k, v in source.items() if v is not None}})
+        mapping.append(
+            {
+                "pipeline_input_name": spec.name,
+                "data_type": spec.data_type,
+                **{k: v for k, v in source.items() if v is not None},
+            }
+        )
     _check_unique_endpoint_names(mapping, "inputs_mapping", "endpoint_input_name")
     return mapping
 
@@ -94,17 +115,23 @@ def _input_source(spec: InputSpec, item: dict[str, Any], rule: str) -> dict[str,
     where = f"inputs_mapping[{spec.name!r}]"
     sources = _given(item, _INPUT_SOURCES)
     if len(sources) != 1:
-        raise InvalidInput(f"{where} needs exactly one source: endpoint_input_name, constant_value, "
-                           f"environment_variable_name or is_null=True (got {', '.join(sources) or 'none'}).")
+        raise InvalidInput(
+            f"{where} needs exactly one source: endpoint_input_name, constant_value, "
+            f"environment_variable_name or is_null=True (got {', '.join(sources) or 'none'})."
+        )
     source = sources[0]
     if source == "datastore_path":
         raise InvalidInput(f"{where}: {_NO_DATA_STORE}")
-    if (item.get("is_required") is not None or item.get("default_value") is not None) and source != "endpoint_input_name":
+    if (
+        item.get("is_required") is not None or item.get("default_value") is not None
+    ) and source != "endpoint_input_name":
         raise InvalidInput(f"{where}: is_required and default_value only go with an endpoint_input_name.")
     if source == "endpoint_input_name":
         if rule != "endpoint":
-            raise InvalidInput(f"{where}: only endpoint deployments have endpoint inputs; map {spec.name!r} to a "
-                               "constant_value, an environment_variable_name or is_null=True.")
+            raise InvalidInput(
+                f"{where}: only endpoint deployments have endpoint inputs; map {spec.name!r} to a "
+                "constant_value, an environment_variable_name or is_null=True."
+            )
         name = item["endpoint_input_name"]
         if not isinstance(name, str) or not name.isidentifier():
             raise InvalidInput(f"{where}: endpoint_input_name {name!r} must be a valid identifier.")
@@ -120,8 +147,10 @@ def _input_source(spec: InputSpec, item: dict[str, Any], rule: str) -> dict[str,
         return {"constant_value": item["constant_value"]}
     if source == "environment_variable_name":
         if spec.data_type != "string":
-            raise InvalidInput(f"{where}: an environment variable is a string; {spec.name!r} is a {spec.data_type}. "
-                               "Map a string input, or use a constant_value.")
+            raise InvalidInput(
+                f"{where}: an environment variable is a string; {spec.name!r} is a {spec.data_type}. "
+                "Map a string input, or use a constant_value."
+            )
         return {"environment_variable_name": check_variable_name(item["environment_variable_name"])}
     if item["is_null"] is not True:
         raise InvalidInput(f"{where}: is_null must be true.")
@@ -139,19 +168,23 @@ def _check_value(spec: InputSpec, value: Any, where: str) -> None:
 def normalize_outputs_mapping(specs: list[OutputSpec], raw: Any, rule: str) -> list[dict[str, Any]]:
     """Check ``outputs_mapping`` against the pipeline's outputs for ``rule``; every output, mapped."""
     declared = {spec.name: spec for spec in specs}
-    given = _items(raw, "outputs_mapping", "pipeline_output_name", declared,
-                   "is_null=True" if rule == "periodic" else None)
+    given = _items(
+        raw, "outputs_mapping", "pipeline_output_name", declared, "is_null=True" if rule == "periodic" else None
+    )
     mapping = []
     for spec in specs:
         item = given.get(spec.name)
         where = f"outputs_mapping[{spec.name!r}]"
+        destination: dict[str, Any]
         if item is None:
             destination = {"endpoint_output_name": spec.name} if rule == "endpoint" else {}
         else:
             found = _given(item, _OUTPUT_DESTINATIONS)
             if len(found) != 1:
-                raise InvalidInput(f"{where} needs exactly one destination: endpoint_output_name or is_null=True "
-                                   f"(got {', '.join(found) or 'none'}).")
+                raise InvalidInput(
+                    f"{where} needs exactly one destination: endpoint_output_name or is_null=True "
+                    f"(got {', '.join(found) or 'none'})."
+                )
             if found[0] == "datastore_path":
                 raise InvalidInput(f"{where}: {_NO_DATA_STORE}")
             if found[0] == "is_null":
@@ -169,8 +202,10 @@ def normalize_outputs_mapping(specs: list[OutputSpec], raw: Any, rule: str) -> l
     _check_unique_endpoint_names(mapping, "outputs_mapping", "endpoint_output_name")
     exposed = [item for item in mapping if "endpoint_output_name" in item]
     if any(item["data_type"] == "file" for item in exposed) and len(exposed) > 1:
-        raise InvalidInput("outputs_mapping: an endpoint answers a file output with the file itself "
-                           "(application/octet-stream), so it must be its only output; map the others to is_null=True.")
+        raise InvalidInput(
+            "outputs_mapping: an endpoint answers a file output with the file itself "
+            "(application/octet-stream), so it must be its only output; map the others to is_null=True."
+        )
     return mapping
 
 
@@ -184,11 +219,16 @@ def with_constants(current: list[dict[str, Any]], specs: list[InputSpec], raw: A
         change = given.get(item["pipeline_input_name"])
         if change is not None:
             if "constant_value" not in item or _given(change, _INPUT_SOURCES) != ["constant_value"]:
-                raise InvalidInput(f"inputs_mapping[{item['pipeline_input_name']!r}]: update_deployment can only "
-                                   "give constant mappings a new constant_value; to change a mapping's kind, "
-                                   "create a new deployment.")
-            _check_value(declared[item["pipeline_input_name"]], change["constant_value"],
-                         f"inputs_mapping[{item['pipeline_input_name']!r}]: constant_value")
+                raise InvalidInput(
+                    f"inputs_mapping[{item['pipeline_input_name']!r}]: update_deployment can only "
+                    "give constant mappings a new constant_value; to change a mapping's kind, "
+                    "create a new deployment."
+                )
+            _check_value(
+                declared[item["pipeline_input_name"]],
+                change["constant_value"],
+                f"inputs_mapping[{item['pipeline_input_name']!r}]: constant_value",
+            )
             item = {**item, "constant_value": change["constant_value"]}
         updated.append(item)
     return updated
@@ -206,8 +246,9 @@ def mapping_value(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k not in ("pipeline_input_name", "pipeline_output_name", "data_type")}
 
 
-def gather_inputs(mapping: list[dict[str, Any]], given: Any,
-                  environment: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def gather_inputs(
+    mapping: list[dict[str, Any]], given: Any, environment: dict[str, str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The function's keyword arguments and the execution's input records, from what the caller
     sent (keyed by endpoint input name, or by input name for ``run``), constants and the
     environment variables. Raises InvalidInput, naming the input, before anything runs.
@@ -216,12 +257,17 @@ def gather_inputs(mapping: list[dict[str, Any]], given: Any,
     the function's own Python default applies."""
     if not isinstance(given, dict):
         raise InvalidInput("inputs must be a JSON object of input name to value.")
-    accepted = {item.get("endpoint_input_name", item["pipeline_input_name"]) for item in mapping
-                if mapping_type(item) in ("endpoint", "run")}
+    accepted = {
+        item.get("endpoint_input_name", item["pipeline_input_name"])
+        for item in mapping
+        if mapping_type(item) in ("endpoint", "run")
+    }
     unknown = sorted(set(given) - accepted)
     if unknown:
-        raise InvalidInput(f"Unknown input(s) {', '.join(map(repr, unknown))}: this accepts "
-                           f"{', '.join(sorted(accepted)) or 'no input'}.")
+        raise InvalidInput(
+            f"Unknown input(s) {', '.join(map(repr, unknown))}: this accepts "
+            f"{', '.join(sorted(accepted)) or 'no input'}."
+        )
     values: dict[str, Any] = {}
     records = []
     for item in mapping:
@@ -244,17 +290,25 @@ def gather_inputs(mapping: list[dict[str, Any]], given: Any,
         elif kind == "environment_variable":
             value = environment.get(item["environment_variable_name"])
             if value is None:
-                raise InvalidInput(f"Input {name!r} comes from environment variable "
-                                   f"{item['environment_variable_name']!r}, which is not set; set it with "
-                                   "create_or_update_environment_variable().")
+                raise InvalidInput(
+                    f"Input {name!r} comes from environment variable "
+                    f"{item['environment_variable_name']!r}, which is not set; set it with "
+                    "create_or_update_environment_variable()."
+                )
         else:
             value = None
         if value is not None or kind == "is_null":
             values[name] = value
         # A variable's value may be a secret: the record names the variable, not its value.
-        records.append({"pipeline_input_name": name, "data_type": data_type, "mapping_type": kind,
-                        "mapping_value": mapping_value(item),
-                        "value": None if kind == "environment_variable" else _recorded(value)})
+        records.append(
+            {
+                "pipeline_input_name": name,
+                "data_type": data_type,
+                "mapping_type": kind,
+                "mapping_value": mapping_value(item),
+                "value": None if kind == "environment_variable" else _recorded(value),
+            }
+        )
     return values, records
 
 
@@ -274,7 +328,9 @@ def from_form(data_type: str, text: str, sent_as: str) -> Any:
     return str(text) if data_type == "string" and not isinstance(value, str) else value
 
 
-def place_outputs(mapping: list[dict[str, Any]], outputs: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def place_outputs(
+    mapping: list[dict[str, Any]], outputs: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """What the caller gets (keyed by endpoint output name, or output name for ``run``) and the
     execution's output records, from the function's checked outputs. Null destinations drop the value."""
     returned, records = {}, []
@@ -283,15 +339,25 @@ def place_outputs(mapping: list[dict[str, Any]], outputs: dict[str, Any]) -> tup
         value = None if kind == "is_null" else outputs.get(name)
         if kind != "is_null":
             returned[item.get("endpoint_output_name", name)] = value
-        records.append({"pipeline_output_name": name, "data_type": item["data_type"], "mapping_type": kind,
-                        "mapping_value": mapping_value(item), "value": _recorded(value)})
+        records.append(
+            {
+                "pipeline_output_name": name,
+                "data_type": item["data_type"],
+                "mapping_type": kind,
+                "mapping_value": mapping_value(item),
+                "value": _recorded(value),
+            }
+        )
     return returned, records
 
 
 def kept_files(records: list[dict[str, Any]], outputs: dict[str, Any]) -> dict[str, FileValue]:
     """The file outputs to store with the execution (by pipeline output name): not the dropped ones."""
-    return {record["pipeline_output_name"]: outputs[record["pipeline_output_name"]] for record in records
-            if record["mapping_type"] != "is_null" and isinstance(outputs.get(record["pipeline_output_name"]), FileValue)}
+    return {
+        record["pipeline_output_name"]: outputs[record["pipeline_output_name"]]
+        for record in records
+        if record["mapping_type"] != "is_null" and isinstance(outputs.get(record["pipeline_output_name"]), FileValue)
+    }
 
 
 def _recorded(value: Any) -> Any:
@@ -310,6 +376,8 @@ def returned_outputs(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def returned_files(records: list[dict[str, Any]]) -> dict[str, str]:
     """The file outputs a caller gets back: returned name -> pipeline output name."""
-    return {_returned_name(record): record["pipeline_output_name"] for record in records
-            if record["mapping_type"] != "is_null" and record["data_type"] == "file" and record.get("value")}
-
+    return {
+        _returned_name(record): record["pipeline_output_name"]
+        for record in records
+        if record["mapping_type"] != "is_null" and record["data_type"] == "file" and record.get("value")
+    }

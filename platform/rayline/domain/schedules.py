@@ -19,7 +19,7 @@ every Monday).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cron_descriptor import ExpressionDescriptor, Options
 from croniter import croniter
@@ -37,8 +37,9 @@ _DESCRIBE_OPTIONS = Options(use_24hour_time_format=True, locale_code="en_US")
 
 
 def _invalid(reason: str) -> InvalidInput:
-    return InvalidInput(f"schedule is not a valid cron expression: {reason}. Give 5 fields "
-                        f"({FIELDS}, in UTC), e.g. {EXAMPLE}.")
+    return InvalidInput(
+        f"schedule is not a valid cron expression: {reason}. Give 5 fields ({FIELDS}, in UTC), e.g. {EXAMPLE}."
+    )
 
 
 def parse_schedule(text: object) -> str:
@@ -61,14 +62,14 @@ def parse_schedule(text: object) -> str:
     if len(fields) != 5:
         extra = " (a seconds or year field is not supported)" if len(fields) in (6, 7) else ""
         raise _invalid(f"expected 5 fields, got {len(fields)}{extra}")
-    for name, field in zip(FIELDS.split(), fields):
+    for name, field in zip(FIELDS.split(), fields, strict=True):
         if any(_HASHED_OR_RANDOM.match(element) for element in field.split(",")):
             raise _invalid(f"the hashed/random value {field!r} in the {name} field is not supported")
     schedule = " ".join(fields)
     try:
         # Computing a due time also catches dates that never come (30 February): croniter
         # accepts those and only fails when asked for a date.
-        croniter(schedule, datetime.now(timezone.utc)).get_next(datetime)
+        croniter(schedule, datetime.now(UTC)).get_next(datetime)
     except Exception as error:  # croniter raises ValueError, TypeError and KeyError subclasses
         raise _invalid(str(error) or type(error).__name__) from None
     return schedule
@@ -88,14 +89,14 @@ def as_utc(moment: datetime) -> datetime:
     # Naive datetimes are UTC in this code base (the database stores them so). Converting an
     # aware one to UTC first matters: croniter computes in the zone it is given.
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def next_due(schedule: str, after: datetime) -> datetime:
     """The first due time strictly after ``after`` (naive means UTC), as an aware UTC datetime."""
     due = croniter(schedule, as_utc(after)).get_next(datetime)
-    return due.astimezone(timezone.utc)
+    return due.astimezone(UTC)
 
 
 def due_times_between(schedule: str, first: datetime, until: datetime, limit: int = 1000) -> int:

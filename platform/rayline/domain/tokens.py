@@ -29,5 +29,7 @@ def token_matches(candidate: str | None, stored_hash: str | None) -> bool:
 
 # What a call to an endpoint without its token is told: the same wherever it went (a warm pod,
 # the API, a path where no deployment is).
-ENDPOINT_TOKEN_REFUSED = ("Missing or invalid endpoint token: send 'Authorization: EndpointToken <token>' "
-                          "(get_deployment shows the deployment's endpoint_token).")
+ENDPOINT_TOKEN_REFUSED = (
+    "Missing or invalid endpoint token: send 'Authorization: EndpointToken <token>' "
+    "(get_deployment shows the deployment's endpoint_token)."
+)

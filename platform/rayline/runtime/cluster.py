@@ -70,12 +70,19 @@ def start(settings: Settings, ray_address: str | None = None) -> str:
         os.environ.pop("RAY_ADDRESS", None)  # never attach by accident to another cluster
         # Ray's own servers (GCS, raylet) listen on every interface whatever the node address;
         # Ray 2.60 protects them with its token authentication, on by default for local clusters.
-        context = ray.init(include_dashboard=True, dashboard_host=settings.dashboard_host,
-                           dashboard_port=settings.dashboard_port, num_cpus=settings.num_cpus,
-                           namespace="rayline", log_to_driver=False, logging_level=logging.WARNING)
+        context = ray.init(
+            include_dashboard=True,
+            dashboard_host=settings.dashboard_host,
+            dashboard_port=settings.dashboard_port,
+            num_cpus=settings.num_cpus,
+            namespace="rayline",
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(build(settings), name=CONTROL_PLANE_APP, route_prefix="/", blocking=False)
-    return context.address_info["gcs_address"]
+    # ray.init is typed as returning a BaseContext; a driver's (not ray://) is a RayContext, which has it.
+    return context.address_info["gcs_address"]  # type: ignore[attr-defined]
 
 
 def wait_until_healthy(settings: Settings, timeout_s: float = 180.0) -> None:

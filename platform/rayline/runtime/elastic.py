@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import ray
-from ray.exceptions import (ActorDiedError, RayTaskError, RuntimeEnvSetupError, TaskCancelledError,
-                            WorkerCrashedError)
+from ray.exceptions import ActorDiedError, RayTaskError, RuntimeEnvSetupError, TaskCancelledError, WorkerCrashedError
 
 from rayline.domain.deployments import timed_out_error
 from rayline.runtime.spare_workers import SparePool
@@ -46,8 +46,10 @@ def runtime_env(package_uri: str, requirements: list[str]) -> dict[str, Any]:
 
 def _platform_error(error: BaseException) -> str:
     if isinstance(error, RuntimeEnvSetupError):
-        return ("The pipeline's environment could not be set up (check its requirements file): "
-                f"{str(error).strip()[-2000:]}")
+        return (
+            "The pipeline's environment could not be set up (check its requirements file): "
+            f"{str(error).strip()[-2000:]}"
+        )
     if isinstance(error, (WorkerCrashedError, ActorDiedError)):
         return "The worker process running the execution died (out of memory, or killed)."
     if isinstance(error, TaskCancelledError):
@@ -64,8 +66,9 @@ class ElasticRunner:
     as a ``max_calls=1`` task; either way in a process that serves no other execution.
     """
 
-    def __init__(self, db: Database, spare_workers: int = 0,
-                 execution_credential: Callable[[str, float], str] | None = None) -> None:
+    def __init__(
+        self, db: Database, spare_workers: int = 0, execution_credential: Callable[[str, float], str] | None = None
+    ) -> None:
         self._db = db
         # What a worker streams its logs with (this execution's only, until it ends): workers
         # run user code, so they never get the database URL.
@@ -130,13 +133,20 @@ class ElasticRunner:
             if result.files:
                 with self._db.session() as session:
                     store.save_files(session, execution_id, "output", result.files)
-            store.finish(self._db, execution_id, result.status, outputs=result.outputs, error=result.error,
-                         start_date=result.started_at)
+            store.finish(
+                self._db,
+                execution_id,
+                result.status,
+                outputs=result.outputs,
+                error=result.error,
+                start_date=result.started_at,
+            )
             return
         except BaseException as error:  # noqa: BLE001 - every failure becomes the record's Error
-            status = store.FAILED if timed_out else store.ERROR
-            message = (timed_out_error(job.timeout_s, "; its worker process was stopped.") if timed_out
-                       else _platform_error(error))
+            if timed_out and job.timeout_s is not None:  # only the timer of a job with a timeout sets it
+                status, message = store.FAILED, timed_out_error(job.timeout_s, "; its worker process was stopped.")
+            else:
+                status, message = store.ERROR, _platform_error(error)
         try:
             if store.finish(self._db, execution_id, status, error=message):
                 store.append_logs(self._db, execution_id, [(utcnow(), "stderr", message)])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+from typing import Literal, overload
 
 # How the expected wait is smoothed (an exponential moving average of execution durations).
 _DURATION_WEIGHT = 0.2
@@ -47,6 +48,10 @@ class ExecutionSlots:
         """An admitted call that will not run (its body was refused, or its caller left)."""
         self.reading -= 1
 
+    @overload
+    def reserve(self, admitted: Literal[True]) -> asyncio.Future: ...
+    @overload
+    def reserve(self, admitted: bool = False) -> asyncio.Future | None: ...
     def reserve(self, admitted: bool = False) -> asyncio.Future | None:
         """A place for one execution: a future that is done once it holds a slot (at once when
         one is free and nobody waits), or None when the queue is full (never for an admitted

@@ -13,13 +13,14 @@ an execution belong to that execution: what the user's own threads print stays i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Callable, Iterator
+from datetime import UTC, datetime
 
 from rayline.execution_context import ExecutionScope, current_scope
 
@@ -44,7 +45,7 @@ class LogSink:
 
     def add(self, stream: str, message: str) -> None:
         with self._lock:
-            self._pending.append((datetime.now(timezone.utc), stream, message))
+            self._pending.append((datetime.now(UTC), stream, message))
 
     def flush(self) -> None:
         with self._lock:
@@ -61,10 +62,8 @@ class LogSink:
         if self._stop.wait(self._delay_s):
             return
         while True:
-            try:
+            with contextlib.suppress(Exception):  # a failed batch stays pending: the next flush, or close(), has it
                 self.flush()
-            except Exception:  # a failed batch stays pending: the next flush, or close(), has it
-                pass
             if self._stop.wait(self._interval_s):
                 return
 
@@ -79,6 +78,8 @@ class LogSink:
 
 class RoutingStream(io.TextIOBase):
     """A text stream whose lines go to the current execution's scope, else to ``default``."""
+
+    encoding = "utf-8"  # shadows TextIOBase's, which is None
 
     def __init__(self, stream: str, original, default: ExecutionScope) -> None:
         self._stream, self._original, self.default = stream, original, default
@@ -98,21 +99,13 @@ class RoutingStream(io.TextIOBase):
                 scope.partial.pop(key, None)
         for line in lines:
             scope.emit(self._stream, line)
-        try:
+        with contextlib.suppress(Exception):
             self._original.write(text)
-        except Exception:
-            pass
         return len(text)
 
     def flush(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self._original.flush()
-        except Exception:
-            pass
-
-    @property
-    def encoding(self) -> str:
-        return "utf-8"
 
     def isatty(self) -> bool:
         return False
@@ -163,7 +156,7 @@ def follow_executions_into_threads() -> None:
         scope = current_scope.get()
         if scope is not None:
             run = self.run  # a subclass's run too: the instance attribute shadows it
-            self.run = lambda: _in_scope(scope, run)
+            self.run = lambda: _in_scope(scope, run)  # type: ignore[method-assign]  # this thread's only
         start(self)
 
     def submit_in_scope(self: ThreadPoolExecutor, fn: Callable, /, *args, **kwargs):
@@ -178,5 +171,6 @@ def follow_executions_into_threads() -> None:
         finally:
             current_scope.reset(token)
 
-    threading.Thread.start = start_in_scope
-    ThreadPoolExecutor.submit = submit_in_scope
+    # Patched on purpose, for every thread and pool of the process (see the module's docstring).
+    threading.Thread.start = start_in_scope  # type: ignore[method-assign]
+    ThreadPoolExecutor.submit = submit_in_scope  # type: ignore[method-assign, assignment]

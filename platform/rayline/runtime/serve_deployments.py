@@ -8,6 +8,7 @@ control plane at ``/``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +25,9 @@ class AppState:
     replica_states: dict[str, int]
 
 
-def replica_options(package_uri: str, requirements: list[str], ram_request: str | None,
-                    gpu_request: int | None) -> dict[str, Any]:
+def replica_options(
+    package_uri: str, requirements: list[str], ram_request: str | None, gpu_request: int | None
+) -> dict[str, Any]:
     # No CPU reserved unless asked: many warm deployments fit on a small machine.
     options: dict[str, Any] = {"num_cpus": 0, "runtime_env": runtime_env(package_uri, requirements)}
     if ram_request:
@@ -35,8 +37,9 @@ def replica_options(package_uri: str, requirements: list[str], ram_request: str 
     return options
 
 
-def deploy(config, *, ram_request: str | None, gpu_request: int | None, package_uri: str,
-           requirements: list[str]) -> None:
+def deploy(
+    config, *, ram_request: str | None, gpu_request: int | None, package_uri: str, requirements: list[str]
+) -> None:
     from serve_apps.low_latency import build
 
     app = build(config, ray_actor_options=replica_options(package_uri, requirements, ram_request, gpu_request))
@@ -44,10 +47,8 @@ def deploy(config, *, ram_request: str | None, gpu_request: int | None, package_
 
 
 def delete(name: str) -> None:
-    try:
+    with contextlib.suppress(Exception):  # already gone
         serve.delete(name, _blocking=False)
-    except Exception:  # already gone
-        pass
 
 
 def states() -> dict[str, AppState]:

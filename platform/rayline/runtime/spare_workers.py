@@ -89,7 +89,8 @@ class SparePool:
         while len(spares) < self._capacity:
             if self._count() >= self._capacity and not self._evict_one(key):
                 return
-            actor = SpareWorker.options(runtime_env=runtime_env).remote()
+            # @ray.remote makes the class an ActorClass; mypy keeps a decorated class's own type.
+            actor = SpareWorker.options(runtime_env=runtime_env).remote()  # type: ignore[attr-defined]
             spares.append((actor, actor.ready.remote()))
 
     def _evict_one(self, keep: EnvKey) -> bool:

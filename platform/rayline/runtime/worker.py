@@ -20,11 +20,12 @@ import shutil
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import ray
 
@@ -32,6 +33,9 @@ from rayline.domain.files import FileValue, materialize
 from rayline.domain.io_types import OutputSpec, check_outputs
 from rayline.domain.mappings import kept_files, place_outputs
 from rayline.runtime.log_capture import LogSink, Record, capture_output, follow_executions_into_threads
+
+if TYPE_CHECKING:  # imported on first use only, by _LateLogWriter
+    from rayline.runtime.control_plane_link import ControlPlaneLink
 
 SUCCEEDED, FAILED = "Succeeded", "Failed"
 # An execution still running after this long streams its logs to SQL, so they can be read live.
@@ -82,6 +86,8 @@ def load_function(workdir: Path, function_path: str, function_name: str) -> Call
         module = importlib.import_module(".".join(parts))
     else:
         spec = importlib.util.spec_from_file_location("rayline_pipeline", path)
+        if spec is None or spec.loader is None:  # never for a .py file, which pipelines are
+            raise ImportError(f"{function_path} cannot be imported as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
@@ -95,13 +101,17 @@ def call_kwargs(function: Callable[..., Any], inputs: dict[str, Any]) -> dict[st
     """The inputs as keyword arguments; an optional input that was not given gets the function's
     own default, or None when the function has none."""
     kwargs = dict(inputs)
+    parameters: Mapping[str, inspect.Parameter]
     try:
         parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):
         parameters = {}
     for name, parameter in parameters.items():
-        if name not in kwargs and parameter.default is inspect.Parameter.empty and parameter.kind in (
-                inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+        if (
+            name not in kwargs
+            and parameter.default is inspect.Parameter.empty
+            and parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        ):
             kwargs[name] = None
     return kwargs
 
@@ -133,7 +143,7 @@ class _LateLogWriter:
 
     def __init__(self, job: ExecutionJob) -> None:
         self._job = job
-        self._link = None
+        self._link: ControlPlaneLink | None = None
 
     def __call__(self, batch: list[Record]) -> None:
         if not self._job.log_credential:
@@ -158,7 +168,7 @@ def run_execution(job: ExecutionJob) -> ExecutionResult:
 
 def execute(job: ExecutionJob) -> ExecutionResult:
     """Run one execution; the caller records the result."""
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     follow_executions_into_threads()  # current_execution_id() in the user's threads too
     os.environ.update(job.environment)  # this process serves no other execution
     sink = LogSink(_LateLogWriter(job), delay_s=STREAM_LOGS_AFTER_S)
@@ -177,5 +187,11 @@ def execute(job: ExecutionJob) -> ExecutionResult:
                 error = f"{type(exc).__name__}: {exc}. The traceback is in the execution's logs."
     finally:
         logs = sink.close()
-    return ExecutionResult(status=SUCCEEDED if error is None else FAILED, started_at=started_at,
-                           outputs=outputs, error=error, logs=logs, files=files)
+    return ExecutionResult(
+        status=SUCCEEDED if error is None else FAILED,
+        started_at=started_at,
+        outputs=outputs,
+        error=error,
+        logs=logs,
+        files=files,
+    )

@@ -10,9 +10,10 @@ import io
 import json
 import os
 import time
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import httpx
 
@@ -39,7 +40,7 @@ def _epoch_ms(value: datetime | None) -> int | None:
     if value is None:
         return None
     if value.tzinfo is None:  # a naive datetime is taken as UTC, like every date of the platform
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return int(value.timestamp() * 1000)
 
 
@@ -124,8 +125,13 @@ class RaylineSdk:
             in a notebook or a terminal, never when output goes to a file.
     """
 
-    def __init__(self, sdk_token: str | None = None, environment_url: str | None = None,
-                 http_timeout_s: float = 120.0, show_progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        sdk_token: str | None = None,
+        environment_url: str | None = None,
+        http_timeout_s: float = 120.0,
+        show_progress: bool | None = None,
+    ) -> None:
         self.show_progress = show_progress
         self.environment_url = (
             environment_url or os.environ.get("RAYLINE_ENVIRONMENT_URL") or DEFAULT_ENVIRONMENT_URL
@@ -148,7 +154,7 @@ class RaylineSdk:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "RaylineSdk":
+    def __enter__(self) -> RaylineSdk:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -189,10 +195,18 @@ class RaylineSdk:
 
     # --- Pipelines -------------------------------------------------------------------------------
 
-    def create_pipeline(self, pipeline_name: str, function_path: str, function_name: str,
-                        description: str | None = None, container_config: dict | None = None,
-                        inputs: Sequence[Input] | None = None, outputs: Sequence[Output] | None = None,
-                        wait_for_completion: bool = True, timeout_s: float | None = None) -> dict:
+    def create_pipeline(
+        self,
+        pipeline_name: str,
+        function_path: str,
+        function_name: str,
+        description: str | None = None,
+        container_config: dict | None = None,
+        inputs: Sequence[Input] | None = None,
+        outputs: Sequence[Output] | None = None,
+        wait_for_completion: bool = True,
+        timeout_s: float | None = None,
+    ) -> dict:
         """Create a pipeline from a local folder: its code is uploaded and kept by the platform.
 
         ``container_config`` takes ``local_folder`` (required), ``requirements_path`` (a pip
@@ -201,25 +215,24 @@ class RaylineSdk:
         """
         config = dict(container_config or {})
         if "local_folder" not in config:
-            raise ValueError(
-                "container_config must give 'local_folder', the folder that holds the pipeline's code."
-            )
+            raise ValueError("container_config must give 'local_folder', the folder that holds the pipeline's code.")
         unsupported = sorted(set(config) - {"local_folder", "requirements_path", "included_folders", "language"})
         if unsupported:
-            raise ValueError(f"container_config keys {unsupported} are not supported by Rayline; "
-                             "give local_folder, requirements_path or included_folders.")
+            raise ValueError(
+                f"container_config keys {unsupported} are not supported by Rayline; "
+                "give local_folder, requirements_path or included_folders."
+            )
         inputs = _as_list_of(Input, inputs, "inputs")
         outputs = _as_list_of(Output, outputs, "outputs")
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError("timeout_s must be greater than 0, or None to wait as long as needed.")
         included = config.pop("included_folders", None)
         if included:
-            included = list(dict.fromkeys([*included, function_path, config.get("requirements_path")] ))
+            included = list(dict.fromkeys([*included, function_path, config.get("requirements_path")]))
             included = [item for item in included if item]
         archive = pack_folder(config.pop("local_folder"), included)
 
-        fields = [("pipeline_name", pipeline_name), ("function_path", function_path),
-                  ("function_name", function_name)]
+        fields = [("pipeline_name", pipeline_name), ("function_path", function_path), ("function_name", function_name)]
         if description is not None:
             fields.append(("description", description))
         for key, value in config.items():
@@ -227,18 +240,26 @@ class RaylineSdk:
                 fields.append((f"container_config[{key}]", str(value)))
         fields += _flatten_form([_encoded_default(i.to_dict()) for i in inputs], "inputs")
         fields += _flatten_form([o.to_dict() for o in outputs], "outputs")
-        self._request("POST", "/pipelines", data=dict(fields),
-                      files={"step_file": ("pipeline.tar.gz", archive, "application/gzip")})
+        self._request(
+            "POST",
+            "/pipelines",
+            data=dict(fields),
+            files={"step_file": ("pipeline.tar.gz", archive, "application/gzip")},
+        )
         return self.get_pipeline(pipeline_name, wait_for_completion=wait_for_completion, timeout_s=timeout_s)
 
-    def get_pipeline(self, pipeline_name: str, wait_for_completion: bool = False,
-                     timeout_s: float | None = None) -> dict:
+    def get_pipeline(
+        self, pipeline_name: str, wait_for_completion: bool = False, timeout_s: float | None = None
+    ) -> dict:
         """Get a pipeline: ``{"parameters": {...}, "creation_info": {...}}``."""
         start = time.monotonic()
         progress = StatusLine(f"Pipeline {pipeline_name!r}", self.show_progress if wait_for_completion else False)
         while True:
-            pipeline = self._request("GET", f"/pipelines/{pipeline_name}",
-                                     params={"wait_for_completion": "true"} if wait_for_completion else None)
+            pipeline = self._request(
+                "GET",
+                f"/pipelines/{pipeline_name}",
+                params={"wait_for_completion": "true"} if wait_for_completion else None,
+            )
             status = pipeline["creation_info"]["status"]
             if not wait_for_completion or status != "creation_pending":
                 break
@@ -246,8 +267,11 @@ class RaylineSdk:
             time.sleep(0.5)
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 progress.close(status)
-                raise SdkException(f"Pipeline {pipeline_name!r} was not ready after {timeout_s} s; "
-                                   "check it later with get_pipeline().", name="TimeoutException")
+                raise SdkException(
+                    f"Pipeline {pipeline_name!r} was not ready after {timeout_s} s; "
+                    "check it later with get_pipeline().",
+                    name="TimeoutException",
+                )
         progress.close(status)
         if status == "creation_failed":
             raise SdkException(f"The creation of pipeline {pipeline_name!r} failed.", name="CreationFailedException")
@@ -261,15 +285,22 @@ class RaylineSdk:
 
     def delete_pipeline(self, pipeline_name: str, force_deployments_deletion: bool = False) -> dict:
         """Delete a pipeline. Refused while deployments use it, unless ``force_deployments_deletion``."""
-        return self._request("DELETE", f"/pipelines/{pipeline_name}",
-                             params={"force_deployments_deletion": str(bool(force_deployments_deletion)).lower()})
+        return self._request(
+            "DELETE",
+            f"/pipelines/{pipeline_name}",
+            params={"force_deployments_deletion": str(bool(force_deployments_deletion)).lower()},
+        )
 
     # --- Executions ------------------------------------------------------------------------------
 
-    def run_pipeline(self, pipeline_name: str, inputs: dict[str, Any] | None = None,
-                     inputs_mapping: Sequence[InputSource] | None = None,
-                     outputs_mapping: Sequence[OutputDestination] | None = None,
-                     wait_for_completion: bool = True) -> dict:
+    def run_pipeline(
+        self,
+        pipeline_name: str,
+        inputs: dict[str, Any] | None = None,
+        inputs_mapping: Sequence[InputSource] | None = None,
+        outputs_mapping: Sequence[OutputDestination] | None = None,
+        wait_for_completion: bool = True,
+    ) -> dict:
         """Run a pipeline once, in a fresh worker process.
 
         Returns ``{"execution_id"}``, plus ``"outputs"`` (a dict by output name) when waiting. A
@@ -283,8 +314,10 @@ class RaylineSdk:
             file_inputs = {item["name"] for item in declared if item["data_type"] == "file"}
         values, files = _split_files(inputs or {}, file_inputs)
         form = {"json_inputs": json.dumps(values)}
-        for field, value in (("inputs_mapping", _mappings(InputSource, inputs_mapping, "inputs_mapping")),
-                             ("outputs_mapping", _mappings(OutputDestination, outputs_mapping, "outputs_mapping"))):
+        for field, value in (
+            ("inputs_mapping", _mappings(InputSource, inputs_mapping, "inputs_mapping")),
+            ("outputs_mapping", _mappings(OutputDestination, outputs_mapping, "outputs_mapping")),
+        ):
             if value is not None:
                 form[field] = json.dumps(value)
         started = self._request("POST", f"/pipelines/{pipeline_name}/run", data=form, files=files or None)
@@ -296,8 +329,12 @@ class RaylineSdk:
         """Wait for an execution to end and return ``{"execution_id", "outputs": {name: value}}``."""
         while True:
             # The server holds each request a few seconds, then answers 307 while still running.
-            response = self._send("GET", f"/executions/{execution_id}/outputs",
-                                  params={"wait_for_completion": "true"}, follow_redirects=False)
+            response = self._send(
+                "GET",
+                f"/executions/{execution_id}/outputs",
+                params={"wait_for_completion": "true"},
+                follow_redirects=False,
+            )
             if response.status_code != 307:
                 break
         body = self._parse(response)
@@ -326,13 +363,21 @@ class RaylineSdk:
         """List a pipeline's executions, newest first."""
         return self._request("GET", f"/pipelines/{pipeline_name}/executions")
 
-    def get_pipeline_execution_logs(self, execution_id: str, from_datetime: datetime | None = None,
-                                    to_datetime: datetime | None = None, limit: int | None = None) -> list[dict]:
+    def get_pipeline_execution_logs(
+        self,
+        execution_id: str,
+        from_datetime: datetime | None = None,
+        to_datetime: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[dict]:
         """Get what an execution printed: ``[{timestamp, message, stream}]``, oldest first."""
         if limit is not None and (not isinstance(limit, int) or limit <= 0):
             raise ValueError("limit must be a positive integer, or None.")
-        body = {k: v for k, v in (("from", _epoch_ms(from_datetime)), ("to", _epoch_ms(to_datetime)),
-                                  ("limit", limit)) if v is not None}
+        body = {
+            k: v
+            for k, v in (("from", _epoch_ms(from_datetime)), ("to", _epoch_ms(to_datetime)), ("limit", limit))
+            if v is not None
+        }
         logs_by_step = self._request("POST", f"/executions/{execution_id}/logs", json=body)
         return logs_by_step[0] if logs_by_step else []
 
@@ -342,15 +387,27 @@ class RaylineSdk:
 
     # --- Deployments -----------------------------------------------------------------------------
 
-    def create_deployment(self, pipeline_name: str, deployment_name: str, execution_rule: str,
-                          mode: str = "elastic", schedule: str | None = None, endpoint_url_path: str | None = None,
-                          inputs_mapping: Sequence[InputSource] | None = None,
-                          outputs_mapping: Sequence[OutputDestination] | None = None,
-                          description: str | None = None, enable_parallel_executions: bool | None = None,
-                          max_parallel_executions_per_pod: int | None = None, ram_request: str | None = None,
-                          gpu_request: int | None = None, wait_for_completion: bool = True,
-                          timeout_s: float | None = None, execution_timeout_s: float | None = None,
-                          endpoint_token: str | None = None, max_queued_executions: int | None = None) -> dict:
+    def create_deployment(
+        self,
+        pipeline_name: str,
+        deployment_name: str,
+        execution_rule: str,
+        mode: str = "elastic",
+        schedule: str | None = None,
+        endpoint_url_path: str | None = None,
+        inputs_mapping: Sequence[InputSource] | None = None,
+        outputs_mapping: Sequence[OutputDestination] | None = None,
+        description: str | None = None,
+        enable_parallel_executions: bool | None = None,
+        max_parallel_executions_per_pod: int | None = None,
+        ram_request: str | None = None,
+        gpu_request: int | None = None,
+        wait_for_completion: bool = True,
+        timeout_s: float | None = None,
+        execution_timeout_s: float | None = None,
+        endpoint_token: str | None = None,
+        max_queued_executions: int | None = None,
+    ) -> dict:
         """Deploy a pipeline. ``execution_rule="endpoint"`` makes it callable at
         ``POST {environment_url}/endpoints/<endpoint_url_path>`` with its endpoint token.
 
@@ -374,12 +431,19 @@ class RaylineSdk:
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError("timeout_s must be greater than 0, or None to wait as long as needed.")
         body = {
-            "pipeline_name": pipeline_name, "name": deployment_name, "description": description, "mode": mode,
+            "pipeline_name": pipeline_name,
+            "name": deployment_name,
+            "description": description,
+            "mode": mode,
             "enable_parallel_executions": enable_parallel_executions,
             "max_parallel_executions_per_pod": max_parallel_executions_per_pod,
-            "max_queued_executions": max_queued_executions, "ram_request": ram_request,
-            "gpu_request": gpu_request, "execution_timeout_s": execution_timeout_s, "schedule": schedule,
-            "endpoint_url_path": endpoint_url_path, "endpoint_token": endpoint_token,
+            "max_queued_executions": max_queued_executions,
+            "ram_request": ram_request,
+            "gpu_request": gpu_request,
+            "execution_timeout_s": execution_timeout_s,
+            "schedule": schedule,
+            "endpoint_url_path": endpoint_url_path,
+            "endpoint_token": endpoint_token,
             "inputs_mapping": _mappings(InputSource, inputs_mapping, "inputs_mapping"),
             "outputs_mapping": _mappings(OutputDestination, outputs_mapping, "outputs_mapping"),
         }
@@ -387,29 +451,38 @@ class RaylineSdk:
         self._request("POST", path, json={k: v for k, v in body.items() if v is not None})
         return self.get_deployment(deployment_name, wait_for_completion=wait_for_completion, timeout_s=timeout_s)
 
-    def get_deployment(self, deployment_name: str, wait_for_completion: bool = False,
-                       timeout_s: float | None = None) -> dict:
+    def get_deployment(
+        self, deployment_name: str, wait_for_completion: bool = False, timeout_s: float | None = None
+    ) -> dict:
         """Get a deployment; with ``wait_for_completion``, wait until its status is final
         (``up``, ``creation_failed``, ``disabled`` or ``standby``)."""
         start = time.monotonic()
         progress = StatusLine(f"Deployment {deployment_name!r}", self.show_progress if wait_for_completion else False)
         while True:
-            deployment = self._request("GET", f"/deployments/{deployment_name}",
-                                       params={"wait_for_completion": "true"} if wait_for_completion else None)
+            deployment = self._request(
+                "GET",
+                f"/deployments/{deployment_name}",
+                params={"wait_for_completion": "true"} if wait_for_completion else None,
+            )
             status = deployment["status"]
             if not wait_for_completion or status in ("up", "creation_failed", "disabled", "standby"):
                 break
             progress.update(status)  # the server holds each request a few seconds: no busy loop
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 progress.close(status)
-                raise SdkException(f"Deployment {deployment_name!r} is still {status} after {timeout_s} s; "
-                                   "check it later with get_deployment().", name="TimeoutException")
+                raise SdkException(
+                    f"Deployment {deployment_name!r} is still {status} after {timeout_s} s; "
+                    "check it later with get_deployment().",
+                    name="TimeoutException",
+                )
         progress.close(status)
         if wait_for_completion and status == "creation_failed":
             lines = self.get_deployment_logs(deployment_name)[-15:]
             tail = "\n".join(f"  {line['message']}" for line in lines)
-            raise SdkException(f"The deployment {deployment_name!r} failed to start. Its last log lines:\n{tail}",
-                               name="CreationFailedException")
+            raise SdkException(
+                f"The deployment {deployment_name!r} failed to start. Its last log lines:\n{tail}",
+                name="CreationFailedException",
+            )
         latest = self._request("GET", f"/deployments/{deployment_name}/executions/latest")
         deployment["last_execution_id"] = (latest or {}).get("execution_id")
         return deployment
@@ -418,15 +491,24 @@ class RaylineSdk:
         """List deployments: ``[{name, pipeline_name, execution_rule, mode, is_enabled, status, created_at}]``."""
         return self._request("GET", "/deployments")
 
-    def update_deployment(self, deployment_name: str, is_enabled: bool | None = None,
-                          inputs_mapping: Sequence[InputSource] | None = None,
-                          outputs_mapping: Sequence[OutputDestination] | None = None, schedule: str | None = None,
-                          wait_for_completion: bool = True, timeout_s: float | None = None) -> dict:
+    def update_deployment(
+        self,
+        deployment_name: str,
+        is_enabled: bool | None = None,
+        inputs_mapping: Sequence[InputSource] | None = None,
+        outputs_mapping: Sequence[OutputDestination] | None = None,
+        schedule: str | None = None,
+        wait_for_completion: bool = True,
+        timeout_s: float | None = None,
+    ) -> dict:
         """Enable or disable a deployment. Called with no change on a low-latency deployment, it
         reloads the pod (the module is imported again; the new pod is a new ``version``)."""
-        body = {"is_enabled": is_enabled, "schedule": schedule,
-                "inputs_mapping": _mappings(InputSource, inputs_mapping, "inputs_mapping"),
-                "outputs_mapping": _mappings(OutputDestination, outputs_mapping, "outputs_mapping")}
+        body = {
+            "is_enabled": is_enabled,
+            "schedule": schedule,
+            "inputs_mapping": _mappings(InputSource, inputs_mapping, "inputs_mapping"),
+            "outputs_mapping": _mappings(OutputDestination, outputs_mapping, "outputs_mapping"),
+        }
         self._request("PATCH", f"/deployments/{deployment_name}", json={k: v for k, v in body.items() if v is not None})
         return self.get_deployment(deployment_name, wait_for_completion=wait_for_completion, timeout_s=timeout_s)
 
@@ -434,17 +516,25 @@ class RaylineSdk:
         """Delete a deployment; its endpoint disappears. Its past executions stay readable."""
         return self._request("DELETE", f"/deployments/{deployment_name}")
 
-    def get_deployment_logs(self, deployment_name: str, from_datetime: datetime | None = None,
-                            to_datetime: datetime | None = None, limit: int | None = None,
-                            type: str = "deployment") -> list[dict]:
+    def get_deployment_logs(
+        self,
+        deployment_name: str,
+        from_datetime: datetime | None = None,
+        to_datetime: datetime | None = None,
+        limit: int | None = None,
+        type: str = "deployment",
+    ) -> list[dict]:
         """The deployment's own logs (pods created, module imported, what it printed at import,
         executions started, failures): ``[{timestamp, message, stream, pod_id, type}]``."""
         if type != "deployment":
             raise ValueError("type must be 'deployment'.")
         if limit is not None and (not isinstance(limit, int) or limit <= 0):
             raise ValueError("limit must be a positive integer, or None.")
-        body = {k: v for k, v in (("from", _epoch_ms(from_datetime)), ("to", _epoch_ms(to_datetime)),
-                                  ("limit", limit)) if v is not None}
+        body = {
+            k: v
+            for k, v in (("from", _epoch_ms(from_datetime)), ("to", _epoch_ms(to_datetime)), ("limit", limit))
+            if v is not None
+        }
         return self._request("POST", f"/deployments/{deployment_name}/logs", json=body)
 
     # --- Endpoints -------------------------------------------------------------------------------
@@ -453,8 +543,13 @@ class RaylineSdk:
         deployment = self._request("GET", f"/deployments/{endpoint_name}")
         return f"{self.environment_url}/endpoints/{deployment.get('endpoint_url_path') or endpoint_name}", deployment
 
-    def trigger_endpoint(self, endpoint_name: str, endpoint_token: str | None = None,
-                         inputs: dict[str, Any] | None = None, wait_for_completion: bool = True) -> dict:
+    def trigger_endpoint(
+        self,
+        endpoint_name: str,
+        endpoint_token: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        wait_for_completion: bool = True,
+    ) -> dict:
         """Call an endpoint deployment: with its endpoint token over its HTTP route, or without one
         through the API with the SDK token. Returns ``{"execution_id"}``, plus ``"outputs"`` when
         waiting. File inputs are given as bytes, an open binary file or a ``pathlib.Path``; a file
@@ -470,8 +565,9 @@ class RaylineSdk:
                 return {"execution_id": started["execution_id"]}
             return self.retrieve_pipeline_execution_outputs(started["execution_id"])
         url, deployment = self._endpoint(endpoint_name)
-        response = self._send("POST", url, follow_redirects=True,
-                              headers={"Authorization": f"EndpointToken {endpoint_token}"}, **payload)
+        response = self._send(
+            "POST", url, follow_redirects=True, headers={"Authorization": f"EndpointToken {endpoint_token}"}, **payload
+        )
         if response.status_code < 400 and response.headers.get("content-type", "").startswith("application/octet"):
             execution_id = response.headers.get("x-rayline-execution-id", "")
             name = next(m["endpoint_output_name"] for m in deployment["outputs_mapping"] if "endpoint_output_name" in m)
@@ -483,17 +579,22 @@ class RaylineSdk:
             return {"execution_id": execution_id}
         return {"execution_id": execution_id, "outputs": outputs}
 
-    def retrieve_endpoint_results(self, endpoint_name: str, execution_id: str,
-                                  endpoint_token: str | None = None) -> dict:
+    def retrieve_endpoint_results(
+        self, endpoint_name: str, execution_id: str, endpoint_token: str | None = None
+    ) -> dict:
         """The outputs of an endpoint's execution, waiting for it to end (a file output as bytes)."""
         if endpoint_token is None:
             return self.retrieve_pipeline_execution_outputs(execution_id)
-        url = f"{self._endpoint(endpoint_name)[0].replace('/endpoints/', '/endpoints/v1/', 1)}/executions/{execution_id}"
+        url = (
+            f"{self._endpoint(endpoint_name)[0].replace('/endpoints/', '/endpoints/v1/', 1)}/executions/{execution_id}"
+        )
         # In a header, not in the URL (?token=), where access logs would keep it.
         headers = {"Authorization": f"EndpointToken {endpoint_token}"}
         body = self._parse(self._send("GET", url, headers=headers, follow_redirects=True))
-        outputs = {name: self._file(item["url"], headers=headers) if "url" in item else item.get("value")
-                   for name, item in body.get("outputs", {}).items()}
+        outputs = {
+            name: self._file(item["url"], headers=headers) if "url" in item else item.get("value")
+            for name, item in body.get("outputs", {}).items()
+        }
         return {"execution_id": execution_id, "outputs": outputs}
 
     def generate_new_endpoint_token(self, endpoint_name: str, endpoint_token: str | None = None) -> dict:
@@ -503,16 +604,20 @@ class RaylineSdk:
 
     # --- Environment variables -------------------------------------------------------------------
 
-    def create_or_update_environment_variable(self, environment_variable_name: str,
-                                              environment_variable_value: str) -> dict:
+    def create_or_update_environment_variable(
+        self, environment_variable_name: str, environment_variable_value: str
+    ) -> dict:
         """Set a platform-wide variable in every execution's ``os.environ`` (warm pods included:
         their next execution sees it, no restart). Names look like ``MY_API_URL``."""
         if not isinstance(environment_variable_name, str) or not environment_variable_name:
             raise ValueError("environment_variable_name must be a non-empty string, e.g. 'MY_API_URL'.")
         if not isinstance(environment_variable_value, str):
             raise ValueError("environment_variable_value must be a string.")
-        return self._request("PUT", "/environment-variables",
-                             json={"environment_variables": {environment_variable_name: environment_variable_value}})
+        return self._request(
+            "PUT",
+            "/environment-variables",
+            json={"environment_variables": {environment_variable_name: environment_variable_value}},
+        )
 
     def list_environment_variables(self) -> list[dict]:
         """``[{"name", "value"}]``."""

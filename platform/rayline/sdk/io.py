@@ -6,12 +6,12 @@ are checked when the object is built, so a typo fails in the notebook cell that 
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class INPUT_OUTPUT_TYPES(str, Enum):
-    """The six data types an input or an output can have."""
+class INPUT_OUTPUT_TYPES(StrEnum):
+    """The six data types an input or an output can have (a member is its value as a string)."""
 
     STRING = "string"
     NUMBER = "number"
@@ -20,9 +20,6 @@ class INPUT_OUTPUT_TYPES(str, Enum):
     ARRAY = "array"
     FILE = "file"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 _TYPES = [t.value for t in INPUT_OUTPUT_TYPES]
 
@@ -30,9 +27,7 @@ _TYPES = [t.value for t in INPUT_OUTPUT_TYPES]
 def _data_type(owner: str, name: str, data_type: Any) -> str:
     value = data_type.value if isinstance(data_type, INPUT_OUTPUT_TYPES) else data_type
     if value not in _TYPES:
-        raise ValueError(
-            f"{owner} {name!r}: data_type must be one of {', '.join(_TYPES)}, not {data_type!r}."
-        )
+        raise ValueError(f"{owner} {name!r}: data_type must be one of {', '.join(_TYPES)}, not {data_type!r}.")
     return value
 
 
@@ -153,8 +148,15 @@ class OutputDestination:
     def __init__(self, pipeline_output_name=None, endpoint_output_name=None, is_null=None, datastore_path=None):
         if not pipeline_output_name:
             raise ValueError("OutputDestination needs pipeline_output_name, the output it maps.")
-        given = [n for n, v in (("endpoint_output_name", endpoint_output_name), ("is_null", is_null),
-                                ("datastore_path", datastore_path)) if v is not None]
+        given = [
+            n
+            for n, v in (
+                ("endpoint_output_name", endpoint_output_name),
+                ("is_null", is_null),
+                ("datastore_path", datastore_path),
+            )
+            if v is not None
+        ]
         if len(given) > 1:
             raise ValueError(
                 f"OutputDestination {pipeline_output_name!r} has several destinations ({', '.join(given)}); give one."

@@ -27,11 +27,14 @@ def check_sdk_token(token: str, where: str, fix: str) -> str:
     """Refuse an SDK token that is too short, or that the API would take for an access token (a
     JWT: exactly two dots); the message says where it came from and what to do, never the token."""
     if len(token) < MIN_CHOSEN_TOKEN_LENGTH:
-        raise InvalidInput(f"{where} is {len(token)} characters long; an SDK token must be at least "
-                           f"{MIN_CHOSEN_TOKEN_LENGTH}. {fix}")
+        raise InvalidInput(
+            f"{where} is {len(token)} characters long; an SDK token must be at least {MIN_CHOSEN_TOKEN_LENGTH}. {fix}"
+        )
     if looks_like_jwt(token):
-        raise InvalidInput(f"{where} must not look like a JWT: no two dots (a token with exactly two dots is read "
-                           f"as an access token, never compared with the SDK token). {fix}")
+        raise InvalidInput(
+            f"{where} must not look like a JWT: no two dots (a token with exactly two dots is read "
+            f"as an access token, never compared with the SDK token). {fix}"
+        )
     return token
 
 
@@ -39,18 +42,24 @@ def ensure_sdk_token(settings: Settings, db: Database) -> str:
     """The token this start-up uses: RAYLINE_SDK_TOKEN, else the one in the token file, else a
     new one written there. Its hash replaces the stored one."""
     if settings.sdk_token is not None:
-        token = check_sdk_token(settings.sdk_token.get_secret_value().strip(), "RAYLINE_SDK_TOKEN",
-                                f"Set RAYLINE_SDK_TOKEN to {MIN_CHOSEN_TOKEN_LENGTH}+ characters without two dots "
-                                "(e.g. `openssl rand -hex 32`), or unset it to use a generated one.")
+        token = check_sdk_token(
+            settings.sdk_token.get_secret_value().strip(),
+            "RAYLINE_SDK_TOKEN",
+            f"Set RAYLINE_SDK_TOKEN to {MIN_CHOSEN_TOKEN_LENGTH}+ characters without two dots "
+            "(e.g. `openssl rand -hex 32`), or unset it to use a generated one.",
+        )
         # The file is where RaylineSdk() looks on this machine: it must not hold an older token.
         _write_private(settings.token_path, token)
     else:
         path = settings.token_path
         token = path.read_text().strip() if path.exists() else ""
         if token:
-            check_sdk_token(token, f"The SDK token in {path}",
-                            f"Delete {path} to get a new one generated at the next start, or set RAYLINE_SDK_TOKEN "
-                            f"to {MIN_CHOSEN_TOKEN_LENGTH}+ characters.")
+            check_sdk_token(
+                token,
+                f"The SDK token in {path}",
+                f"Delete {path} to get a new one generated at the next start, or set RAYLINE_SDK_TOKEN "
+                f"to {MIN_CHOSEN_TOKEN_LENGTH}+ characters.",
+            )
         else:
             token = generate_token()
             _write_private(path, token)
@@ -99,10 +108,12 @@ def ensure_secret_key(settings: Settings) -> None:
     try:
         Fernet(path.read_text().strip().encode())
     except (ValueError, TypeError, UnicodeError):
-        raise PlatformFailure(f"{path} is not a valid secret key (a Fernet key: 44 URL-safe base64 characters). "
-                              "Restore it from where it came from: the stored endpoint tokens and environment "
-                              "variable values can only be read with it (deleting it makes a new key, and loses "
-                              "them).") from None
+        raise PlatformFailure(
+            f"{path} is not a valid secret key (a Fernet key: 44 URL-safe base64 characters). "
+            "Restore it from where it came from: the stored endpoint tokens and environment "
+            "variable values can only be read with it (deleting it makes a new key, and loses "
+            "them)."
+        ) from None
 
 
 def load_secret_box(settings: Settings) -> SecretBox:

@@ -8,11 +8,13 @@ Elastic deployments hold nothing in Ray while idle.
 from __future__ import annotations
 
 import asyncio
+import builtins  # in annotations after a method named list, which shadows the built-in there
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 
@@ -28,8 +30,8 @@ from rayline.services.executions import ExecutionService
 from rayline.services.pipelines import READY, PipelineService, pipeline_specs
 from rayline.store.db import Database
 from rayline.store.executions import log_window
-from rayline.store.pods import wait_until_no_pod
 from rayline.store.models import Deployment, DeploymentLog, Pipeline, Pod, utcnow
+from rayline.store.pods import wait_until_no_pod
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +43,15 @@ RESERVED_PATHS = ("v1",)  # /endpoints/v1/... serves endpoint results
 class ServeRuntime(Protocol):
     """The Ray Serve operations a low-latency deployment needs (rayline.runtime.serve_deployments)."""
 
-    def deploy(self, config: rules.ReplicaConfig, *, ram_request: str | None, gpu_request: int | None,
-               package_uri: str, requirements: list[str]) -> None: ...
+    def deploy(
+        self,
+        config: rules.ReplicaConfig,
+        *,
+        ram_request: str | None,
+        gpu_request: int | None,
+        package_uri: str,
+        requirements: list[str],
+    ) -> None: ...
     def delete(self, name: str) -> None: ...
     def states(self) -> dict[str, Any]: ...
     async def run(self, name: str, given: dict[str, Any]) -> dict[str, Any]: ...
@@ -65,9 +74,17 @@ def _status_from_serve(state: Any, has_been_up: bool) -> str:
 
 
 class DeploymentService:
-    def __init__(self, db: Database, settings: Settings, pipelines: PipelineService, executions: ExecutionService,
-                 box: SecretBox, serve_runtime: ServeRuntime, pod_credential: Callable[[str], str],
-                 on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        pipelines: PipelineService,
+        executions: ExecutionService,
+        box: SecretBox,
+        serve_runtime: ServeRuntime,
+        pod_credential: Callable[[str], str],
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self._db = db
         self._pod_credential = pod_credential  # what a deployment's pods record with (no database URL)
         self._on_change = on_change  # wakes the pods that follow a deployment's row
@@ -118,14 +135,23 @@ class DeploymentService:
     def check_endpoint_token(self, row: Deployment, token: str | None) -> bool:
         return token_matches(token, row.endpoint_token_hash)
 
-    def pods(self, name: str) -> list[Pod]:
+    def pods(self, name: str) -> builtins.list[Pod]:
         with self._db.session() as session:
-            return list(session.scalars(select(Pod).where(Pod.deployment_name == name,
-                                                          Pod.status.in_(("pending", "running", "restarting",
-                                                                          "failed", "stopping")))
-                                        .order_by(Pod.started_at.desc()).limit(5)))
+            return list(
+                session.scalars(
+                    select(Pod)
+                    .where(
+                        Pod.deployment_name == name,
+                        Pod.status.in_(("pending", "running", "restarting", "failed", "stopping")),
+                    )
+                    .order_by(Pod.started_at.desc())
+                    .limit(5)
+                )
+            )
 
-    def logs(self, name: str, from_ts: datetime | None, to_ts: datetime | None, limit: int | None) -> list[DeploymentLog]:
+    def logs(
+        self, name: str, from_ts: datetime | None, to_ts: datetime | None, limit: int | None
+    ) -> builtins.list[DeploymentLog]:
         self._row(name)
         return log_window(self._db, DeploymentLog, DeploymentLog.deployment_name == name, from_ts, to_ts, limit)
 
@@ -135,12 +161,16 @@ class DeploymentService:
         if row.execution_rule != "endpoint":
             raise InvalidInput(f"Deployment {row.name!r} is {row.execution_rule}, not an endpoint.")
         if not row.is_enabled:
-            raise Unavailable(f"Deployment {row.name!r} is disabled; enable it with "
-                              f"update_deployment({row.name!r}, is_enabled=True).")
+            raise Unavailable(
+                f"Deployment {row.name!r} is disabled; enable it with update_deployment({row.name!r}, is_enabled=True)."
+            )
         reloading = row.status == rules.CREATION_PENDING and row.has_been_up  # the old pod still serves
         if row.mode == "low_latency" and row.status != rules.UP and not reloading:
-            hint = ("its pod failed to start: get_deployment_logs shows why" if row.status == rules.CREATION_FAILED
-                    else "its pod is starting; retry in a few seconds")
+            hint = (
+                "its pod failed to start: get_deployment_logs shows why"
+                if row.status == rules.CREATION_FAILED
+                else "its pod is starting; retry in a few seconds"
+            )
             raise Unavailable(f"Deployment {row.name!r} is {row.status}: {hint}.")
 
     async def trigger(self, row: Deployment, given: dict[str, Any]) -> dict[str, Any]:
@@ -166,8 +196,11 @@ class DeploymentService:
             if not busy:
                 self._periodic_running.add(name)
         if busy:
-            self._log(name, f"Skipped the execution due at {due:%Y-%m-%dT%H:%M:%SZ}: the previous one is still "
-                            "running.", "stderr")
+            self._log(
+                name,
+                f"Skipped the execution due at {due:%Y-%m-%dT%H:%M:%SZ}: the previous one is still running.",
+                "stderr",
+            )
             return
         self._periodic.submit(self._run_scheduled, name, due)
 
@@ -190,8 +223,16 @@ class DeploymentService:
 
     def _log(self, name: str, message: str, stream: str = "stdout") -> None:
         with self._db.session() as session:
-            session.add(DeploymentLog(deployment_name=name, timestamp=utcnow(), stream=stream, message=message,
-                                      pod_id=None, type="deployment"))
+            session.add(
+                DeploymentLog(
+                    deployment_name=name,
+                    timestamp=utcnow(),
+                    stream=stream,
+                    message=message,
+                    pod_id=None,
+                    type="deployment",
+                )
+            )
 
     def _new_token(self, chosen: str | None) -> tuple[str, str, str]:
         if chosen is not None and (not isinstance(chosen, str) or len(chosen) < MIN_CHOSEN_TOKEN_LENGTH):
@@ -203,8 +244,10 @@ class DeploymentService:
         name = validate_name("deployment name", body.get("name"))
         options = rules.check_options(name, body)
         if name in RESERVED_NAMES or options.endpoint_url_path in RESERVED_PATHS:
-            raise InvalidInput(f"{name!r} / {options.endpoint_url_path!r}: the names {', '.join(RESERVED_NAMES)} and "
-                               f"the endpoint paths {', '.join(RESERVED_PATHS)} are used by the platform itself.")
+            raise InvalidInput(
+                f"{name!r} / {options.endpoint_url_path!r}: the names {', '.join(RESERVED_NAMES)} and "
+                f"the endpoint paths {', '.join(RESERVED_PATHS)} are used by the platform itself."
+            )
         pipeline = self._pipelines.get(body.get("pipeline_name") or "")
         if pipeline.status != READY:
             raise Conflict(f"Pipeline {pipeline.name!r} is {pipeline.status}; deploy it once it is ready.")
@@ -215,27 +258,52 @@ class DeploymentService:
         _, token_hash, sealed = self._new_token(body.get("endpoint_token")) if endpoint else (None, None, None)
         low_latency = options.mode == "low_latency"
         row = Deployment(
-            name=name, pipeline_name=pipeline.name, execution_rule=options.execution_rule, mode=options.mode,
-            description=body.get("description"), endpoint_url_path=options.endpoint_url_path,
-            endpoint_token_hash=token_hash, endpoint_token_sealed=sealed, inputs_mapping=inputs_mapping, outputs_mapping=outputs_mapping,
+            name=name,
+            pipeline_name=pipeline.name,
+            execution_rule=options.execution_rule,
+            mode=options.mode,
+            description=body.get("description"),
+            endpoint_url_path=options.endpoint_url_path,
+            endpoint_token_hash=token_hash,
+            endpoint_token_sealed=sealed,
+            inputs_mapping=inputs_mapping,
+            outputs_mapping=outputs_mapping,
             enable_parallel_executions=options.enable_parallel_executions,
             max_parallel_executions_per_pod=options.max_parallel_executions_per_pod,
             max_queued_executions=options.max_queued_executions,
-            ram_request=options.ram_request, gpu_request=options.gpu_request,
-            execution_timeout_s=options.execution_timeout_s, is_enabled=True, schedule=options.schedule,
+            ram_request=options.ram_request,
+            gpu_request=options.gpu_request,
+            execution_timeout_s=options.execution_timeout_s,
+            is_enabled=True,
+            schedule=options.schedule,
             next_run_at=next_due(options.schedule, utcnow()) if options.schedule else None,
-            status=rules.CREATION_PENDING if low_latency else rules.UP, has_been_up=not low_latency,
-            version=1, version_updated_at=utcnow(), created_at=utcnow(), updated_at=utcnow())
+            status=rules.CREATION_PENDING if low_latency else rules.UP,
+            has_been_up=not low_latency,
+            version=1,
+            version_updated_at=utcnow(),
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
         with self._db.session() as session:
             if session.get(Deployment, name) is not None:
-                raise AlreadyExists(f"A deployment named {name!r} already exists; delete it first or pick another name.")
-            taken = endpoint and session.scalars(select(Deployment.name).where(
-                Deployment.endpoint_url_path == options.endpoint_url_path)).first()
+                raise AlreadyExists(
+                    f"A deployment named {name!r} already exists; delete it first or pick another name."
+                )
+            taken = (
+                endpoint
+                and session.scalars(
+                    select(Deployment.name).where(Deployment.endpoint_url_path == options.endpoint_url_path)
+                ).first()
+            )
             if taken:
-                raise AlreadyExists(f"endpoint_url_path {options.endpoint_url_path!r} is used by deployment {taken!r}; "
-                                    "choose another endpoint_url_path.")
+                raise AlreadyExists(
+                    f"endpoint_url_path {options.endpoint_url_path!r} is used by deployment {taken!r}; "
+                    "choose another endpoint_url_path."
+                )
             session.add(row)
-        self._log(name, f"Deployment created ({options.mode}, {options.execution_rule}) from pipeline {pipeline.name!r}.")
+        self._log(
+            name, f"Deployment created ({options.mode}, {options.execution_rule}) from pipeline {pipeline.name!r}."
+        )
         if low_latency:
             self._start(row, pipeline)
         return row
@@ -243,19 +311,30 @@ class DeploymentService:
     def _start(self, row: Deployment, pipeline: Pipeline | None = None) -> None:
         pipeline = pipeline or self._pipelines.get(row.pipeline_name)
         config = rules.ReplicaConfig(
-            deployment_name=row.name, pipeline_name=pipeline.name, function_path=pipeline.function_path,
-            function_name=pipeline.function_name, credential=self._pod_credential(row.name),
+            deployment_name=row.name,
+            pipeline_name=pipeline.name,
+            function_path=pipeline.function_path,
+            function_name=pipeline.function_name,
+            credential=self._pod_credential(row.name),
             route_prefix=f"{ENDPOINT_PREFIX}/{row.endpoint_url_path}" if row.endpoint_url_path else None,
             version=row.version,
-            outputs=pipeline.outputs, inputs_mapping=row.inputs_mapping, outputs_mapping=row.outputs_mapping,
+            outputs=pipeline.outputs,
+            inputs_mapping=row.inputs_mapping,
+            outputs_mapping=row.outputs_mapping,
             max_parallel_executions=row.max_parallel_executions_per_pod,
-            max_queued_executions=row.max_queued_executions, execution_timeout_s=row.execution_timeout_s,
+            max_queued_executions=row.max_queued_executions,
+            execution_timeout_s=row.execution_timeout_s,
             journal_dir=str(self._settings.home_dir / "journal" / row.name),
-            max_file_bytes=self._settings.max_file_bytes)
+            max_file_bytes=self._settings.max_file_bytes,
+        )
         try:
-            self._serve.deploy(config, ram_request=row.ram_request,
-                               gpu_request=row.gpu_request, package_uri=pipeline.package_uri,
-                               requirements=pipeline.requirements)
+            self._serve.deploy(
+                config,
+                ram_request=row.ram_request,
+                gpu_request=row.gpu_request,
+                package_uri=pipeline.package_uri,
+                requirements=pipeline.requirements,
+            )
         except Exception as error:
             self._set(row.name, status=rules.CREATION_FAILED)
             self._log(row.name, f"The pod could not be started: {error}", "stderr")
@@ -277,8 +356,10 @@ class DeploymentService:
         row = self._row(name)
         unknown = sorted(set(body) - {"is_enabled", "inputs_mapping", "outputs_mapping", "schedule"})
         if unknown:
-            raise InvalidInput(f"update_deployment cannot change {', '.join(unknown)}; it takes is_enabled, "
-                               "inputs_mapping, outputs_mapping and schedule.")
+            raise InvalidInput(
+                f"update_deployment cannot change {', '.join(unknown)}; it takes is_enabled, "
+                "inputs_mapping, outputs_mapping and schedule."
+            )
         schedule = body.get("schedule")
         if schedule is not None:
             if row.execution_rule != "periodic":
@@ -303,13 +384,22 @@ class DeploymentService:
                 if low_latency:
                     self._wait_for_pods(name, Pod.status == "running")
                     self._serve.delete(name)
-                self._log(name, "Deployment disabled: calls are refused" + (" and the pod is stopped." if low_latency else "."))
+                self._log(
+                    name,
+                    "Deployment disabled: calls are refused" + (" and the pod is stopped." if low_latency else "."),
+                )
             return row
         if enabled is True and not row.is_enabled:
             # A periodic deployment starts again from its next due time: no catch-up for the pause.
-            row = self._set(name, is_enabled=True, status=rules.CREATION_PENDING if low_latency else rules.UP,
-                            has_been_up=not low_latency, version=row.version + 1, version_updated_at=utcnow(),
-                            next_run_at=next_due(row.schedule, utcnow()) if row.schedule else None)
+            row = self._set(
+                name,
+                is_enabled=True,
+                status=rules.CREATION_PENDING if low_latency else rules.UP,
+                has_been_up=not low_latency,
+                version=row.version + 1,
+                version_updated_at=utcnow(),
+                next_run_at=next_due(row.schedule, utcnow()) if row.schedule else None,
+            )
             self._log(name, "Deployment enabled" + (": starting a new pod." if low_latency else "."))
             if low_latency:
                 self._start(row)
@@ -328,11 +418,19 @@ class DeploymentService:
             raise InvalidInput(f"Deployment {name!r} is not an endpoint; it has no endpoint token.")
         token, token_hash, sealed = self._new_token(chosen)
         row = self._set(name, endpoint_token_hash=token_hash, endpoint_token_sealed=sealed)
-        if row.mode == "low_latency" and row.is_enabled:
-            if not self._wait_for_pods(name, Pod.status == "running", Pod.token_fingerprint.is_(None)
-                                       | (Pod.token_fingerprint != token_hash[:16])):
-                raise PlatformFailure(f"The token of {name!r} was replaced, but a pod has not confirmed it yet, so the "
-                                      "old token may still work there for a moment; get_deployment shows the pods.")
+        if (
+            row.mode == "low_latency"
+            and row.is_enabled
+            and not self._wait_for_pods(
+                name,
+                Pod.status == "running",
+                Pod.token_fingerprint.is_(None) | (Pod.token_fingerprint != token_hash[:16]),
+            )
+        ):
+            raise PlatformFailure(
+                f"The token of {name!r} was replaced, but a pod has not confirmed it yet, so the "
+                "old token may still work there for a moment; get_deployment shows the pods."
+            )
         self._log(name, "Endpoint token rotated.")
         return token
 
@@ -353,13 +451,15 @@ class DeploymentService:
             session.execute(delete(Pod).where(Pod.deployment_name == name))
         return row
 
-    def delete_for_pipeline(self, pipeline_name: str, force: bool) -> list[dict[str, str]]:
+    def delete_for_pipeline(self, pipeline_name: str, force: bool) -> builtins.list[dict[str, str]]:
         with self._db.session() as session:
             rows = list(session.scalars(select(Deployment).where(Deployment.pipeline_name == pipeline_name)))
         if rows and not force:
             names = ", ".join(repr(r.name) for r in rows)
-            raise Conflict(f"Pipeline {pipeline_name!r} is used by deployment(s) {names}; delete them first or pass "
-                           "force_deployments_deletion=True.")
+            raise Conflict(
+                f"Pipeline {pipeline_name!r} is used by deployment(s) {names}; delete them first or pass "
+                "force_deployments_deletion=True."
+            )
         return [{"name": self.delete(r.name).name, "execution_rule": r.execution_rule} for r in rows]
 
     def reconcile(self) -> int:

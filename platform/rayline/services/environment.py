@@ -7,7 +7,8 @@ a change returns, the next execution anywhere sees it, without a restart.
 
 from __future__ import annotations
 
-from typing import Callable
+import builtins  # in annotations after a method named list, which shadows the built-in there
+from collections.abc import Callable
 
 from rayline.domain.environment import check_name, check_variables
 from rayline.errors import NotFound, PlatformFailure
@@ -31,7 +32,7 @@ class EnvironmentService:
     def list(self) -> list[dict[str, str]]:
         return [{"name": name, "value": value} for name, value in sorted(self.current().items())]
 
-    def put(self, values: object) -> list[str]:
+    def put(self, values: object) -> builtins.list[str]:
         checked = check_variables(values)
         self._reached_pods(store.put(self._db, {name: self._box.seal(value) for name, value in checked.items()}))
         return sorted(checked)
@@ -45,5 +46,7 @@ class EnvironmentService:
     def _reached_pods(self, version: int) -> None:
         self._on_change()
         if not wait_until_no_pod(self._db, Pod.status == "running", Pod.environment_version < version):
-            raise PlatformFailure("The environment variables were saved, but a warm pod has not loaded them yet; "
-                                  "its next executions may still see the previous values for a moment.")
+            raise PlatformFailure(
+                "The environment variables were saved, but a warm pod has not loaded them yet; "
+                "its next executions may still see the previous values for a moment."
+            )

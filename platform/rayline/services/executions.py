@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 
 from rayline.domain.files import FileValue
-from rayline.domain.mappings import (gather_inputs, normalize_inputs_mapping, normalize_outputs_mapping,
-                                     returned_files, returned_outputs)
+from rayline.domain.mappings import (
+    gather_inputs,
+    normalize_inputs_mapping,
+    normalize_outputs_mapping,
+    returned_files,
+    returned_outputs,
+)
 from rayline.errors import Conflict, InvalidInput, NotFound, PlatformFailure, Unavailable
 from rayline.runtime.worker import ExecutionJob
 from rayline.services.pipelines import READY, PipelineService, pipeline_specs
@@ -43,9 +50,15 @@ def parse_json_field(field: str, text: Any, default: Any) -> Any:
 
 
 class ExecutionService:
-    def __init__(self, db: Database, pipelines: PipelineService, runner: Runner,
-                 environment: Callable[[], dict[str, str]], max_file_bytes: int,
-                 flush_pod: Callable[[str], None] = lambda deployment_name: None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        pipelines: PipelineService,
+        runner: Runner,
+        environment: Callable[[], dict[str, str]],
+        max_file_bytes: int,
+        flush_pod: Callable[[str], None] = lambda deployment_name: None,
+    ) -> None:
         self._db = db
         # A warm pod answers before its batch writer commits the record: a read that would miss
         # one of its executions first asks it to commit (read-your-writes).
@@ -61,16 +74,28 @@ class ExecutionService:
         self._in_flight: dict[str, int] = {}
         self._admission = threading.Lock()
 
-    def run_pipeline(self, pipeline_name: str, inputs: dict[str, Any], inputs_mapping: list | None = None,
-                     outputs_mapping: list | None = None) -> Execution:
+    def run_pipeline(
+        self,
+        pipeline_name: str,
+        inputs: dict[str, Any],
+        inputs_mapping: list | None = None,
+        outputs_mapping: list | None = None,
+    ) -> Execution:
         """Check the inputs, record the execution as Pending, and start it in a fresh worker.
         Mappings may take inputs from constants, environment variables or null, and drop outputs."""
         pipeline = self._pipelines.get(pipeline_name)
         if pipeline.status != READY:
-            raise Conflict(f"Pipeline {pipeline_name!r} is {pipeline.status}, not ready; wait for it with get_pipeline().")
+            raise Conflict(
+                f"Pipeline {pipeline_name!r} is {pipeline.status}, not ready; wait for it with get_pipeline()."
+            )
         specs, outputs = pipeline_specs(pipeline)
-        return self._start(pipeline, inputs, normalize_inputs_mapping(specs, inputs_mapping or None, "run"),
-                           normalize_outputs_mapping(outputs, outputs_mapping or None, "run"), deployment_name=None)
+        return self._start(
+            pipeline,
+            inputs,
+            normalize_inputs_mapping(specs, inputs_mapping or None, "run"),
+            normalize_outputs_mapping(outputs, outputs_mapping or None, "run"),
+            deployment_name=None,
+        )
 
     def run_elastic_deployment(self, deployment: Deployment, inputs: dict[str, Any]) -> Execution:
         """One execution of an elastic deployment, named after it, in a fresh worker; refused
@@ -78,14 +103,22 @@ class ExecutionService:
         name, limit = deployment.name, deployment.max_queued_executions
         with self._admission:
             if self._in_flight.get(name, 0) >= limit:
-                raise Unavailable(f"Deployment {name!r} already runs {limit} execution(s), the most it takes at once "
-                                  "(max_queued_executions); retry later, or deploy it with a higher "
-                                  "max_queued_executions.", retry_after_s=1)
+                raise Unavailable(
+                    f"Deployment {name!r} already runs {limit} execution(s), the most it takes at once "
+                    "(max_queued_executions); retry later, or deploy it with a higher "
+                    "max_queued_executions.",
+                    retry_after_s=1,
+                )
             self._in_flight[name] = self._in_flight.get(name, 0) + 1
         try:
-            execution = self._start(self._pipelines.get(deployment.pipeline_name), inputs, deployment.inputs_mapping,
-                                    deployment.outputs_mapping, deployment_name=name,
-                                    timeout_s=deployment.execution_timeout_s)
+            execution = self._start(
+                self._pipelines.get(deployment.pipeline_name),
+                inputs,
+                deployment.inputs_mapping,
+                deployment.outputs_mapping,
+                deployment_name=name,
+                timeout_s=deployment.execution_timeout_s,
+            )
         except BaseException:
             self._leave(name)
             raise
@@ -100,20 +133,38 @@ class ExecutionService:
         with self._admission:
             self._in_flight[deployment_name] -= 1
 
-    def _start(self, pipeline: Pipeline, inputs: dict[str, Any], inputs_mapping: list[dict], outputs_mapping: list[dict],
-               deployment_name: str | None, timeout_s: float | None = None) -> Execution:
+    def _start(
+        self,
+        pipeline: Pipeline,
+        inputs: dict[str, Any],
+        inputs_mapping: list[dict],
+        outputs_mapping: list[dict],
+        deployment_name: str | None,
+        timeout_s: float | None = None,
+    ) -> Execution:
         environment = self._environment()
         values, records = gather_inputs(inputs_mapping, inputs, environment)
-        execution = store.create_execution(self._db, name_prefix=deployment_name or pipeline.name,
-                                           pipeline_name=pipeline.name, deployment_name=deployment_name,
-                                           inputs=records)
+        execution = store.create_execution(
+            self._db,
+            name_prefix=deployment_name or pipeline.name,
+            pipeline_name=pipeline.name,
+            deployment_name=deployment_name,
+            inputs=records,
+        )
         if any(isinstance(value, FileValue) for value in values.values()):
             with self._db.session() as session:
                 store.save_files(session, execution.execution_id, "input", values)
-        job = ExecutionJob(execution_id=execution.execution_id,
-                           function_path=pipeline.function_path, function_name=pipeline.function_name,
-                           inputs=values, outputs=pipeline.outputs, outputs_mapping=outputs_mapping,
-                           timeout_s=timeout_s, environment=environment, max_file_bytes=self._max_file_bytes)
+        job = ExecutionJob(
+            execution_id=execution.execution_id,
+            function_path=pipeline.function_path,
+            function_name=pipeline.function_name,
+            inputs=values,
+            outputs=pipeline.outputs,
+            outputs_mapping=outputs_mapping,
+            timeout_s=timeout_s,
+            environment=environment,
+            max_file_bytes=self._max_file_bytes,
+        )
         try:
             ended = self._runner.submit(job, pipeline.package_uri, pipeline.requirements)
             self._running[execution.execution_id] = ended
@@ -140,8 +191,13 @@ class ExecutionService:
         """Ask the warm pods of the deployments ``where`` selects to commit what they answered;
         False when there is none (or none answered)."""
         with self._db.session() as session:
-            names = list(session.scalars(select(Deployment.name).where(
-                Deployment.mode == "low_latency", Deployment.is_enabled.is_(True), *where)))
+            names = list(
+                session.scalars(
+                    select(Deployment.name).where(
+                        Deployment.mode == "low_latency", Deployment.is_enabled.is_(True), *where
+                    )
+                )
+            )
         flushed = False
         for name in names:
             try:
@@ -154,8 +210,13 @@ class ExecutionService:
     def list_for_pipeline(self, pipeline_name: str) -> list[Execution]:
         self._flush_pods(Deployment.pipeline_name == pipeline_name)
         with self._db.session() as session:
-            return list(session.scalars(select(Execution).where(Execution.pipeline_name == pipeline_name)
-                                        .order_by(Execution.created_at.desc())))
+            return list(
+                session.scalars(
+                    select(Execution)
+                    .where(Execution.pipeline_name == pipeline_name)
+                    .order_by(Execution.created_at.desc())
+                )
+            )
 
     def latest_for_pipeline(self, pipeline_name: str) -> Execution | None:
         self._flush_pods(Deployment.pipeline_name == pipeline_name)
@@ -167,7 +228,9 @@ class ExecutionService:
 
     def _latest(self, where: Any) -> Execution | None:
         with self._db.session() as session:
-            return session.scalars(select(Execution).where(where).order_by(Execution.created_at.desc()).limit(1)).first()
+            return session.scalars(
+                select(Execution).where(where).order_by(Execution.created_at.desc()).limit(1)
+            ).first()
 
     async def wait_until_final(self, execution_id: str, hold_s: float, poll_s: float = 0.02) -> Execution:
         """The record once it has ended, or as it is after ``hold_s`` seconds (NotFound at once
@@ -176,10 +239,8 @@ class ExecutionService:
         began = loop.time()
         ended = self._running.get(execution_id)
         if ended is not None:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ended)), hold_s)
-            except asyncio.TimeoutError:
-                pass
         row = await asyncio.to_thread(self.get, execution_id)  # its pod commits first, once, if need be
         while row.status not in store.FINAL_STATUSES and loop.time() - began < hold_s:
             await asyncio.sleep(poll_s)
@@ -197,22 +258,28 @@ class ExecutionService:
         """The value of one input or output of an execution; a file as ``FileValue``."""
         execution = self.get(execution_id)
         key = f"pipeline_{direction}_name"
-        record = next((r for r in (execution.inputs if direction == "input" else execution.outputs)
-                       if r[key] == name), None)
+        record = next(
+            (r for r in (execution.inputs if direction == "input" else execution.outputs) if r[key] == name), None
+        )
         if record is None:
             raise NotFound(f"Execution {execution_id!r} has no {direction} named {name!r}.")
         if record["data_type"] != "file" or record.get("value") is None:
             return record.get("value")
         found = store.load_file(self._db, execution_id, direction, name)
         if found is None:
-            raise NotFound(f"Execution {execution_id!r} keeps no file for {direction} {name!r}: files are kept "
-                           "RAYLINE_FILE_RETENTION_S after an execution ends (or its pod stopped before storing it).")
+            raise NotFound(
+                f"Execution {execution_id!r} keeps no file for {direction} {name!r}: files are kept "
+                "RAYLINE_FILE_RETENTION_S after an execution ends (or its pod stopped before storing it)."
+            )
         return found
 
-    def logs(self, execution_id: str, from_ts: datetime | None, to_ts: datetime | None,
-             limit: int | None) -> list[ExecutionLog]:
+    def logs(
+        self, execution_id: str, from_ts: datetime | None, to_ts: datetime | None, limit: int | None
+    ) -> list[ExecutionLog]:
         self.get(execution_id)
-        return store.log_window(self._db, ExecutionLog, ExecutionLog.execution_id == execution_id, from_ts, to_ts, limit)
+        return store.log_window(
+            self._db, ExecutionLog, ExecutionLog.execution_id == execution_id, from_ts, to_ts, limit
+        )
 
     def delete(self, execution_id: str) -> None:
         row = self.get(execution_id)

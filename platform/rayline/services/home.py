@@ -31,8 +31,12 @@ _SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 def sqlite_file(settings: Settings) -> Path | None:
     """The database file when the database is SQLite on disk (by default $RAYLINE_HOME/rayline.db)."""
     url = make_url(settings.resolved_database_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" or \
-            url.database.startswith("file:"):
+    if (
+        url.get_backend_name() != "sqlite"
+        or not url.database
+        or url.database == ":memory:"
+        or url.database.startswith("file:")
+    ):
         return None
     return Path(url.database).expanduser().absolute()
 
@@ -74,15 +78,18 @@ def _narrow(path: Path, mode: int, what: str) -> str | None:
     except OSError as error:
         owner = f"owned by uid {info.st_uid}, this user is uid {os.geteuid()}"
         if error.errno == errno.EROFS or os.path.ismount(path):
-            line = (f"{what} ({path}) has mode {current:04o}, wider than {mode:04o}, and cannot be changed here "
-                    f"({error.strerror}; {owner}): it is a mount, whose permissions are the deployment's to set "
-                    "(e.g. a Kubernetes Secret's defaultMode); keeping them.")
+            line = (
+                f"{what} ({path}) has mode {current:04o}, wider than {mode:04o}, and cannot be changed here "
+                f"({error.strerror}; {owner}): it is a mount, whose permissions are the deployment's to set "
+                "(e.g. a Kubernetes Secret's defaultMode); keeping them."
+            )
             logger.warning(line)
             return line
         raise PlatformFailure(
             f"Refusing to start: {what} ({path}) has mode {current:04o}, readable or writable by other users, and "
             f"it cannot be made {mode:04o} ({error.strerror}; {owner}). Run `rayline up` as its owner, or have its "
-            f"owner run `chmod {mode:o} {path}` (or set RAYLINE_HOME to a directory of your own).") from None
+            f"owner run `chmod {mode:o} {path}` (or set RAYLINE_HOME to a directory of your own)."
+        ) from None
     line = f"{what} ({path}) had mode {current:04o}, wider than {mode:04o}: set to {mode:04o}."
     logger.warning(line)
     return line

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ast
+import builtins  # in annotations after a method named list, which shadows the built-in there
 import hashlib
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -52,7 +54,9 @@ def _check_function_defined(source: str, function_path: str, function_name: str)
     try:
         tree = ast.parse(source, filename=function_path)
     except SyntaxError as error:
-        raise InvalidInput(f"function_path {function_path!r} has a syntax error at line {error.lineno}: {error.msg}.") from None
+        raise InvalidInput(
+            f"function_path {function_path!r} has a syntax error at line {error.lineno}: {error.msg}."
+        ) from None
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == function_name:
             return
@@ -60,9 +64,10 @@ def _check_function_defined(source: str, function_path: str, function_name: str)
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             if any(isinstance(t, ast.Name) and t.id == function_name for t in targets):
                 return
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            if any((alias.asname or alias.name.split(".")[0]) == function_name for alias in node.names):
-                return
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
+            (alias.asname or alias.name.split(".")[0]) == function_name for alias in node.names
+        ):
+            return
     raise InvalidInput(f"function_name {function_name!r} is not defined at the top level of {function_path!r}.")
 
 
@@ -72,9 +77,11 @@ def _check_no_shadowing(root: Path) -> None:
     for entry in root.iterdir():
         module = entry.stem if entry.suffix == ".py" else entry.name if entry.is_dir() else None
         if module in sys.stdlib_module_names or module in PLATFORM_MODULES:
-            raise InvalidInput(f"The pipeline folder has {entry.name!r} at its top, which hides Python's own "
-                               f"{module!r} module from the processes that run it; rename it (e.g. "
-                               f"'{module}_step{entry.suffix}') or move it into a sub-folder.")
+            raise InvalidInput(
+                f"The pipeline folder has {entry.name!r} at its top, which hides Python's own "
+                f"{module!r} module from the processes that run it; rename it (e.g. "
+                f"'{module}_step{entry.suffix}') or move it into a sub-folder."
+            )
 
 
 def _requirements(text: str) -> list[str]:
@@ -102,8 +109,10 @@ class PipelineService:
         inputs = parse_input_specs(params.inputs)
         outputs = parse_output_specs(params.outputs)
         if len(archive) > self._settings.max_upload_bytes:
-            raise PayloadTooLarge(f"step_file is {len(archive)} bytes; the limit is {self._settings.max_upload_bytes} "
-                                  "(RAYLINE_MAX_UPLOAD_BYTES). Upload only what the pipeline needs.")
+            raise PayloadTooLarge(
+                f"step_file is {len(archive)} bytes; the limit is {self._settings.max_upload_bytes} "
+                "(RAYLINE_MAX_UPLOAD_BYTES). Upload only what the pipeline needs."
+            )
         with self._db.session() as session:
             if session.get(Pipeline, name) is not None:
                 raise AlreadyExists(f"A pipeline named {name!r} already exists; delete it first or pick another name.")
@@ -123,16 +132,27 @@ class PipelineService:
             write_package_zip(root, package)
         package_uri = self._publish(package)
 
-        row = Pipeline(name=name, function_path=params.function_path, function_name=params.function_name,
-                       description=params.description, inputs=[asdict(i) for i in inputs],
-                       outputs=[asdict(o) for o in outputs], container_config=config,
-                       requirements=requirements, package_uri=package_uri, package_sha256=sha,
-                       status=READY, created_at=utcnow())
+        row = Pipeline(
+            name=name,
+            function_path=params.function_path,
+            function_name=params.function_name,
+            description=params.description,
+            inputs=[asdict(i) for i in inputs],
+            outputs=[asdict(o) for o in outputs],
+            container_config=config,
+            requirements=requirements,
+            package_uri=package_uri,
+            package_sha256=sha,
+            status=READY,
+            created_at=utcnow(),
+        )
         try:
             with self._db.session() as session:
                 session.add(row)
         except IntegrityError:
-            raise AlreadyExists(f"A pipeline named {name!r} already exists; delete it first or pick another name.") from None
+            raise AlreadyExists(
+                f"A pipeline named {name!r} already exists; delete it first or pick another name."
+            ) from None
         return row
 
     def _publish(self, package: Path) -> str:
@@ -171,7 +191,7 @@ class PipelineService:
         with self._db.session() as session:
             return list(session.scalars(select(Pipeline).order_by(Pipeline.created_at.desc())))
 
-    def delete(self, name: str, delete_deployments: Callable[[str], list[dict[str, str]]]) -> dict[str, Any]:
+    def delete(self, name: str, delete_deployments: Callable[[str], builtins.list[dict[str, str]]]) -> dict[str, Any]:
         """Delete a pipeline and its package (after its deployments, through ``delete_deployments``,
         which refuses unless forced). Its past executions stay readable."""
         row = self.get(name)

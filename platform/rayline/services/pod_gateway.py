@@ -21,8 +21,9 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -38,8 +39,17 @@ from rayline.store.record_writer import Event, sql_sink
 POD_FIELDS = {"status", "token_fingerprint", "environment_version", "running_executions", "waiting_executions"}
 POD_STATUSES = {"pending", "running", "failed", "stopping", "stopped"}
 MAX_ID_BLOCK = 1000
-_STARTED_KEYS = {"execution_id", "pipeline_name", "deployment_name", "pod_id", "status", "inputs", "outputs",
-                 "created_at", "start_date"}
+_STARTED_KEYS = {
+    "execution_id",
+    "pipeline_name",
+    "deployment_name",
+    "pod_id",
+    "status",
+    "inputs",
+    "outputs",
+    "created_at",
+    "start_date",
+}
 
 
 def _mac(key: bytes, message: str) -> str:
@@ -63,8 +73,9 @@ class PodGateway:
         return f"execution:{execution_id}:{expires}:{_mac(self._key, f'execution:{execution_id}:{expires}')}"
 
     def check_pod(self, credential: str, deployment_name: str) -> None:
-        if not isinstance(credential, str) or not hmac.compare_digest(credential.encode(),
-                                                                         self.pod_credential(deployment_name).encode()):
+        if not isinstance(credential, str) or not hmac.compare_digest(
+            credential.encode(), self.pod_credential(deployment_name).encode()
+        ):
             raise Unauthorized(f"This credential does not belong to a pod of deployment {deployment_name!r}.")
 
     def _check_execution(self, credential: str, execution_id: str) -> None:
@@ -78,21 +89,34 @@ class PodGateway:
 
     # --- what a pod does ---------------------------------------------------------------------
 
-    def register_pod(self, credential: str, deployment_name: str, pod_id: str, version: int,
-                     dead_pods: list[str]) -> None:
+    def register_pod(
+        self, credential: str, deployment_name: str, pod_id: str, version: int, dead_pods: list[str]
+    ) -> None:
         """A new pod: its row, and the end of what the pods of this deployment that died were
         running (their journals were replayed just before, so finished calls keep their result)."""
         self.check_pod(credential, deployment_name)
         with self._db.session() as session:
-            for pod in session.scalars(select(Pod).where(Pod.deployment_name == deployment_name,
-                                                         Pod.pod_id.in_(dead_pods))):
+            for pod in session.scalars(
+                select(Pod).where(Pod.deployment_name == deployment_name, Pod.pod_id.in_(dead_pods))
+            ):
                 pod.status = "failed"
-            session.merge(Pod(pod_id=pod_id, deployment_name=deployment_name, version=version, status="pending",
-                              started_at=utcnow(), updated_at=utcnow()))
-            stale = session.scalars(select(store.Execution).where(
-                store.Execution.deployment_name == deployment_name,
-                store.Execution.pod_id.in_(dead_pods),
-                store.Execution.status.in_(store.UNFINISHED_STATUSES)))
+            session.merge(
+                Pod(
+                    pod_id=pod_id,
+                    deployment_name=deployment_name,
+                    version=version,
+                    status="pending",
+                    started_at=utcnow(),
+                    updated_at=utcnow(),
+                )
+            )
+            stale = session.scalars(
+                select(store.Execution).where(
+                    store.Execution.deployment_name == deployment_name,
+                    store.Execution.pod_id.in_(dead_pods),
+                    store.Execution.status.in_(store.UNFINISHED_STATUSES),
+                )
+            )
             for execution in stale:
                 execution.status, execution.end_date = store.ERROR, utcnow()
                 execution.error = "The pod running this execution stopped (crashed or was replaced) before it ended."
@@ -120,37 +144,48 @@ class PodGateway:
         environment variables (their values only when their version is not the one it has)."""
         self.check_pod(credential, deployment_name)
         with self._db.session() as session:
-            row = session.execute(select(Deployment.endpoint_token_hash, Deployment.is_enabled)
-                                  .where(Deployment.name == deployment_name)).first()
+            row = session.execute(
+                select(Deployment.endpoint_token_hash, Deployment.is_enabled).where(Deployment.name == deployment_name)
+            ).first()
             version = environment_store.version(session)
-            values = (environment_store.load(session, self._open) if version != known_environment_version
-                      else None)
-        return {"token_hash": row.endpoint_token_hash if row is not None else None,
-                "refusing": "deleted" if row is None else (None if row.is_enabled else "disabled"),
-                "environment_version": version, "environment": values}
+            values = environment_store.load(session, self._open) if version != known_environment_version else None
+        return {
+            "token_hash": row.endpoint_token_hash if row is not None else None,
+            "refusing": "deleted" if row is None else (None if row.is_enabled else "disabled"),
+            "environment_version": version,
+            "environment": values,
+        }
 
     def write(self, credential: str, deployment_name: str, events: list[Event], replaying: bool = False) -> None:
         """Apply a pod's batch of records, each checked to be this deployment's."""
         self.check_pod(credential, deployment_name)
         with self._db.session() as session:
-            deployment = session.execute(select(Deployment.pipeline_name, Deployment.created_at)
-                                         .where(Deployment.name == deployment_name)).first()
-            checked = [_checked(event, deployment_name, deployment.pipeline_name if deployment else None)
-                       for event in events]
+            deployment = session.execute(
+                select(Deployment.pipeline_name, Deployment.created_at).where(Deployment.name == deployment_name)
+            ).first()
+            checked = [
+                _checked(event, deployment_name, deployment.pipeline_name if deployment else None) for event in events
+            ]
             # The executions the events end or add to: this deployment's (not a pipeline run, nor one of
             # a deleted deployment of the same name), or started in this very batch.
             started = {e["row"]["execution_id"] for e in checked if e["kind"] == "started"}
-            touched = {e.get("execution_id") or e["row"]["execution_id"] for e in checked
-                       if e["kind"] in ("finished", "execution_log", "files")} - started
+            touched = {
+                e.get("execution_id") or e["row"]["execution_id"]
+                for e in checked
+                if e["kind"] in ("finished", "execution_log", "files")
+            } - started
             if touched:
                 owned = select(store.Execution.execution_id).where(
-                    store.Execution.execution_id.in_(touched), store.Execution.deployment_name == deployment_name)
+                    store.Execution.execution_id.in_(touched), store.Execution.deployment_name == deployment_name
+                )
                 if deployment is not None:
                     owned = owned.where(store.Execution.created_at >= deployment.created_at)
                 foreign = touched - set(session.scalars(owned))
                 if foreign:
-                    raise InvalidInput(f"A pod of {deployment_name!r} may not write the records of "
-                                       f"{sorted(foreign)[:3]}: they are not its deployment's executions.")
+                    raise InvalidInput(
+                        f"A pod of {deployment_name!r} may not write the records of "
+                        f"{sorted(foreign)[:3]}: they are not its deployment's executions."
+                    )
         try:
             self._sink(checked, replaying)
         except IntegrityError as error:  # e.g. a log line of an execution deleted meanwhile: not retried
@@ -158,8 +193,9 @@ class PodGateway:
 
     # --- what an elastic worker does ---------------------------------------------------------
 
-    def append_execution_logs(self, credential: str, execution_id: str,
-                              records: list[tuple[datetime, str, str]]) -> None:
+    def append_execution_logs(
+        self, credential: str, execution_id: str, records: list[tuple[datetime, str, str]]
+    ) -> None:
         self._check_execution(credential, execution_id)
         with self._db.session() as session:
             status = session.scalar(select(store.Execution.status).where(store.Execution.execution_id == execution_id))
@@ -174,18 +210,28 @@ def _checked(event: Event, deployment_name: str, pipeline_name: str | None) -> E
     kind = event.get("kind")
     row = event.get("row") or {}
     if kind == "started":
-        ok = (set(row) <= _STARTED_KEYS and row.get("deployment_name") == deployment_name
-              and row.get("pipeline_name") == pipeline_name and row.get("status") == store.RUNNING
-              and own_id.fullmatch(str(row.get("execution_id"))))
+        ok = (
+            set(row) <= _STARTED_KEYS
+            and row.get("deployment_name") == deployment_name
+            and row.get("pipeline_name") == pipeline_name
+            and row.get("status") == store.RUNNING
+            and own_id.fullmatch(str(row.get("execution_id")))
+        )
     elif kind == "execution_log":
-        ok = own_id.fullmatch(str(row.get("execution_id"))) and set(row) == {"execution_id", "timestamp", "stream",
-                                                                             "message"}
+        ok = own_id.fullmatch(str(row.get("execution_id"))) and set(row) == {
+            "execution_id",
+            "timestamp",
+            "stream",
+            "message",
+        }
     elif kind == "deployment_log":
         ok = row.get("deployment_name") == deployment_name and row.get("type") == "deployment"
     elif kind == "finished":
-        ok = (own_id.fullmatch(str(event.get("execution_id")))
-              and event.get("values", {}).get("status") in store.FINAL_STATUSES
-              and set(event["values"]) <= {"status", "end_date", "error", "outputs"})
+        ok = (
+            own_id.fullmatch(str(event.get("execution_id")))
+            and event.get("values", {}).get("status") in store.FINAL_STATUSES
+            and set(event["values"]) <= {"status", "end_date", "error", "outputs"}
+        )
     elif kind == "files":
         ok = own_id.fullmatch(str(event.get("execution_id"))) and event.get("direction") in ("input", "output")
     else:

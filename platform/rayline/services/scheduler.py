@@ -31,18 +31,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 
 from rayline.domain.schedules import as_utc, due_times_between, next_due
-from rayline.store.db import Database
+from rayline.store.db import Database, rowcount
 from rayline.store.models import Deployment, DeploymentLog, utcnow
 
 log = logging.getLogger(__name__)
 
-_deployments = Deployment.__table__
+_deployments = cast(Table, Deployment.__table__)  # typed as the FromClause of any mapped class
 MAX_COUNTED_MISSES = 1000  # counting the misses of '* * * * *' over a month-long outage is pointless
 
 StartFn = Callable[[str, datetime, bool], None]
@@ -96,8 +97,9 @@ class Scheduler:
                 started.append(outcome)
         return started
 
-    def _due(self, name: str, schedule: str, next_run_at: datetime | None,
-             now: datetime) -> tuple[str, datetime, bool] | None:
+    def _due(
+        self, name: str, schedule: str, next_run_at: datetime | None, now: datetime
+    ) -> tuple[str, datetime, bool] | None:
         following = next_due(schedule, now)
         if next_run_at is None:
             # First sight (new, or rescheduled without a time): the first due time is in the
@@ -113,8 +115,11 @@ class Scheduler:
         except Exception as error:
             log.exception("Starting the execution of %r due at %s failed", name, next_run_at)
             what = "catch-up execution" if catch_up else "execution"
-            self._write_log(name, f"Could not start the {what} due at {_iso(next_run_at)}: "
-                                  f"{type(error).__name__}: {error}", "stderr")
+            self._write_log(
+                name,
+                f"Could not start the {what} due at {_iso(next_run_at)}: {type(error).__name__}: {error}",
+                "stderr",
+            )
             return None
         if catch_up:
             self._write_log(name, lambda: self._catch_up_message(schedule, next_run_at, now), "stdout")
@@ -124,8 +129,10 @@ class Scheduler:
     def _catch_up_message(schedule: str, first_missed: datetime, now: datetime) -> str:
         missed = due_times_between(schedule, first_missed, now, MAX_COUNTED_MISSES)
         count = f"{missed}+" if missed >= MAX_COUNTED_MISSES else str(missed)
-        return (f"Missed {count} due times while the platform was down (since {_iso(first_missed)}); "
-                f"started one catch-up execution.")
+        return (
+            f"Missed {count} due times while the platform was down (since {_iso(first_missed)}); "
+            f"started one catch-up execution."
+        )
 
     def _claim(self, name: str, schedule: str, due: datetime | None, following: datetime) -> bool:
         # The whole of exactly-once (see the module docstring): one statement, in its own short
@@ -134,10 +141,15 @@ class Scheduler:
         with self._db.session() as session:
             result = session.execute(
                 update(_deployments)
-                .where(_deployments.c.name == name, current, _deployments.c.schedule == schedule,
-                       _is_periodic_and_enabled())
-                .values(next_run_at=following))
-            return result.rowcount == 1
+                .where(
+                    _deployments.c.name == name,
+                    current,
+                    _deployments.c.schedule == schedule,
+                    _is_periodic_and_enabled(),
+                )
+                .values(next_run_at=following)
+            )
+            return rowcount(result) == 1
 
     def _write_log(self, name: str, message: str | Callable[[], str], stream: str) -> None:
         try:
@@ -147,8 +159,16 @@ class Scheduler:
 
     def _insert_log(self, name: str, message: str, stream: str) -> None:
         with self._db.session() as session:
-            session.add(DeploymentLog(deployment_name=name, timestamp=utcnow(), stream=stream,
-                                      message=message, pod_id=None, type="deployment"))
+            session.add(
+                DeploymentLog(
+                    deployment_name=name,
+                    timestamp=utcnow(),
+                    stream=stream,
+                    message=message,
+                    pod_id=None,
+                    type="deployment",
+                )
+            )
 
     def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
         """Tick every ``interval_s`` until ``stop`` is set (run it in a thread). A due time is

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from rayline.store.db import Database
+from rayline.store.db import Database, rowcount
 from rayline.store.executions import take_numbers
 from rayline.store.models import Counter, EnvironmentVariable, utcnow
 
@@ -33,6 +33,6 @@ def put(db: Database, sealed: dict[str, str]) -> int:
 def remove(db: Database, name: str) -> int | None:
     """Delete one variable; returns the new version, or None when there was no such variable."""
     with db.session() as session:
-        if not session.execute(delete(EnvironmentVariable).where(EnvironmentVariable.name == name)).rowcount:
+        if not rowcount(session.execute(delete(EnvironmentVariable).where(EnvironmentVariable.name == name))):
             return None
     return take_numbers(db, VERSION_COUNTER)[-1]

@@ -7,8 +7,9 @@ plane's crash report can race).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from rayline.domain.files import FileValue
 from rayline.errors import InvalidInput
-from rayline.store.db import Database
+from rayline.store.db import Database, rowcount
 from rayline.store.models import Counter, Execution, ExecutionFile, ExecutionLog, utcnow
 
 PENDING, RUNNING, SUCCEEDED, FAILED, ERROR = "Pending", "Running", "Succeeded", "Failed", "Error"
@@ -30,9 +31,10 @@ def take_numbers(db: Database, counter: str, count: int = 1) -> range:
     for _ in range(5):
         try:
             with db.session() as session:
-                bumped = session.execute(update(Counter).where(Counter.name == counter)
-                                         .values(value=Counter.value + count))
-                if bumped.rowcount == 0:
+                bumped = session.execute(
+                    update(Counter).where(Counter.name == counter).values(value=Counter.value + count)
+                )
+                if rowcount(bumped) == 0:
                     session.add(Counter(name=counter, value=count))
                     last = count
                 else:
@@ -47,25 +49,42 @@ def execution_counter(name_prefix: str) -> str:
     return f"execution:{name_prefix}"
 
 
-def create_execution(db: Database, *, name_prefix: str, pipeline_name: str, deployment_name: str | None,
-                     inputs: list[dict[str, Any]]) -> Execution:
+def create_execution(
+    db: Database, *, name_prefix: str, pipeline_name: str, deployment_name: str | None, inputs: list[dict[str, Any]]
+) -> Execution:
     execution_id = f"{name_prefix}-{take_numbers(db, execution_counter(name_prefix))[0]}"
     with db.session() as session:
-        row = Execution(execution_id=execution_id, pipeline_name=pipeline_name, deployment_name=deployment_name,
-                        status=PENDING, inputs=inputs, outputs=[], created_at=utcnow())
+        row = Execution(
+            execution_id=execution_id,
+            pipeline_name=pipeline_name,
+            deployment_name=deployment_name,
+            status=PENDING,
+            inputs=inputs,
+            outputs=[],
+            created_at=utcnow(),
+        )
         session.add(row)
     return row
 
 
 def mark_running(db: Database, execution_id: str) -> None:
     with db.session() as session:
-        session.execute(update(Execution).where(Execution.execution_id == execution_id,
-                                                Execution.status == PENDING)
-                        .values(status=RUNNING, start_date=utcnow()))
+        session.execute(
+            update(Execution)
+            .where(Execution.execution_id == execution_id, Execution.status == PENDING)
+            .values(status=RUNNING, start_date=utcnow())
+        )
 
 
-def finish(db: Database, execution_id: str, status: str, *, outputs: list[dict[str, Any]] | None = None,
-           error: str | None = None, start_date: datetime | None = None) -> bool:
+def finish(
+    db: Database,
+    execution_id: str,
+    status: str,
+    *,
+    outputs: list[dict[str, Any]] | None = None,
+    error: str | None = None,
+    start_date: datetime | None = None,
+) -> bool:
     """Record the end of an execution, unless it already ended. Returns whether this call did."""
     values: dict[str, Any] = {"status": status, "end_date": utcnow(), "error": error}
     if outputs is not None:
@@ -73,15 +92,19 @@ def finish(db: Database, execution_id: str, status: str, *, outputs: list[dict[s
     if start_date is not None:  # when the code really started, as its worker saw it
         values["start_date"] = start_date
     with db.session() as session:
-        done = session.execute(update(Execution).where(Execution.execution_id == execution_id,
-                                                       Execution.status.in_(UNFINISHED_STATUSES))
-                               .values(**values))
-        return done.rowcount == 1
+        done = session.execute(
+            update(Execution)
+            .where(Execution.execution_id == execution_id, Execution.status.in_(UNFINISHED_STATUSES))
+            .values(**values)
+        )
+        return rowcount(done) == 1
 
 
 def append_logs(db: Database, execution_id: str, records: Iterable[tuple[datetime, str, str]]) -> None:
-    rows = [{"execution_id": execution_id, "timestamp": ts, "stream": stream, "message": message}
-            for ts, stream, message in records]
+    rows = [
+        {"execution_id": execution_id, "timestamp": ts, "stream": stream, "message": message}
+        for ts, stream, message in records
+    ]
     if rows:
         with db.session() as session:
             session.execute(insert(ExecutionLog), rows)
@@ -91,15 +114,18 @@ def save_files(session: Session, execution_id: str, direction: str, files: dict[
     """Keep the ``FileValue`` among ``files`` (by input or output name) with the execution."""
     for name, value in files.items():
         if isinstance(value, FileValue):
-            session.merge(ExecutionFile(execution_id=execution_id, direction=direction, name=name,
-                                        filename=value.filename, data=value.data))
+            session.merge(
+                ExecutionFile(
+                    execution_id=execution_id, direction=direction, name=name, filename=value.filename, data=value.data
+                )
+            )
 
 
 def delete_files_ended_before(db: Database, cutoff: datetime) -> int:
     """Drop the kept files of executions that ended before ``cutoff`` (their records stay)."""
     ended = select(Execution.execution_id).where(Execution.end_date < cutoff)
     with db.session() as session:
-        return session.execute(delete(ExecutionFile).where(ExecutionFile.execution_id.in_(ended))).rowcount or 0
+        return rowcount(session.execute(delete(ExecutionFile).where(ExecutionFile.execution_id.in_(ended)))) or 0
 
 
 def load_file(db: Database, execution_id: str, direction: str, name: str) -> FileValue | None:
@@ -115,16 +141,20 @@ def get(session: Session, execution_id: str) -> Execution | None:
 def end_unfinished_executions(db: Database, reason: str) -> int:
     """End as Error every execution still Pending or Running (none can be, on a new cluster)."""
     with db.session() as session:
-        done = session.execute(update(Execution).where(Execution.status.in_(UNFINISHED_STATUSES))
-                               .values(status=ERROR, end_date=utcnow(), error=reason))
-        return done.rowcount
+        done = session.execute(
+            update(Execution)
+            .where(Execution.status.in_(UNFINISHED_STATUSES))
+            .values(status=ERROR, end_date=utcnow(), error=reason)
+        )
+        return rowcount(done)
 
 
 MAX_LOG_LIMIT = 10_000
 
 
-def log_window(db: Database, model: Any, owner: Any, from_ts: datetime | None, to_ts: datetime | None,
-               limit: int | None) -> list[Any]:
+def log_window(
+    db: Database, model: Any, owner: Any, from_ts: datetime | None, to_ts: datetime | None, limit: int | None
+) -> list[Any]:
     """Log rows of one owner (``owner`` is a where-clause), oldest first, within the bounds."""
     if limit is not None and (limit <= 0 or limit > MAX_LOG_LIMIT):
         raise InvalidInput(f"limit must be between 1 and {MAX_LOG_LIMIT}.")

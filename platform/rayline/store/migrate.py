@@ -44,16 +44,21 @@ def upgrade(db: Database) -> None:
 def _adopt(context: MigrationContext) -> None:
     """A database made just before migrations (its tables, no revision) is the first revision,
     if its schema is that one: anything older cannot be upgraded."""
-    differences = [d for d in compare_metadata(context, Base.metadata)
-                   if not (d[0] == "add_table" and d[1].name in ADDED_SINCE)
-                   and not (d[0] == "add_index" and d[1].table.name in ADDED_SINCE)]
+    differences = [
+        d
+        for d in compare_metadata(context, Base.metadata)
+        if not (d[0] == "add_table" and d[1].name in ADDED_SINCE)
+        and not (d[0] == "add_index" and d[1].table.name in ADDED_SINCE)
+    ]
     if differences:
         raise PlatformFailure(
             "The database holds Rayline tables older than its first migration; they cannot be upgraded. Move it "
-            "aside (e.g. delete $RAYLINE_HOME/rayline.db) and start again.")
+            "aside (e.g. delete $RAYLINE_HOME/rayline.db) and start again."
+        )
 
 
-def head_revision() -> str:
+def head_revision() -> str | None:
+    """The newest migration's revision (None only for a folder without migrations)."""
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
@@ -10,7 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -19,11 +19,11 @@ class UTCDateTime(TypeDecorator):
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return value.replace(tzinfo=timezone.utc) if value is not None else None
+        return value.replace(tzinfo=UTC) if value is not None else None
 
 
 class Base(DeclarativeBase):
@@ -90,8 +90,7 @@ class Execution(Base):
 class ExecutionLog(Base):
     __tablename__ = "execution_logs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    execution_id: Mapped[str] = mapped_column(
-        String(160), ForeignKey("executions.execution_id", ondelete="CASCADE"))
+    execution_id: Mapped[str] = mapped_column(String(160), ForeignKey("executions.execution_id", ondelete="CASCADE"))
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
     stream: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
@@ -104,7 +103,8 @@ class ExecutionFile(Base):
 
     __tablename__ = "execution_files"
     execution_id: Mapped[str] = mapped_column(
-        String(160), ForeignKey("executions.execution_id", ondelete="CASCADE"), primary_key=True)
+        String(160), ForeignKey("executions.execution_id", ondelete="CASCADE"), primary_key=True
+    )
     direction: Mapped[str] = mapped_column(String(8), primary_key=True)  # "input" or "output"
     name: Mapped[str] = mapped_column(String(255), primary_key=True)  # the pipeline input's or output's name
     filename: Mapped[str] = mapped_column(String(255))

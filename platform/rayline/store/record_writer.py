@@ -24,9 +24,10 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -54,12 +55,20 @@ def _decode_times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {**row, **{k: datetime.fromisoformat(row[k]) for k in keys if isinstance(row.get(k), str)}}
 
 
-_FINISH = (update(Execution)
-           # Plain comparisons: an IN list cannot be part of a multi-row (executemany) statement.
-           .where(Execution.execution_id == bindparam("b_execution_id"),
-                  or_(Execution.status == store.PENDING, Execution.status == store.RUNNING))
-           .values(status=bindparam("b_status"), end_date=bindparam("b_end_date"), error=bindparam("b_error"),
-                   outputs=bindparam("b_outputs")))
+_FINISH = (
+    update(Execution)
+    # Plain comparisons: an IN list cannot be part of a multi-row (executemany) statement.
+    .where(
+        Execution.execution_id == bindparam("b_execution_id"),
+        or_(Execution.status == store.PENDING, Execution.status == store.RUNNING),
+    )
+    .values(
+        status=bindparam("b_status"),
+        end_date=bindparam("b_end_date"),
+        error=bindparam("b_error"),
+        outputs=bindparam("b_outputs"),
+    )
+)
 
 
 def apply_batch(session: Session, events: list[Event], replaying: bool = False) -> None:
@@ -71,8 +80,13 @@ def apply_batch(session: Session, events: list[Event], replaying: bool = False) 
         by_kind.setdefault(event["kind"], []).append(event)
     starts = [_decode_times(e["row"], "created_at", "start_date") for e in by_kind.get("started", [])]
     if replaying and starts:
-        known = set(session.scalars(select(Execution.execution_id).where(
-            Execution.execution_id.in_([row["execution_id"] for row in starts]))))
+        known = set(
+            session.scalars(
+                select(Execution.execution_id).where(
+                    Execution.execution_id.in_([row["execution_id"] for row in starts])
+                )
+            )
+        )
         starts = [row for row in starts if row["execution_id"] not in known]
     if starts:
         session.execute(insert(Execution), starts)
@@ -80,9 +94,16 @@ def apply_batch(session: Session, events: list[Event], replaying: bool = False) 
         rows = [_decode_times(e["row"], "timestamp") for e in by_kind.get(kind, [])]
         if rows:
             session.execute(insert(table), rows)
-    ends = [{"b_execution_id": e["execution_id"], "b_status": e["values"]["status"],
-             "b_end_date": _decode_times(e["values"], "end_date")["end_date"], "b_error": e["values"].get("error"),
-             "b_outputs": e["values"].get("outputs", [])} for e in by_kind.get("finished", [])]
+    ends = [
+        {
+            "b_execution_id": e["execution_id"],
+            "b_status": e["values"]["status"],
+            "b_end_date": _decode_times(e["values"], "end_date")["end_date"],
+            "b_error": e["values"].get("error"),
+            "b_outputs": e["values"].get("outputs", []),
+        }
+        for e in by_kind.get("finished", [])
+    ]
     if ends:
         session.connection().execute(_FINISH, ends)
 
@@ -136,12 +157,14 @@ class Journal:
 
 def sql_sink(db: Database) -> Sink:
     """Events written straight to SQL (``kind == "files"`` events keep file values)."""
+
     def write(events: list[Event], replaying: bool = False) -> None:
         with db.session() as session:
             apply_batch(session, [e for e in events if e["kind"] != "files"], replaying=replaying)
             for event in events:
                 if event["kind"] == "files":
                     store.save_files(session, event["execution_id"], event["direction"], event["files"])
+
     return write
 
 
@@ -193,8 +216,9 @@ def replay_all_orphans(db: Database, root: Path) -> None:
 
 
 class RecordWriter:
-    def __init__(self, sink: Sink, journal_path: Path | None = None, interval_s: float = 0.05,
-                 max_batch: int = 2000) -> None:
+    def __init__(
+        self, sink: Sink, journal_path: Path | None = None, interval_s: float = 0.05, max_batch: int = 2000
+    ) -> None:
         self._sink = sink
         self._journal = Journal(journal_path) if journal_path else None
         self._seq = 0
@@ -215,30 +239,64 @@ class RecordWriter:
 
     # --- what callers record -------------------------------------------------------------------
 
-    def execution_started(self, execution_id: str, pipeline_name: str, deployment_name: str,
-                          inputs: list[dict[str, Any]], started_at: datetime, pod_id: str | None = None) -> None:
-        self._put({"kind": "started", "row": {
-            "execution_id": execution_id, "pipeline_name": pipeline_name, "deployment_name": deployment_name,
-            "pod_id": pod_id,
-            "status": store.RUNNING, "inputs": inputs, "outputs": [], "created_at": started_at,
-            "start_date": started_at}})
+    def execution_started(
+        self,
+        execution_id: str,
+        pipeline_name: str,
+        deployment_name: str,
+        inputs: list[dict[str, Any]],
+        started_at: datetime,
+        pod_id: str | None = None,
+    ) -> None:
+        self._put(
+            {
+                "kind": "started",
+                "row": {
+                    "execution_id": execution_id,
+                    "pipeline_name": pipeline_name,
+                    "deployment_name": deployment_name,
+                    "pod_id": pod_id,
+                    "status": store.RUNNING,
+                    "inputs": inputs,
+                    "outputs": [],
+                    "created_at": started_at,
+                    "start_date": started_at,
+                },
+            }
+        )
 
-    def execution_finished(self, execution_id: str, status: str, outputs: list[dict[str, Any]] | None,
-                           error: str | None) -> None:
+    def execution_finished(
+        self, execution_id: str, status: str, outputs: list[dict[str, Any]] | None, error: str | None
+    ) -> None:
         values: dict[str, Any] = {"status": status, "end_date": utcnow(), "error": error}
         if outputs is not None:
             values["outputs"] = outputs
         self._put({"kind": "finished", "execution_id": execution_id, "values": values})
 
     def execution_log(self, execution_id: str, stream: str, message: str) -> None:
-        self._put({"kind": "execution_log", "row": {"execution_id": execution_id, "timestamp": utcnow(),
-                                                     "stream": stream, "message": message}})
+        self._put(
+            {
+                "kind": "execution_log",
+                "row": {"execution_id": execution_id, "timestamp": utcnow(), "stream": stream, "message": message},
+            }
+        )
 
-    def deployment_log(self, deployment_name: str, message: str, stream: str = "stdout",
-                       pod_id: str | None = None) -> None:
-        self._put({"kind": "deployment_log", "row": {"deployment_name": deployment_name, "timestamp": utcnow(),
-                                                      "stream": stream, "message": message, "pod_id": pod_id,
-                                                      "type": "deployment"}})
+    def deployment_log(
+        self, deployment_name: str, message: str, stream: str = "stdout", pod_id: str | None = None
+    ) -> None:
+        self._put(
+            {
+                "kind": "deployment_log",
+                "row": {
+                    "deployment_name": deployment_name,
+                    "timestamp": utcnow(),
+                    "stream": stream,
+                    "message": message,
+                    "pod_id": pod_id,
+                    "type": "deployment",
+                },
+            }
+        )
 
     def files(self, execution_id: str, direction: str, files: dict[str, Any]) -> None:
         """Input or output files of an execution: not journaled (too big for a journal line)."""
