@@ -195,3 +195,13 @@ def test_environment_variables_are_checked_and_a_deleted_one_gets_its_original_v
     assert environ == {"LANG": "C", "MODE": "green"}  # the process's own LANG is back
     apply({}, {"MODE": "green"}, environ, originals)
     assert environ == {"LANG": "C"}
+
+
+def test_form_keys_become_lists_only_for_exactly_0_to_n_minus_1():
+    from rayline.domain.forms import unflatten
+
+    assert unflatten([("a[0]", "x"), ("a[1]", "y")]) == {"a": ["x", "y"]}
+    # Found by fuzzing: "00" and other digits int() reads ("²") were a KeyError/ValueError, a 500.
+    assert unflatten([("inputs[00]", "x")]) == {"inputs": {"00": "x"}}
+    assert unflatten([("a[²]", "x")]) == {"a": {"²": "x"}}
+    assert unflatten([("a[1]", "x")]) == {"a": {"1": "x"}}

@@ -49,6 +49,7 @@ async def read_inputs(request: Request, max_body_bytes: int) -> dict[str, Any]:
     """Raises InvalidInput (400) or PayloadTooLarge (413) before anything is recorded."""
     body = await _bounded_body(request, max_body_bytes)
     if request.headers.get("content-type", "").startswith(_FORMS):
+
         async def replay() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
 
@@ -68,11 +69,14 @@ async def read_inputs(request: Request, max_body_bytes: int) -> dict[str, Any]:
     try:
         inputs = json.loads(body)
     except RecursionError:
-        raise InvalidInput("The body is nested too deeply to be read: send a JSON object of inputs nested at "
-                           "most a few hundred levels deep.") from None
+        raise InvalidInput(
+            "The body is nested too deeply to be read: send a JSON object of inputs nested at "
+            "most a few hundred levels deep."
+        ) from None
     except ValueError as error:
-        raise InvalidInput(f"The body must be a JSON object of inputs ({error}), or multipart/form-data "
-                           "when sending files.") from None
+        raise InvalidInput(
+            f"The body must be a JSON object of inputs ({error}), or multipart/form-data when sending files."
+        ) from None
     if not isinstance(inputs, dict):
         raise InvalidInput("The body must be a JSON object of input name to value.")
     return inputs
@@ -89,7 +93,11 @@ def output_response(execution_id: str, output: dict[str, Any]) -> Response:
 def file_response(execution_id: str, value: FileValue) -> Response:
     # A header is Latin-1: an ASCII name for every client, the real one (RFC 6266) for the others.
     ascii_name = re.sub(r"[^\w.\- ]", "_", value.filename, flags=re.ASCII) or "output"
-    return Response(value.data, media_type="application/octet-stream",
-                    headers={EXECUTION_ID_HEADER: execution_id,
-                             "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; "
-                                                    f"filename*=UTF-8''{quote(value.filename)}"})
+    return Response(
+        value.data,
+        media_type="application/octet-stream",
+        headers={
+            EXECUTION_ID_HEADER: execution_id,
+            "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(value.filename)}",
+        },
+    )

@@ -28,8 +28,8 @@ Limits by route (the first that matches):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -60,19 +60,29 @@ class BodyLimit:
 
 def body_limits(settings, api_prefix: str) -> Callable[[str, str], BodyLimit]:
     """``(method, path) -> BodyLimit`` for the control plane's routes."""
-    json_limit = BodyLimit(JSON_BODY_BYTES, "a JSON API request",
-                           "Send less in one request; files go as file inputs (multipart), to "
-                           "run_pipeline or to an endpoint.")
-    upload = BodyLimit(settings.max_upload_bytes + FORM_OVERHEAD_BYTES, "a pipeline upload "
-                       f"(RAYLINE_MAX_UPLOAD_BYTES, {settings.max_upload_bytes}, plus {FORM_OVERHEAD_BYTES} "
-                       "for the form's fields)",
-                       "Upload only what the pipeline needs (container_config['included_folders']), or "
-                       "raise RAYLINE_MAX_UPLOAD_BYTES on the platform.")
-    files = BodyLimit(settings.max_file_bytes, "a request carrying inputs (RAYLINE_MAX_FILE_BYTES)",
-                      "Send smaller files, or raise RAYLINE_MAX_FILE_BYTES on the platform.")
+    json_limit = BodyLimit(
+        JSON_BODY_BYTES,
+        "a JSON API request",
+        "Send less in one request; files go as file inputs (multipart), to run_pipeline or to an endpoint.",
+    )
+    upload = BodyLimit(
+        settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        "a pipeline upload "
+        f"(RAYLINE_MAX_UPLOAD_BYTES, {settings.max_upload_bytes}, plus {FORM_OVERHEAD_BYTES} "
+        "for the form's fields)",
+        "Upload only what the pipeline needs (container_config['included_folders']), or "
+        "raise RAYLINE_MAX_UPLOAD_BYTES on the platform.",
+    )
+    files = BodyLimit(
+        settings.max_file_bytes,
+        "a request carrying inputs (RAYLINE_MAX_FILE_BYTES)",
+        "Send smaller files, or raise RAYLINE_MAX_FILE_BYTES on the platform.",
+    )
     prefix = re.escape(api_prefix)
-    file_routes = re.compile(rf"{prefix}/pipelines/[^/]+/run|{prefix}/deployments/[^/]+/executions"
-                             r"|/endpoints/(?!v1/)[^/]+")
+    file_routes = re.compile(
+        rf"{prefix}/pipelines/[^/]+/run|{prefix}/deployments/[^/]+/executions"
+        r"|/endpoints/(?!v1/)[^/]+"
+    )
 
     def limit_for(method: str, path: str) -> BodyLimit:
         path = path.rstrip("/")
@@ -89,7 +99,7 @@ def body_limits(settings, api_prefix: str) -> Callable[[str, str], BodyLimit]:
 def route_path(scope: Scope) -> str:
     """The path the routes match, without the app's ``root_path``."""
     path, root = scope["path"], scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 class _BodyTooLarge(PayloadTooLarge):
@@ -105,8 +115,12 @@ class RequestGuard:
     """See the module's docstring. ``refusal(scope)`` says why a request may not be read at all
     (e.g. ``Unauthorized``), or None."""
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str, str], BodyLimit],
-                 refusal: Callable[[Scope], RaylineError | None] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_for: Callable[[str, str], BodyLimit],
+        refusal: Callable[[Scope], RaylineError | None] | None = None,
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
         self.refusal = refusal
@@ -159,8 +173,9 @@ class RequestGuard:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await _answer(PayloadTooLarge(limit.problem(received, complete=False)), scope, receive, send,
-                          close_after(received))
+            await _answer(
+                PayloadTooLarge(limit.problem(received, complete=False)), scope, receive, send, close_after(received)
+            )
 
 
 async def _answer(error: RaylineError, scope: Scope, receive: Receive, send: Send, close: bool) -> None:

@@ -37,10 +37,9 @@ def _lists(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     converted = {key: _lists(value) for key, value in node.items()}
-    if converted and all(key.isdigit() for key in converted):
-        indexes = sorted(int(key) for key in converted)
-        if indexes == list(range(len(indexes))):
-            return [converted[str(i)] for i in indexes]
+    # Exactly the keys "0".."n-1": not "00" nor other Unicode digits ("²"), which int() reads too.
+    if converted and set(converted) == {str(i) for i in range(len(converted))}:
+        return [converted[str(i)] for i in range(len(converted))]
     return converted
 
 

@@ -16,17 +16,46 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from rayline.api.auth import ENDPOINT_TOKEN_SCHEME
 from rayline.api.context import AppContext, get_context
+from rayline.api.errors import error_responses
 from rayline.api.http_io import file_response, output_response, read_inputs
+from rayline.api.routes.executions import FILE_CONTENT, FILE_HEADERS
+from rayline.api.routes.pipelines import INPUTS_BODY
+from rayline.api.schemas import EndpointOutput, EndpointResult, EndpointStillRunning
 from rayline.domain.deployments import failure_for_caller, is_timed_out
-from rayline.domain.mappings import returned_files, returned_outputs
 from rayline.domain.files import FileValue
+from rayline.domain.mappings import returned_files, returned_outputs
 from rayline.domain.tokens import ENDPOINT_TOKEN_REFUSED, generate_token, hash_token, token_matches
 from rayline.errors import NotFound, Unauthorized
 from rayline.store.executions import FINAL_STATUSES, SUCCEEDED
 from rayline.store.models import Deployment, Execution
 
-router = APIRouter(tags=["endpoints"])
+router = APIRouter(tags=["endpoints"], dependencies=[Depends(ENDPOINT_TOKEN_SCHEME)])
+
+_LOCATION = {"Location": {"description": "The result URL.", "schema": {"type": "string"}}}
+_FAILED = error_responses(
+    500, 504, s500="The execution failed (ExecutionFailed, with its execution_id), or the platform did (InternalError)."
+)
+CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The outputs, or the file itself when the endpoint's output is a file.",
+        "content": {"application/json": {"schema": EndpointOutput.model_json_schema()}, **FILE_CONTENT},
+        "headers": FILE_HEADERS,
+    },
+    303: {
+        "model": EndpointStillRunning,
+        "description": "Still running after RAYLINE_ENDPOINT_WAIT_S: the result is at Location.",
+        "headers": _LOCATION,
+    },
+    **error_responses(400, 401, 413, 503),
+    **_FAILED,
+}
+RESULT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    307: {"description": "Still running: ask again (the same URL).", "headers": _LOCATION},
+    **error_responses(401, 404),
+    **_FAILED,
+}
 
 
 # What an unknown path's "token" is compared with, so that a missing endpoint takes as long to
@@ -38,15 +67,19 @@ def _authorized(context: AppContext, path: str, token: str | None) -> Deployment
     """The deployment at ``path`` when ``token`` is its token; else 401, the same for a path where
     no deployment is (never a 404 that would tell which paths exist)."""
     row = context.deployments.find_by_path(path)
-    valid = context.deployments.check_endpoint_token(row, token) if row is not None else \
-        token_matches(token, _UNKNOWN_PATH_HASH)
+    valid = (
+        context.deployments.check_endpoint_token(row, token)
+        if row is not None
+        else token_matches(token, _UNKNOWN_PATH_HASH)
+    )
     if row is None or not valid:
         raise Unauthorized(ENDPOINT_TOKEN_REFUSED, scheme="EndpointToken")
     return row
 
 
-async def _own_execution(context: AppContext, row: Deployment, path: str, execution_id: str,
-                         hold_s: float) -> Execution:
+async def _own_execution(
+    context: AppContext, row: Deployment, path: str, execution_id: str, hold_s: float
+) -> Execution:
     """The execution if it is one of this endpoint's, held up to ``hold_s`` while it runs. Whose
     it is is checked before anything waits on it: by its id's form (``<deployment>-<number>``),
     then by its record. The same 404 for another deployment's execution as for none at all."""
@@ -80,7 +113,12 @@ def _endpoint_token(request: Request) -> str | None:
     return token.strip() if scheme == "EndpointToken" else None
 
 
-@router.post("/endpoints/{path}")
+@router.post(
+    "/endpoints/{path}",
+    response_model=None,
+    responses=CALL_RESPONSES,
+    openapi_extra={"requestBody": {"content": INPUTS_BODY}},
+)
 async def call_endpoint(path: str, request: Request, context: AppContext = Depends(get_context)) -> Any:
     """Run the deployment once. 200 ``{"execution_id", "output"}`` (or the file, for a file
     output) when it ends within the wait (``RAYLINE_ENDPOINT_WAIT_S``, 60 s), else 303 to its
@@ -93,34 +131,51 @@ async def call_endpoint(path: str, request: Request, context: AppContext = Depen
     if row.mode == "elastic":
         execution = await context.executions.wait_until_final(execution_id, context.settings.endpoint_wait_s)
         if execution.status not in FINAL_STATUSES:  # with the id in the body, for clients that do not follow
-            return JSONResponse({"execution_id": execution_id}, status_code=303,
-                                headers={"Location": f"/endpoints/v1/{path}/executions/{execution_id}"})
-        result = {"execution_id": execution_id, "status": execution.status, "error": execution.error,
-                  "output": await run_in_threadpool(context.executions.returned_output, execution),
-                  "timed_out": is_timed_out(execution.error)}
+            return JSONResponse(
+                {"execution_id": execution_id},
+                status_code=303,
+                headers={"Location": f"/endpoints/v1/{path}/executions/{execution_id}"},
+            )
+        result = {
+            "execution_id": execution_id,
+            "status": execution.status,
+            "error": execution.error,
+            "output": await run_in_threadpool(context.executions.returned_output, execution),
+            "timed_out": is_timed_out(execution.error),
+        }
     if result["status"] == SUCCEEDED:
         return output_response(execution_id, result["output"])
     return _failure(execution_id, result["status"], result["error"], result.get("timed_out", False))
 
 
-@router.api_route("/endpoints/{path}", methods=["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-                  include_in_schema=False)
+@router.api_route(
+    "/endpoints/{path}", methods=["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"], include_in_schema=False
+)
 def endpoint_other_method(path: str, request: Request, context: AppContext = Depends(get_context)) -> Response:
     """Only POST calls an endpoint; the token is checked first all the same, as a warm pod does."""
     _authorized(context, path, _endpoint_token(request))
-    return JSONResponse({"message": f"Call this endpoint with POST /endpoints/{path}.", "name": "MethodNotAllowed"},
-                        status_code=405, headers={"Allow": "POST"})
+    return JSONResponse(
+        {"message": f"Call this endpoint with POST /endpoints/{path}.", "name": "MethodNotAllowed"},
+        status_code=405,
+        headers={"Allow": "POST"},
+    )
 
 
 def _failure(execution_id: str, status: str, error: str | None, timed_out: bool) -> JSONResponse:
-    return JSONResponse({"message": failure_for_caller(execution_id, status, error),
-                         "name": "ExecutionTimedOut" if timed_out else "ExecutionFailed",
-                         "execution_id": execution_id}, status_code=504 if timed_out else 500)
+    return JSONResponse(
+        {
+            "message": failure_for_caller(execution_id, status, error),
+            "name": "ExecutionTimedOut" if timed_out else "ExecutionFailed",
+            "execution_id": execution_id,
+        },
+        status_code=504 if timed_out else 500,
+    )
 
 
-@router.get("/endpoints/v1/{path}/executions/{execution_id}")
-async def endpoint_result(path: str, execution_id: str, request: Request, token: str | None = None,
-                          context: AppContext = Depends(get_context)) -> Any:
+@router.get("/endpoints/v1/{path}/executions/{execution_id}", response_model=EndpointResult, responses=RESULT_RESPONSES)
+async def endpoint_result(
+    path: str, execution_id: str, request: Request, token: str | None = None, context: AppContext = Depends(get_context)
+) -> Any:
     """An execution's result with the endpoint token: held a few seconds, then 307 to itself while
     it runs. A file output is given as the URL to fetch it.
 
@@ -134,15 +189,33 @@ async def endpoint_result(path: str, execution_id: str, request: Request, token:
     if execution.status != SUCCEEDED:
         return _failure(execution_id, execution.status, execution.error, is_timed_out(execution.error))
     files = returned_files(execution.outputs)
-    outputs = {name: {"url": f"{str(request.base_url).rstrip('/')}/endpoints/v1/{path}/executions/{execution_id}"
-                             f"/outputs/{name}"} if name in files else {"value": value}
-               for name, value in returned_outputs(execution.outputs).items()}
+    outputs = {
+        name: {
+            "url": f"{str(request.base_url).rstrip('/')}/endpoints/v1/{path}/executions/{execution_id}/outputs/{name}"
+        }
+        if name in files
+        else {"value": value}
+        for name, value in returned_outputs(execution.outputs).items()
+    }
     return {"execution_id": execution_id, "outputs": outputs}
 
 
-@router.get("/endpoints/v1/{path}/executions/{execution_id}/outputs/{name}")
-async def endpoint_file(path: str, execution_id: str, name: str, request: Request, token: str | None = None,
-                        context: AppContext = Depends(get_context)) -> Response:
+@router.get(
+    "/endpoints/v1/{path}/executions/{execution_id}/outputs/{name}",
+    response_model=None,
+    responses={
+        200: {"description": "The file.", "content": FILE_CONTENT, "headers": FILE_HEADERS},
+        **error_responses(401, 404),
+    },
+)
+async def endpoint_file(
+    path: str,
+    execution_id: str,
+    name: str,
+    request: Request,
+    token: str | None = None,
+    context: AppContext = Depends(get_context),
+) -> Response:
     """A file output of an endpoint's execution, with the endpoint token (the header, or
     ``?token=`` as craft-ai-sdk 0.74.7 sends it)."""
     row = await run_in_threadpool(_authorized, context, path, _endpoint_token(request) or token)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from rayline.api.auth import require_sdk_token
+from rayline.api.auth import SDK_TOKEN_SCHEME, require_sdk_token
 from rayline.api.context import AppContext, get_context
+from rayline.api.errors import error_responses
 from rayline.domain.tokens import hash_token, token_matches
 
 router = APIRouter(tags=["packages"])
@@ -20,12 +21,26 @@ router = APIRouter(tags=["packages"])
 def _package_reader(request: Request, context: AppContext = Depends(get_context)) -> None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     package_token = context.settings.package_token
-    if scheme.lower() == "bearer" and package_token is not None and \
-            token_matches(token.strip(), hash_token(package_token.get_secret_value())):
+    if (
+        scheme.lower() == "bearer"
+        and package_token is not None
+        and token_matches(token.strip(), hash_token(package_token.get_secret_value()))
+    ):
         return
     require_sdk_token(request, context)
 
 
-@router.get("/packages/{filename}", dependencies=[Depends(_package_reader)])
+@router.get(
+    "/packages/{filename}",
+    dependencies=[Depends(_package_reader), Depends(SDK_TOKEN_SCHEME)],
+    response_model=None,
+    responses={
+        200: {
+            "description": "The package (a zip).",
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **error_responses(401, 404, s401="Neither RAYLINE_PACKAGE_TOKEN nor the SDK token."),
+    },
+)
 def get_package(filename: str, context: AppContext = Depends(get_context)) -> Response:
     return Response(context.pipelines.package(filename), media_type="application/zip")

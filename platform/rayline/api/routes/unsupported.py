@@ -40,6 +40,7 @@ UNSUPPORTED = [
 def _refusal(feature: str):
     def not_supported() -> None:
         raise NotImplementedYet(f"Rayline does not support {feature}.")
+
     return not_supported
 
 
