@@ -29,7 +29,7 @@ from rayline.services.credentials import SecretBox
 from rayline.services.executions import ExecutionService
 from rayline.services.pipelines import READY, PipelineService, pipeline_specs
 from rayline.store.db import Database
-from rayline.store.executions import log_window
+from rayline.store.executions import add_deployment_log, log_window
 from rayline.store.models import Deployment, DeploymentLog, Pipeline, Pod, utcnow
 from rayline.store.pods import wait_until_no_pod
 
@@ -222,17 +222,7 @@ class DeploymentService:
     # --- changing ------------------------------------------------------------------------------
 
     def _log(self, name: str, message: str, stream: str = "stdout") -> None:
-        with self._db.session() as session:
-            session.add(
-                DeploymentLog(
-                    deployment_name=name,
-                    timestamp=utcnow(),
-                    stream=stream,
-                    message=message,
-                    pod_id=None,
-                    type="deployment",
-                )
-            )
+        add_deployment_log(self._db, name, message, stream)
 
     def _new_token(self, chosen: str | None) -> tuple[str, str, str]:
         if chosen is not None and (not isinstance(chosen, str) or len(chosen) < MIN_CHOSEN_TOKEN_LENGTH):

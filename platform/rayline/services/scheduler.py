@@ -39,7 +39,8 @@ from sqlalchemy import Table, select, update
 
 from rayline.domain.schedules import as_utc, due_times_between, next_due
 from rayline.store.db import Database, rowcount
-from rayline.store.models import Deployment, DeploymentLog, utcnow
+from rayline.store.executions import add_deployment_log
+from rayline.store.models import Deployment, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -158,17 +159,7 @@ class Scheduler:
             log.exception("Could not write a deployment log line for %r", name)
 
     def _insert_log(self, name: str, message: str, stream: str) -> None:
-        with self._db.session() as session:
-            session.add(
-                DeploymentLog(
-                    deployment_name=name,
-                    timestamp=utcnow(),
-                    stream=stream,
-                    message=message,
-                    pod_id=None,
-                    type="deployment",
-                )
-            )
+        add_deployment_log(self._db, name, message, stream)
 
     def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
         """Tick every ``interval_s`` until ``stop`` is set (run it in a thread). A due time is

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from rayline.domain.files import FileValue
 from rayline.errors import InvalidInput
 from rayline.store.db import Database, rowcount
-from rayline.store.models import Counter, Execution, ExecutionFile, ExecutionLog, utcnow
+from rayline.store.models import Counter, DeploymentLog, Execution, ExecutionFile, ExecutionLog, utcnow
 
 PENDING, RUNNING, SUCCEEDED, FAILED, ERROR = "Pending", "Running", "Succeeded", "Failed", "Error"
 FINAL_STATUSES = (SUCCEEDED, FAILED, ERROR)
@@ -98,6 +98,21 @@ def finish(
             .values(**values)
         )
         return rowcount(done) == 1
+
+
+def add_deployment_log(db: Database, deployment_name: str, message: str, stream: str = "stdout") -> None:
+    """One line of a deployment's own log, written by the control plane (not by a pod)."""
+    with db.session() as session:
+        session.add(
+            DeploymentLog(
+                deployment_name=deployment_name,
+                timestamp=utcnow(),
+                stream=stream,
+                message=message,
+                pod_id=None,
+                type="deployment",
+            )
+        )
 
 
 def append_logs(db: Database, execution_id: str, records: Iterable[tuple[datetime, str, str]]) -> None:
