@@ -16,10 +16,12 @@ CALL_TIMEOUT_S = 60.0
 
 
 class ControlPlaneLink:
-    def __init__(self, app_name: str, credential: str, threads: int = 4) -> None:
+    def __init__(self, app_name: str, credential: str, threads: int = 8) -> None:
         self._app_name = app_name
         self._credential = credential
         self._handle: Any = None
+        # A pod's long poll, writer, load reports and id refills each hold one while they wait:
+        # room for all of them and a few more, so that none waits behind a held long poll.
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rayline-link")
 
     def _call(self, method: str, args: tuple, timeout_s: float) -> Any:
