@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from rayline.errors import RaylineError
 from rayline.store import executions as store
 from rayline.store.db import Database
 from rayline.store.models import DeploymentLog, Execution, ExecutionLog, utcnow
@@ -345,13 +346,18 @@ class RecordWriter:
 
     def _commit(self, batch: list[Event]) -> None:
         """Commit the batch; retried, then event by event, so that one bad event (a log line of
-        an execution deleted meanwhile) cannot take the others with it."""
+        an execution deleted meanwhile) cannot take the others with it. A batch its sink refuses
+        (a RaylineError: the control plane judged a record, and a pod's sink already retries what
+        did not reach it) goes event by event at once: retrying it would only stall the writer."""
         if not batch:
             return
         for pause in RETRY_PAUSE_S:
             try:
                 self._sink(batch, False)
                 return
+            except RaylineError:
+                logger.warning("a record of the batch was refused; writing its records one by one", exc_info=True)
+                break
             except Exception:
                 logger.exception("record batch failed; retrying in %s s", pause)
                 time.sleep(pause)
