@@ -102,17 +102,21 @@ def _settled(sdk, pipeline: str, timeout_s: float = 60) -> list[dict]:
         time.sleep(0.5)
 
 
-@pytest.fixture
-def warm(platform, sdk, tmp_path):
-    pipeline = unique("work")
+def _create_work_pipeline(sdk, name: str, tmp_path) -> None:
     sdk.create_pipeline(
-        pipeline,
+        name,
         "main.py",
         "work",
-        container_config={"local_folder": str(write_folder(tmp_path, WORK))},
+        container_config={"local_folder": str(write_folder(tmp_path / name, WORK))},
         inputs=[Input("x", "number"), Input("seconds", "number", is_required=False)],
         outputs=[Output("y", "number"), Output("pid", "number")],
     )
+
+
+@pytest.fixture
+def warm(platform, sdk, tmp_path):
+    pipeline = unique("work")
+    _create_work_pipeline(sdk, pipeline, tmp_path)
     name = unique("work-ll")
     deployment = sdk.create_deployment(
         pipeline,
@@ -156,14 +160,7 @@ def test_a_pod_killed_twice_under_load_loses_no_answered_call(platform, sdk, war
 def test_the_platform_restarted_under_load_loses_no_answered_call(platform, sdk, warm, tmp_path):
     pipeline, deployment = warm
     slow = unique("slow")  # an elastic execution running when the platform stops
-    sdk.create_pipeline(
-        slow,
-        "main.py",
-        "work",
-        container_config={"local_folder": str(write_folder(tmp_path, WORK))},
-        inputs=[Input("x", "number"), Input("seconds", "number", is_required=False)],
-        outputs=[Output("y", "number"), Output("pid", "number")],
-    )
+    _create_work_pipeline(sdk, slow, tmp_path)
     url = f"{platform.url}/endpoints/{deployment['endpoint_url_path']}"
     with Load(url, deployment["endpoint_token"]) as load:
         load.wait_for(100)
