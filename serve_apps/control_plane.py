@@ -19,7 +19,6 @@ from ray import serve
 
 from rayline.config import Settings
 
-CONTROL_PLANE_APP = "rayline"
 # Each warm pod holds one long poll here (``pod_sync``), beside the API's own requests.
 MAX_ONGOING_REQUESTS = 1024
 
@@ -64,65 +63,33 @@ class _Changes:
 @serve.ingress()
 class ControlPlane:
     def __init__(self, settings: Settings) -> None:
-        from rayline.api.context import AppContext
-        from rayline.domain.access_tokens import AccessTokens
+        from rayline.composition import assemble
         from rayline.runtime import serve_deployments
         from rayline.runtime.elastic import ElasticRunner
-        from rayline.services.credentials import load_sdk_token_hash, load_secret_box
-        from rayline.services.deployments import DeploymentService
-        from rayline.services.environment import EnvironmentService
-        from rayline.services.executions import ExecutionService
-        from rayline.services.pipelines import PipelineService
         from rayline.services.platform_secrets import with_platform_secrets
-        from rayline.services.pod_gateway import PodGateway
-        from rayline.services.scheduler import Scheduler
-        from rayline.store.db import Database
+        from serve_apps.low_latency import build as build_pod
 
         settings = with_platform_secrets(settings)
-        db = Database(settings.resolved_database_url)
-        box = load_secret_box(settings)
         self._changes = _Changes()
         # The pods' calls run on threads of their own: a burst of API requests (or a pod's flush,
         # which waits for these calls) must never leave them waiting for a thread.
         self._gateway_threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="rayline-gateway")
-        self._gateway = gateway = PodGateway(db, settings.secret_key_path.read_bytes().strip(), box.open)
-        pipelines = PipelineService(db, settings)
-        environment = EnvironmentService(db, box, on_change=self._changes.notify)
-        runner = ElasticRunner(db, settings.elastic_spare_workers, gateway.execution_credential)
-        executions = ExecutionService(
-            db, pipelines, runner, environment.current, settings.max_file_bytes, flush_pod=serve_deployments.flush
-        )
-        deployments = DeploymentService(
-            db,
+        platform = assemble(
             settings,
-            pipelines,
-            executions,
-            box,
-            serve_deployments,
-            pod_credential=gateway.pod_credential,
+            serve_runtime=serve_deployments.ServeDeployments(build_pod),
+            make_runner=lambda db, credential: ElasticRunner(db, settings.elastic_spare_workers, credential),
             on_change=self._changes.notify,
         )
-        # Read once per replica: the SDK token changes only through `rayline up`, which redeploys us.
-        sdk_token_hash = load_sdk_token_hash(db)
-        self._context = AppContext(
-            settings=settings,
-            db=db,
-            pipelines=pipelines,
-            executions=executions,
-            deployments=deployments,
-            environment=environment,
-            sdk_token_hash=sdk_token_hash,
-            access_tokens=AccessTokens(
-                settings.secret_key_path.read_bytes().strip(), sdk_token_hash, settings.access_token_ttl_s
-            ),
-        )
+        self._gateway, self._context = platform.gateway, platform.context
+        db, deployments = platform.context.db, platform.context.deployments
         # SQL is the truth, Serve the runtime: bring back every enabled low-latency deployment.
         threading.Thread(target=deployments.reconcile, name="rayline-reconcile", daemon=True).start()
         # Periodic deployments: each due time is claimed in SQL, so several control planes (or a
         # restarted one) never start it twice.
         self._stop = threading.Event()
-        scheduler = Scheduler(db, deployments.start_scheduled)
-        threading.Thread(target=scheduler.run, args=(self._stop,), name="rayline-scheduler", daemon=True).start()
+        threading.Thread(
+            target=platform.scheduler.run, args=(self._stop,), name="rayline-scheduler", daemon=True
+        ).start()
         threading.Thread(
             target=self._expire_files, args=(db, settings.file_retention_s), name="rayline-retention", daemon=True
         ).start()

@@ -42,6 +42,7 @@ def _prepare(settings: Settings, args: argparse.Namespace) -> None:
 def _up(args: argparse.Namespace) -> int:
     from rayline.errors import RaylineError
     from rayline.runtime import cluster
+    from serve_apps.control_plane import build as control_plane
 
     settings = Settings()
     # Ray's processes (and so the users' code) inherit this environment: no RAYLINE_* setting
@@ -62,7 +63,7 @@ def _up(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     print(f"Starting Rayline (state in {settings.home_dir})...", flush=True)
     try:
-        address = cluster.start(settings, ray_address=args.ray_address)
+        address = cluster.start(settings, control_plane, ray_address=args.ray_address)
         address_file.write_text(address + "\n")
         cluster.wait_until_healthy(settings)
         token_hint = (

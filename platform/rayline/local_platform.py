@@ -6,21 +6,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from rayline.ports import free_port
 from rayline.sdk.client import RaylineSdk
 
 READY_LINE = "Rayline is up."
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def processes_in_session(sid: int) -> list[str]:

@@ -19,7 +19,7 @@ from starlette.types import Scope
 from rayline.api.context import AppContext, get_context
 from rayline.api.limits import route_path
 from rayline.domain.access_tokens import looks_like_jwt
-from rayline.domain.tokens import token_matches
+from rayline.domain.tokens import bearer_of, token_matches
 from rayline.errors import Unauthorized
 
 # How the OpenAPI document tells the tokens apart. FastAPI's security classes only describe them
@@ -40,9 +40,8 @@ ENDPOINT_TOKEN_SCHEME = APIKeyHeader(
 def sdk_token_problem(authorization: str, context: AppContext) -> str | None:
     """Why an ``Authorization`` header does not carry the SDK token or an access token issued for
     it by ``/auth/refresh``; None when it does."""
-    scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_of(authorization, "Bearer")
+    if token is None:
         return (
             "Missing SDK token: send 'Authorization: Bearer <token>' (RaylineSdk does it for you; "
             "`cat $RAYLINE_HOME/sdk-token` shows the token)."

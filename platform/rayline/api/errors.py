@@ -19,21 +19,10 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rayline import errors
+from rayline.api.http_errors import error_response, rayline_error_response
 from rayline.api.schemas import ErrorPublic
 
 logger = logging.getLogger(__name__)
-
-STATUS = {
-    errors.InvalidInput: 400,
-    errors.Unauthorized: 401,
-    errors.NotFound: 404,
-    errors.AlreadyExists: 409,
-    errors.Conflict: 409,
-    errors.PayloadTooLarge: 413,
-    errors.PlatformFailure: 500,
-    errors.NotImplementedYet: 501,
-    errors.Unavailable: 503,
-}
 
 # What each status means here, for the OpenAPI document. Every answer >= 400 is an ErrorPublic.
 ERROR_DESCRIPTIONS = {
@@ -69,29 +58,6 @@ def error_responses(*statuses: int, **descriptions: str) -> dict[int | str, dict
 
 
 TOO_DEEP = "The request body is nested too deeply to be read; send JSON nested at most a few hundred levels deep."
-
-
-def error_response(status: int, message: str, name: str, additional_data=None, headers=None, **extra) -> JSONResponse:
-    body = {"message": message, "name": name, **extra}
-    if additional_data is not None:
-        body["additional_data"] = additional_data
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _status_of(error: errors.RaylineError) -> int:
-    for kind in type(error).__mro__:
-        if kind in STATUS:
-            return STATUS[kind]
-    return 500
-
-
-def rayline_error_response(error: errors.RaylineError) -> JSONResponse:
-    headers = None
-    if isinstance(error, errors.Unauthorized):
-        headers = {"WWW-Authenticate": error.scheme}
-    elif isinstance(error, errors.Unavailable) and error.retry_after_s is not None:
-        headers = {"Retry-After": str(error.retry_after_s)}
-    return error_response(_status_of(error), error.message, error.name, error.additional_data, headers)
 
 
 def internal_error_response(

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rayline.api.errors import rayline_error_response
+from rayline.api.http_errors import rayline_error_response
 from rayline.errors import PayloadTooLarge, RaylineError
 
 # Largest body of a JSON API request (and of /auth/refresh, and of forms without files). A module

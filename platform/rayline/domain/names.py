@@ -10,6 +10,9 @@ MAX_NAME_LENGTH = 63
 # Matched whole (fullmatch): with match and "$", a trailing newline would pass.
 _NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
+# The control plane's Serve application: pods and elastic workers reach it by this name.
+CONTROL_PLANE_APP = "rayline"
+
 
 def validate_name(field: str, value: object) -> str:
     if not isinstance(value, str) or not value:

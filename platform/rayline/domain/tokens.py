@@ -33,3 +33,11 @@ ENDPOINT_TOKEN_REFUSED = (
     "Missing or invalid endpoint token: send 'Authorization: EndpointToken <token>' "
     "(get_deployment shows the deployment's endpoint_token)."
 )
+
+
+def bearer_of(authorization: str | None, scheme: str) -> str | None:
+    """The token an ``Authorization`` header carries in ``scheme`` ("Bearer", "EndpointToken"),
+    or None. The scheme is case-insensitive (RFC 9110), the token stripped of spaces around it."""
+    given_scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    return token if token and given_scheme.lower() == scheme.lower() else None

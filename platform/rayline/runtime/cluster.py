@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-import random
-import socket
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
 from rayline.config import Settings
+from rayline.domain.names import CONTROL_PLANE_APP
+from rayline.ports import free_port
 
 logger = logging.getLogger(__name__)
 
@@ -29,18 +31,6 @@ _HA_PROXY_PORT_VARIABLES = (
 _QUIET_PORTS = range(20000, 32768)
 
 
-def _free_port() -> int:
-    for _ in range(200):
-        port = random.choice(_QUIET_PORTS)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port found for Serve's HAProxy")
-
-
 def _prepare_environment(settings: Settings) -> None:
     # Read by the processes Ray starts, so it must be set before ray.init.
     if settings.ha_proxy:
@@ -49,18 +39,17 @@ def _prepare_environment(settings: Settings) -> None:
         # stops sending to it within about a second, and a disabled pod must free its resources.
         os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "3")
         for variable in _HA_PROXY_PORT_VARIABLES:
-            os.environ.setdefault(variable, str(_free_port()))
+            os.environ.setdefault(variable, str(free_port("0.0.0.0", among=_QUIET_PORTS)))
     else:
         os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
 
 
-def start(settings: Settings, ray_address: str | None = None) -> str:
-    """Start (or join) Ray, start Serve's HTTP entry, and deploy the control plane.
-    Returns the Ray cluster's address."""
+def start(settings: Settings, control_plane: Callable[[Settings], Any], ray_address: str | None = None) -> str:
+    """Start (or join) Ray, start Serve's HTTP entry, and deploy the control plane (the Serve
+    application ``control_plane(settings)`` builds, named ``rayline``). Returns the Ray
+    cluster's address."""
     import ray
     from ray import serve
-
-    from serve_apps.control_plane import CONTROL_PLANE_APP, build
 
     _prepare_environment(settings)
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
@@ -80,7 +69,7 @@ def start(settings: Settings, ray_address: str | None = None) -> str:
             logging_level=logging.WARNING,
         )
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
-    serve.run(build(settings), name=CONTROL_PLANE_APP, route_prefix="/", blocking=False)
+    serve.run(control_plane(settings), name=CONTROL_PLANE_APP, route_prefix="/", blocking=False)
     # ray.init is typed as returning a BaseContext; a driver's (not ray://) is a RayContext, which has it.
     return context.address_info["gcs_address"]  # type: ignore[attr-defined]
 

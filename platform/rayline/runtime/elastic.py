@@ -119,8 +119,8 @@ class ElasticRunner:
                 ray.kill(spare, no_restart=True)
             else:
                 ray.cancel(ref, force=True)
-        except Exception:  # it ended meanwhile
-            pass
+        except Exception:  # it ended meanwhile, most likely
+            logger.info("could not stop a timed-out execution's worker", exc_info=True)
 
     def _settle(self, job: ExecutionJob, future: Future, timed_out: bool) -> None:
         # Runs on a thread of ours when the execution ends (no Ray call needed: the result is in).

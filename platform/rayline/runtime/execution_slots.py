@@ -6,7 +6,8 @@ The slots are held by the running function itself (a thread, or a coroutine's ta
 when it really ends, so at no moment do more than ``limit`` user functions run. Callers beyond
 the limit wait in arrival order; past ``max_waiting`` they are refused at once.
 
-Everything here runs on the replica's event loop, so no lock is needed.
+Everything here runs on the replica's event loop, so no lock is needed; other threads read only
+``load``, an immutable pair replaced at each change.
 """
 
 from __future__ import annotations
@@ -29,10 +30,14 @@ class ExecutionSlots:
         self.reading = 0  # admitted calls whose request is still being read
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
         self._mean_duration_s = 1.0
+        self.load = (0, 0)  # (running, waiting), for threads other than the loop's
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
+
+    def _changed(self) -> None:
+        self.load = (self.running, len(self._waiters))
 
     def admit(self) -> bool:
         """Room for one more call whose request is still being read, or False when every slot
@@ -66,6 +71,7 @@ class ExecutionSlots:
             self._waiters.append(place)
         else:
             return None
+        self._changed()
         return place
 
     async def wait(self, place: asyncio.Future) -> None:
@@ -85,6 +91,7 @@ class ExecutionSlots:
         elif place in self._waiters:
             self._waiters.remove(place)
             place.cancel()
+            self._changed()
 
     def release(self, duration_s: float | None = None) -> None:
         """The function holding a slot has ended: hand its slot to the first waiter."""
@@ -94,8 +101,10 @@ class ExecutionSlots:
             place = self._waiters.popleft()
             if not place.done():  # a waiter cancelled (its replica stopping) lets the next one in
                 place.set_result(None)
+                self._changed()
                 return
         self.running -= 1
+        self._changed()
 
     def retry_after_s(self) -> int:
         """Whole seconds until a refused caller may find room: one slot frees about every mean

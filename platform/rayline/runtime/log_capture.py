@@ -62,7 +62,9 @@ class LogSink:
         if self._stop.wait(self._delay_s):
             return
         while True:
-            with contextlib.suppress(Exception):  # a failed batch stays pending: the next flush, or close(), has it
+            # A failed batch stays pending: the next flush, or close(), has it. Not logged: this
+            # runs in the user's process, where stderr is the execution's own log.
+            with contextlib.suppress(Exception):
                 self.flush()
             if self._stop.wait(self._interval_s):
                 return

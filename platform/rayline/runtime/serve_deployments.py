@@ -8,14 +8,19 @@ control plane at ``/``.
 
 from __future__ import annotations
 
-import contextlib
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ray import serve
+from ray.serve import Application
 
-from rayline.domain.deployments import parse_memory
+from rayline.domain.deployments import ReplicaConfig, parse_memory
+from rayline.domain.outcomes import Outcome
 from rayline.runtime.elastic import runtime_env
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,43 +42,56 @@ def replica_options(
     return options
 
 
-def deploy(
-    config, *, ram_request: str | None, gpu_request: int | None, package_uri: str, requirements: list[str]
-) -> None:
-    from serve_apps.low_latency import build
+class ServeDeployments:
+    """``ServeRuntime`` on Ray Serve (``rayline.services.deployments``). ``build_app`` makes a
+    deployment's Serve application from its replica config and actor options: the warm pod's
+    code lives in ``serve_apps``, which the composition root hands in (runtime never imports it)."""
 
-    app = build(config, ray_actor_options=replica_options(package_uri, requirements, ram_request, gpu_request))
-    serve._run(app, name=config.deployment_name, route_prefix=config.route_prefix, _blocking=False)
+    def __init__(self, build_app: Callable[..., Application]) -> None:
+        self._build_app = build_app
 
+    def deploy(
+        self,
+        config: ReplicaConfig,
+        *,
+        ram_request: str | None,
+        gpu_request: int | None,
+        package_uri: str,
+        requirements: list[str],
+    ) -> None:
+        app = self._build_app(
+            config, ray_actor_options=replica_options(package_uri, requirements, ram_request, gpu_request)
+        )
+        # serve.run waits until the application is RUNNING, which would hold the API's request
+        # while a pod imports its module (minutes, for a model); what it calls does not wait.
+        serve._run(app, name=config.deployment_name, route_prefix=config.route_prefix, _blocking=False)
 
-def delete(name: str) -> None:
-    with contextlib.suppress(Exception):  # already gone
-        serve.delete(name, _blocking=False)
+    def delete(self, name: str) -> None:
+        try:
+            serve.delete(name, _blocking=False)
+        except Exception:  # already gone, most likely; reconcile or the next delete tries again
+            logger.warning("could not delete Serve application %s", name, exc_info=True)
 
+    def states(self) -> dict[str, AppState]:
+        result = {}
+        for name, app in serve.status().applications.items():
+            replicas: dict[str, int] = {}
+            for deployment in app.deployments.values():
+                for state, count in deployment.replica_states.items():
+                    key = str(getattr(state, "value", state))
+                    replicas[key] = replicas.get(key, 0) + count
+            result[name] = AppState(str(getattr(app.status, "value", app.status)), app.message or "", replicas)
+        return result
 
-def states() -> dict[str, AppState]:
-    result = {}
-    for name, app in serve.status().applications.items():
-        replicas: dict[str, int] = {}
-        for deployment in app.deployments.values():
-            for state, count in deployment.replica_states.items():
-                key = str(getattr(state, "value", state))
-                replicas[key] = replicas.get(key, 0) + count
-        result[name] = AppState(str(getattr(app.status, "value", app.status)), app.message or "", replicas)
-    return result
+    async def run(self, name: str, given: dict[str, Any]) -> Outcome:
+        """One execution in the deployment's pod, through a Serve handle (not HTTP)."""
+        return await serve.get_app_handle(name).run.remote(given)
 
+    def run_blocking(self, name: str, given: dict[str, Any]) -> Outcome:
+        """The same, from a thread that is not an event loop (the periodic scheduler's)."""
+        return serve.get_app_handle(name).run.remote(given).result()
 
-async def run(name: str, given: dict[str, Any]) -> dict[str, Any]:
-    """One execution in the deployment's replica, through a Serve handle (not HTTP)."""
-    return await serve.get_app_handle(name).run.remote(given)
-
-
-def flush(name: str) -> None:
-    """Return once the deployment's pod has committed every record it answered (read-your-writes:
-    a pod answers before its batch writer commits)."""
-    serve.get_app_handle(name).flush.remote().result(timeout_s=10)
-
-
-def run_blocking(name: str, given: dict[str, Any]) -> dict[str, Any]:
-    """The same, from a thread that is not an event loop (the periodic scheduler's)."""
-    return serve.get_app_handle(name).run.remote(given).result()
+    def flush(self, name: str) -> None:
+        """Return once the deployment's pod has committed every record it answered (read-your-
+        writes: a pod answers before its batch writer commits)."""
+        serve.get_app_handle(name).flush.remote().result(timeout_s=10)

@@ -11,16 +11,12 @@ Serve's client is imported only then.
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import importlib.util
-import inspect
 import os
 import shutil
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,33 +26,17 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 from rayline.domain.files import FileValue, materialize
-from rayline.domain.io_types import OutputSpec, check_outputs
-from rayline.domain.mappings import kept_files, place_outputs
+from rayline.domain.jobs import ExecutionJob
+from rayline.domain.results import OutputContract, failure_text
+from rayline.domain.statuses import ExecutionStatus
 from rayline.runtime.log_capture import LogSink, Record, capture_output, follow_executions_into_threads
+from rayline.runtime.user_code import call_function, load_function
 
 if TYPE_CHECKING:  # imported on first use only, by _LateLogWriter
     from rayline.runtime.control_plane_link import ControlPlaneLink
 
-SUCCEEDED, FAILED = "Succeeded", "Failed"
 # An execution still running after this long streams its logs to SQL, so they can be read live.
 STREAM_LOGS_AFTER_S = 1.0
-
-
-@dataclass
-class ExecutionJob:
-    """Everything a worker needs, pickled to it by Ray."""
-
-    execution_id: str
-    function_path: str
-    function_name: str
-    inputs: dict[str, Any]
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    outputs_mapping: list[dict[str, Any]] = field(default_factory=list)  # normalized (rayline.domain.mappings)
-    timeout_s: float | None = None  # enforced by the runner, which stops the worker past it
-    environment: dict[str, str] = field(default_factory=dict)  # the platform's environment variables
-    max_file_bytes: int = 50 * 1024**2  # the largest file output
-    log_credential: str = ""  # appends to this execution's logs only, until it ends (set by the runner)
-    control_plane_app: str = "rayline"
 
 
 @contextmanager
@@ -73,59 +53,6 @@ def scratch_copy(source: Path, execution_id: str) -> Iterator[Path]:
         os.chdir(previous_cwd)
         sys.path[:] = previous_path
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def load_function(workdir: Path, function_path: str, function_name: str) -> Callable[..., Any]:
-    """Import the pipeline's file as a module (a dotted import when its path allows one, so that
-    relative imports work) with the pipeline folder and the file's folder on ``sys.path``."""
-    path = workdir / function_path
-    sys.path[:0] = [str(path.parent), str(workdir)]
-    parts = Path(function_path).with_suffix("").parts
-    # A path whose top module is already imported must not resolve to that module.
-    if all(part.isidentifier() for part in parts) and parts[0] not in sys.modules:
-        module = importlib.import_module(".".join(parts))
-    else:
-        spec = importlib.util.spec_from_file_location("rayline_pipeline", path)
-        if spec is None or spec.loader is None:  # never for a .py file, which pipelines are
-            raise ImportError(f"{function_path} cannot be imported as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise AttributeError(f"{function_path} defines no callable named {function_name!r}")
-    return function
-
-
-def call_kwargs(function: Callable[..., Any], inputs: dict[str, Any]) -> dict[str, Any]:
-    """The inputs as keyword arguments; an optional input that was not given gets the function's
-    own default, or None when the function has none."""
-    kwargs = dict(inputs)
-    parameters: Mapping[str, inspect.Parameter]
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        parameters = {}
-    for name, parameter in parameters.items():
-        if (
-            name not in kwargs
-            and parameter.default is inspect.Parameter.empty
-            and parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        ):
-            kwargs[name] = None
-    return kwargs
-
-
-def call_function(function: Callable[..., Any], inputs: dict[str, Any]) -> Any:
-    """Call the function in this process (an elastic worker), running a coroutine to its end."""
-    result = function(**call_kwargs(function, inputs))
-    if inspect.isawaitable(result):
-        result = asyncio.run(_await(result))
-    return result
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
 
 
 @dataclass
@@ -172,26 +99,24 @@ def execute(job: ExecutionJob) -> ExecutionResult:
     follow_executions_into_threads()  # current_execution_id() in the user's threads too
     os.environ.update(job.environment)  # this process serves no other execution
     sink = LogSink(_LateLogWriter(job), delay_s=STREAM_LOGS_AFTER_S)
-    specs = [OutputSpec(**spec) for spec in job.outputs]
-    outputs, error, files = None, None, {}
+    contract = OutputContract.of(job.outputs, job.outputs_mapping, job.max_file_bytes)
+    settled, error = None, None
     try:
         with scratch_copy(Path.cwd(), job.execution_id) as workdir, capture_output(sink, job.execution_id):
             try:
                 inputs = materialize(job.inputs, workdir.parent / "inputs")  # removed with the scratch copy
                 function = load_function(workdir, job.function_path, job.function_name)
-                values = check_outputs(specs, call_function(function, inputs), job.max_file_bytes)
-                _, outputs = place_outputs(job.outputs_mapping, values)
-                files = kept_files(outputs, values)
+                settled = contract.settle(call_function(function, inputs))
             except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit too
                 traceback.print_exc()
-                error = f"{type(exc).__name__}: {exc}. The traceback is in the execution's logs."
+                error = failure_text(exc)
     finally:
         logs = sink.close()
     return ExecutionResult(
-        status=SUCCEEDED if error is None else FAILED,
+        status=ExecutionStatus.SUCCEEDED if settled is not None else ExecutionStatus.FAILED,
         started_at=started_at,
-        outputs=outputs,
+        outputs=settled.records if settled is not None else None,
         error=error,
         logs=logs,
-        files=files,
+        files=settled.files if settled is not None else {},
     )

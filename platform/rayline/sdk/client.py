@@ -10,10 +10,10 @@ import io
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -23,6 +23,21 @@ from rayline.sdk.packaging import pack_folder
 from rayline.sdk.progress import StatusLine
 
 DEFAULT_ENVIRONMENT_URL = "http://127.0.0.1:8000"
+
+# How long a wait may last when the caller gives no timeout_s: a pipeline or a deployment, and an
+# execution (those have no timeout_s of their own: a pipeline may legitimately run for hours).
+_DEFAULT_WAIT_S = 3600.0
+_EXECUTION_WAIT_S = 24 * 3600.0
+# Polls: the first pause, how much it grows after each poll, and its ceiling. A request that the
+# server held (wait_for_completion) longer than the pause is followed by the next one at once.
+_POLL_FIRST_S, _POLL_GROWTH, _POLL_MAX_S = 0.25, 1.5, 2.0
+
+# What the server sends (rayline.services.pipelines, rayline.domain.deployments), repeated here so
+# that importing the SDK loads nothing of the server.
+_PIPELINE_READY = "ready"
+_DEPLOYMENT_FINAL_STATUSES = ("up", "creation_failed", "disabled", "standby")
+
+_T = TypeVar("_T")
 
 
 def _default_token() -> str | None:
@@ -112,6 +127,63 @@ def _mappings(kind: type, values: Any, argument: str) -> list[dict] | None:
     return None if values is None else [m.to_dict() for m in _as_list_of(kind, values, argument)]
 
 
+def _check_timeout(timeout_s: float | None) -> None:
+    if timeout_s is not None and not timeout_s > 0:
+        raise ValueError(
+            f"timeout_s must be greater than 0, or None to wait up to {_seconds(_DEFAULT_WAIT_S)} s (the default)."
+        )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def _wait_until(
+    fetch: Callable[[], _T],
+    done: Callable[[_T], bool],
+    timeout_s: float,
+    what: str,
+    *,
+    status: Callable[[_T], str],
+    hint: str = "",
+    progress: StatusLine | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> _T:
+    """Call ``fetch`` until ``done`` holds for what it returns, and return that.
+
+    Every wait of the SDK goes through here. One call per pause at most: the pause starts at
+    ``_POLL_FIRST_S`` and grows by ``_POLL_GROWTH`` up to ``_POLL_MAX_S``; a call that the server
+    held longer than the pause is followed by the next one at once. Once ``timeout_s`` has passed,
+    ``SdkException(name="TimeoutException")`` says what was waited for, how long, and the last
+    status seen (``what`` reads "pipeline 'p' to be ready"; ``hint`` says what to do next).
+    ``progress`` shows each status seen, and the last one on a line of its own at the end.
+    """
+    deadline = clock() + timeout_s
+    pause = _POLL_FIRST_S
+    last: str | None = None
+    try:
+        while True:
+            began = clock()
+            result = fetch()
+            last = status(result)
+            if done(result):
+                return result
+            now = clock()
+            if now >= deadline:
+                message = f"Gave up waiting for {what} after {_seconds(timeout_s)} s; its status was still {last}."
+                raise SdkException(f"{message} {hint}" if hint else message, name="TimeoutException")
+            if progress is not None:
+                progress.update(last)
+            rest = min(pause - (now - began), deadline - now)
+            if rest > 0:
+                sleep(rest)
+            pause = min(pause * _POLL_GROWTH, _POLL_MAX_S)
+    finally:
+        if progress is not None and last is not None:
+            progress.close(last)
+
+
 class RaylineSdk:
     """Client for a Rayline environment.
 
@@ -124,6 +196,10 @@ class RaylineSdk:
         show_progress: a status line while waiting for a pipeline or a deployment; by default only
             in a notebook or a terminal, never when output goes to a file.
     """
+
+    # Where requests go; None for the network. Tests set an ``httpx.MockTransport`` here (on a
+    # subclass), so that the constructor's signature stays the public one.
+    _transport: httpx.BaseTransport | None = None
 
     def __init__(
         self,
@@ -146,6 +222,7 @@ class RaylineSdk:
             base_url=f"{self.environment_url}/api/v1",
             headers={"Authorization": f"Bearer {token}"},
             timeout=http_timeout_s,
+            transport=self._transport,
         )
 
     def __repr__(self) -> str:
@@ -224,8 +301,7 @@ class RaylineSdk:
             )
         inputs = _as_list_of(Input, inputs, "inputs")
         outputs = _as_list_of(Output, outputs, "outputs")
-        if timeout_s is not None and timeout_s <= 0:
-            raise ValueError("timeout_s must be greater than 0, or None to wait as long as needed.")
+        _check_timeout(timeout_s)
         included = config.pop("included_folders", None)
         if included:
             included = list(dict.fromkeys([*included, function_path, config.get("requirements_path")]))
@@ -251,30 +327,32 @@ class RaylineSdk:
     def get_pipeline(
         self, pipeline_name: str, wait_for_completion: bool = False, timeout_s: float | None = None
     ) -> dict:
-        """Get a pipeline: ``{"parameters": {...}, "creation_info": {...}}``."""
-        start = time.monotonic()
-        progress = StatusLine(f"Pipeline {pipeline_name!r}", self.show_progress if wait_for_completion else False)
-        while True:
-            pipeline = self._request(
+        """Get a pipeline: ``{"parameters": {...}, "creation_info": {...}}``.
+
+        With ``wait_for_completion``, wait until its status is ``ready`` (the platform makes a
+        pipeline ready as it stores it), for ``timeout_s`` seconds, or an hour by default.
+        """
+        _check_timeout(timeout_s)
+
+        def fetch() -> dict:
+            return self._request(
                 "GET",
                 f"/pipelines/{pipeline_name}",
                 params={"wait_for_completion": "true"} if wait_for_completion else None,
             )
-            status = pipeline["creation_info"]["status"]
-            if not wait_for_completion or status != "creation_pending":
-                break
-            progress.update(status)
-            time.sleep(0.5)
-            if timeout_s is not None and time.monotonic() - start > timeout_s:
-                progress.close(status)
-                raise SdkException(
-                    f"Pipeline {pipeline_name!r} was not ready after {timeout_s} s; "
-                    "check it later with get_pipeline().",
-                    name="TimeoutException",
-                )
-        progress.close(status)
-        if status == "creation_failed":
-            raise SdkException(f"The creation of pipeline {pipeline_name!r} failed.", name="CreationFailedException")
+
+        if wait_for_completion:
+            pipeline = _wait_until(
+                fetch,
+                lambda p: p["creation_info"]["status"] == _PIPELINE_READY,
+                _DEFAULT_WAIT_S if timeout_s is None else timeout_s,
+                f"pipeline {pipeline_name!r} to be ready",
+                status=lambda p: p["creation_info"]["status"],
+                hint=f"Check it later with get_pipeline({pipeline_name!r}).",
+                progress=StatusLine(f"Pipeline {pipeline_name!r}", self.show_progress),
+            )
+        else:
+            pipeline = fetch()
         latest = self._request("GET", f"/pipelines/{pipeline_name}/executions/latest")
         pipeline["creation_info"]["last_execution_id"] = (latest or {}).get("execution_id")
         return pipeline
@@ -326,17 +404,22 @@ class RaylineSdk:
         return self.retrieve_pipeline_execution_outputs(started["execution_id"])
 
     def retrieve_pipeline_execution_outputs(self, execution_id: str) -> dict:
-        """Wait for an execution to end and return ``{"execution_id", "outputs": {name: value}}``."""
-        while True:
-            # The server holds each request a few seconds, then answers 307 while still running.
-            response = self._send(
+        """Wait for an execution to end (for up to a day) and return ``{"execution_id", "outputs":
+        {name: value}}``. A failed execution raises ``SdkException``."""
+        # The server holds each request a few seconds, then answers 307 while it still runs.
+        response = _wait_until(
+            lambda: self._send(
                 "GET",
                 f"/executions/{execution_id}/outputs",
                 params={"wait_for_completion": "true"},
                 follow_redirects=False,
-            )
-            if response.status_code != 307:
-                break
+            ),
+            lambda r: r.status_code != 307,
+            _EXECUTION_WAIT_S,
+            f"execution {execution_id!r} to end",
+            status=_execution_status,
+            hint=f"Get its outputs later with retrieve_pipeline_execution_outputs({execution_id!r}).",
+        )
         body = self._parse(response)
         outputs = {}
         for item in body["outputs"]:
@@ -428,8 +511,7 @@ class RaylineSdk:
             raise ValueError("schedule only goes with execution_rule='periodic'.")
         if execution_rule != "endpoint" and (endpoint_url_path is not None or endpoint_token is not None):
             raise ValueError("endpoint_url_path and endpoint_token only go with execution_rule='endpoint'.")
-        if timeout_s is not None and timeout_s <= 0:
-            raise ValueError("timeout_s must be greater than 0, or None to wait as long as needed.")
+        _check_timeout(timeout_s)
         body = {
             "pipeline_name": pipeline_name,
             "name": deployment_name,
@@ -455,28 +537,31 @@ class RaylineSdk:
         self, deployment_name: str, wait_for_completion: bool = False, timeout_s: float | None = None
     ) -> dict:
         """Get a deployment; with ``wait_for_completion``, wait until its status is final
-        (``up``, ``creation_failed``, ``disabled`` or ``standby``)."""
-        start = time.monotonic()
-        progress = StatusLine(f"Deployment {deployment_name!r}", self.show_progress if wait_for_completion else False)
-        while True:
-            deployment = self._request(
+        (``up``, ``creation_failed``, ``disabled`` or ``standby``), for ``timeout_s`` seconds, or an
+        hour by default."""
+        _check_timeout(timeout_s)
+
+        def fetch() -> dict:
+            # With wait_for_completion the server holds the request a few seconds while not final.
+            return self._request(
                 "GET",
                 f"/deployments/{deployment_name}",
                 params={"wait_for_completion": "true"} if wait_for_completion else None,
             )
-            status = deployment["status"]
-            if not wait_for_completion or status in ("up", "creation_failed", "disabled", "standby"):
-                break
-            progress.update(status)  # the server holds each request a few seconds: no busy loop
-            if timeout_s is not None and time.monotonic() - start > timeout_s:
-                progress.close(status)
-                raise SdkException(
-                    f"Deployment {deployment_name!r} is still {status} after {timeout_s} s; "
-                    "check it later with get_deployment().",
-                    name="TimeoutException",
-                )
-        progress.close(status)
-        if wait_for_completion and status == "creation_failed":
+
+        if wait_for_completion:
+            deployment = _wait_until(
+                fetch,
+                lambda d: d["status"] in _DEPLOYMENT_FINAL_STATUSES,
+                _DEFAULT_WAIT_S if timeout_s is None else timeout_s,
+                f"deployment {deployment_name!r} to reach a final status (up, creation_failed, disabled or standby)",
+                status=lambda d: d["status"],
+                hint=f"Check it later with get_deployment({deployment_name!r}).",
+                progress=StatusLine(f"Deployment {deployment_name!r}", self.show_progress),
+            )
+        else:
+            deployment = fetch()
+        if wait_for_completion and deployment["status"] == "creation_failed":
             lines = self.get_deployment_logs(deployment_name)[-15:]
             tail = "\n".join(f"  {line['message']}" for line in lines)
             raise SdkException(
@@ -503,6 +588,7 @@ class RaylineSdk:
     ) -> dict:
         """Enable or disable a deployment. Called with no change on a low-latency deployment, it
         reloads the pod (the module is imported again; the new pod is a new ``version``)."""
+        _check_timeout(timeout_s)
         body = {
             "is_enabled": is_enabled,
             "schedule": schedule,
@@ -565,9 +651,14 @@ class RaylineSdk:
                 return {"execution_id": started["execution_id"]}
             return self.retrieve_pipeline_execution_outputs(started["execution_id"])
         url, deployment = self._endpoint(endpoint_name)
-        response = self._send(
-            "POST", url, follow_redirects=True, headers={"Authorization": f"EndpointToken {endpoint_token}"}, **payload
-        )
+        headers = {"Authorization": f"EndpointToken {endpoint_token}"}
+        response = self._send("POST", url, follow_redirects=False, headers=headers, **payload)
+        if response.status_code == 303:  # still running after the server's wait: its result is at Location
+            execution_id = self._parse(response)["execution_id"]
+            if not wait_for_completion:
+                return {"execution_id": execution_id}
+            result_url = str(response.url.join(response.headers["location"]))
+            return self._endpoint_result(endpoint_name, result_url, execution_id, headers)
         if response.status_code < 400 and response.headers.get("content-type", "").startswith("application/octet"):
             execution_id = response.headers.get("x-rayline-execution-id", "")
             name = next(m["endpoint_output_name"] for m in deployment["outputs_mapping"] if "endpoint_output_name" in m)
@@ -590,7 +681,23 @@ class RaylineSdk:
         )
         # In a header, not in the URL (?token=), where access logs would keep it.
         headers = {"Authorization": f"EndpointToken {endpoint_token}"}
-        body = self._parse(self._send("GET", url, headers=headers, follow_redirects=True))
+        return self._endpoint_result(endpoint_name, url, execution_id, headers)
+
+    def _endpoint_result(self, endpoint_name: str, url: str, execution_id: str, headers: dict[str, str]) -> dict:
+        """Wait at an endpoint's result URL (held a few seconds, then 307 to itself while the
+        execution runs) and return its outputs, a file output as bytes."""
+        response = _wait_until(
+            lambda: self._send("GET", url, headers=headers, follow_redirects=False),
+            lambda r: r.status_code != 307,
+            _EXECUTION_WAIT_S,
+            f"execution {execution_id!r} to end",
+            status=_execution_status,
+            hint=(
+                f"Get its outputs later with retrieve_endpoint_results({endpoint_name!r}, {execution_id!r}, "
+                "endpoint_token=...)."
+            ),
+        )
+        body = self._parse(response)
         outputs = {
             name: self._file(item["url"], headers=headers) if "url" in item else item.get("value")
             for name, item in body.get("outputs", {}).items()
@@ -625,6 +732,11 @@ class RaylineSdk:
 
     def delete_environment_variable(self, environment_variable_name: str) -> dict:
         return self._request("DELETE", f"/environment-variables/{environment_variable_name}")
+
+
+def _execution_status(response: httpx.Response) -> str:
+    """What an answer of a waiting route says of its execution: a 307 means not ended yet."""
+    return "Pending or Running" if response.status_code == 307 else f"ended (HTTP {response.status_code})"
 
 
 def _with_kind(item: dict, kind: str) -> dict:

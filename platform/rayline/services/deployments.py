@@ -22,7 +22,9 @@ from rayline.config import Settings
 from rayline.domain import deployments as rules
 from rayline.domain.mappings import normalize_inputs_mapping, normalize_outputs_mapping, with_constants
 from rayline.domain.names import validate_name
+from rayline.domain.outcomes import Busy, Ended, Outcome, Refused
 from rayline.domain.schedules import human_readable, next_due, parse_schedule
+from rayline.domain.statuses import LISTED_POD_STATUSES, ExecutionRule, Mode, PodStatus
 from rayline.domain.tokens import MIN_CHOSEN_TOKEN_LENGTH, generate_token, hash_token, token_matches
 from rayline.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PlatformFailure, Unavailable
 from rayline.services.credentials import SecretBox
@@ -54,8 +56,18 @@ class ServeRuntime(Protocol):
     ) -> None: ...
     def delete(self, name: str) -> None: ...
     def states(self) -> dict[str, Any]: ...
-    async def run(self, name: str, given: dict[str, Any]) -> dict[str, Any]: ...
-    def run_blocking(self, name: str, given: dict[str, Any]) -> dict[str, Any]: ...
+    async def run(self, name: str, given: dict[str, Any]) -> Outcome: ...
+    def run_blocking(self, name: str, given: dict[str, Any]) -> Outcome: ...
+    def flush(self, name: str) -> None: ...
+
+
+def ended_or_raise(outcome: Outcome) -> Ended:
+    """A warm pod's answer as the platform's errors: bad inputs (400), a full pod (503)."""
+    if isinstance(outcome, Refused):
+        raise InvalidInput(outcome.message)
+    if isinstance(outcome, Busy):
+        raise Unavailable(outcome.message, retry_after_s=outcome.retry_after_s)
+    return outcome
 
 
 def _status_from_serve(state: Any, has_been_up: bool) -> str:
@@ -110,7 +122,7 @@ class DeploymentService:
     def get(self, name: str) -> Deployment:
         """The deployment, its status refreshed from Serve for a low-latency one."""
         row = self._row(name)
-        if row.mode == "low_latency" and row.is_enabled:
+        if row.mode == Mode.LOW_LATENCY and row.is_enabled:
             status = _status_from_serve(self._serve.states().get(name), row.has_been_up)
             if status != row.status or (status == rules.UP and not row.has_been_up):
                 with self._db.session() as session:
@@ -142,7 +154,7 @@ class DeploymentService:
                     select(Pod)
                     .where(
                         Pod.deployment_name == name,
-                        Pod.status.in_(("pending", "running", "restarting", "failed", "stopping")),
+                        Pod.status.in_(LISTED_POD_STATUSES),
                     )
                     .order_by(Pod.started_at.desc())
                     .limit(5)
@@ -158,14 +170,14 @@ class DeploymentService:
     # --- calling -------------------------------------------------------------------------------
 
     def ensure_callable(self, row: Deployment) -> None:
-        if row.execution_rule != "endpoint":
+        if row.execution_rule != ExecutionRule.ENDPOINT:
             raise InvalidInput(f"Deployment {row.name!r} is {row.execution_rule}, not an endpoint.")
         if not row.is_enabled:
             raise Unavailable(
                 f"Deployment {row.name!r} is disabled; enable it with update_deployment({row.name!r}, is_enabled=True)."
             )
         reloading = row.status == rules.CREATION_PENDING and row.has_been_up  # the old pod still serves
-        if row.mode == "low_latency" and row.status != rules.UP and not reloading:
+        if row.mode == Mode.LOW_LATENCY and row.status != rules.UP and not reloading:
             hint = (
                 "its pod failed to start: get_deployment_logs shows why"
                 if row.status == rules.CREATION_FAILED
@@ -173,19 +185,14 @@ class DeploymentService:
             )
             raise Unavailable(f"Deployment {row.name!r} is {row.status}: {hint}.")
 
-    async def trigger(self, row: Deployment, given: dict[str, Any]) -> dict[str, Any]:
-        """Start one execution: in the warm replica (waiting for it) or in a fresh worker.
-        Returns ``{"execution_id", "status", ...}``."""
+    async def trigger(self, row: Deployment, given: dict[str, Any]) -> Ended | str:
+        """Start one execution: in the warm pod, waiting for its end (``Ended``), or in a fresh
+        worker (its execution id, at once). Bad inputs and a full pod raise, nothing recorded."""
         self.ensure_callable(row)
-        if row.mode == "low_latency":
-            result = await self._serve.run(row.name, given)
-            if result.get("status") == "refused":
-                raise InvalidInput(result["message"])
-            if result.get("status") == "busy":
-                raise Unavailable(result["message"], retry_after_s=result["retry_after_s"])
-            return result
+        if row.mode == Mode.LOW_LATENCY:
+            return ended_or_raise(await self._serve.run(row.name, given))
         execution = await asyncio.to_thread(self._executions.run_elastic_deployment, row, given)
-        return {"execution_id": execution.execution_id, "status": execution.status}
+        return execution.execution_id
 
     def start_scheduled(self, name: str, due: datetime, catch_up: bool) -> None:
         """The scheduler's hand-off: the execution of a periodic deployment due now, started on a
@@ -207,10 +214,8 @@ class DeploymentService:
     def _run_scheduled(self, name: str, due: datetime) -> None:
         try:
             row = self._row(name)
-            if row.mode == "low_latency":
-                result = self._serve.run_blocking(name, {})
-                if result.get("status") in ("refused", "busy"):
-                    raise RuntimeError(result["message"])
+            if row.mode == Mode.LOW_LATENCY:
+                ended_or_raise(self._serve.run_blocking(name, {}))
             else:
                 self._executions.run_elastic_deployment(row, {})
         except Exception as error:  # the deployment's logs are where its user looks
@@ -244,9 +249,9 @@ class DeploymentService:
         specs, outputs = pipeline_specs(pipeline)
         inputs_mapping = normalize_inputs_mapping(specs, body.get("inputs_mapping"), options.execution_rule)
         outputs_mapping = normalize_outputs_mapping(outputs, body.get("outputs_mapping"), options.execution_rule)
-        endpoint = options.execution_rule == "endpoint"
+        endpoint = options.execution_rule == ExecutionRule.ENDPOINT
         _, token_hash, sealed = self._new_token(body.get("endpoint_token")) if endpoint else (None, None, None)
-        low_latency = options.mode == "low_latency"
+        low_latency = options.mode == Mode.LOW_LATENCY
         row = Deployment(
             name=name,
             pipeline_name=pipeline.name,
@@ -352,7 +357,7 @@ class DeploymentService:
             )
         schedule = body.get("schedule")
         if schedule is not None:
-            if row.execution_rule != "periodic":
+            if row.execution_rule != ExecutionRule.PERIODIC:
                 raise InvalidInput("schedule only goes with periodic deployments.")
             schedule = parse_schedule(schedule)
         if body.get("outputs_mapping"):
@@ -363,16 +368,18 @@ class DeploymentService:
         if body.get("inputs_mapping"):
             specs, _ = pipeline_specs(self._pipelines.get(row.pipeline_name))
             row = self._set(name, inputs_mapping=with_constants(row.inputs_mapping, specs, body["inputs_mapping"]))
-            self._log(name, "Constant inputs updated" + (": reloading the pod." if row.mode == "low_latency" else "."))
+            self._log(
+                name, "Constant inputs updated" + (": reloading the pod." if row.mode == Mode.LOW_LATENCY else ".")
+            )
         if schedule is not None:  # counts from its next due time
             row = self._set(name, schedule=schedule, next_run_at=next_due(schedule, utcnow()))
             self._log(name, f"Schedule changed to {schedule!r} ({human_readable(schedule)}).")
-        low_latency = row.mode == "low_latency"
+        low_latency = row.mode == Mode.LOW_LATENCY
         if enabled is False:
             if row.is_enabled:
                 row = self._set(name, is_enabled=False, status=rules.DISABLED)
                 if low_latency:
-                    self._wait_for_pods(name, Pod.status == "running")
+                    self._wait_for_pods(name, Pod.status == PodStatus.RUNNING)
                     self._serve.delete(name)
                 self._log(
                     name,
@@ -404,16 +411,16 @@ class DeploymentService:
     def rotate_token(self, name: str, chosen: str | None = None) -> str:
         """A new endpoint token; the old one stops working once this returns."""
         row = self._row(name)
-        if row.execution_rule != "endpoint":
+        if row.execution_rule != ExecutionRule.ENDPOINT:
             raise InvalidInput(f"Deployment {name!r} is not an endpoint; it has no endpoint token.")
         token, token_hash, sealed = self._new_token(chosen)
         row = self._set(name, endpoint_token_hash=token_hash, endpoint_token_sealed=sealed)
         if (
-            row.mode == "low_latency"
+            row.mode == Mode.LOW_LATENCY
             and row.is_enabled
             and not self._wait_for_pods(
                 name,
-                Pod.status == "running",
+                Pod.status == PodStatus.RUNNING,
                 Pod.token_fingerprint.is_(None) | (Pod.token_fingerprint != token_hash[:16]),
             )
         ):
@@ -434,8 +441,8 @@ class DeploymentService:
         with self._db.session() as session:
             session.execute(delete(DeploymentLog).where(DeploymentLog.deployment_name == name))
             session.execute(delete(Deployment).where(Deployment.name == name))
-        if row.mode == "low_latency":
-            self._wait_for_pods(name, Pod.status == "running")
+        if row.mode == Mode.LOW_LATENCY:
+            self._wait_for_pods(name, Pod.status == PodStatus.RUNNING)
             self._serve.delete(name)
         with self._db.session() as session:
             session.execute(delete(Pod).where(Pod.deployment_name == name))
@@ -457,7 +464,7 @@ class DeploymentService:
         running = self._serve.states()
         started = 0
         for row in self.list():
-            if row.mode == "low_latency" and row.is_enabled and row.name not in running:
+            if row.mode == Mode.LOW_LATENCY and row.is_enabled and row.name not in running:
                 self._log(row.name, "Platform started: restoring the pod.")
                 try:
                     self._start(row)

@@ -11,6 +11,7 @@ import builtins  # in annotations after a method named list, which shadows the b
 from collections.abc import Callable
 
 from rayline.domain.environment import check_name, check_variables
+from rayline.domain.statuses import PodStatus
 from rayline.errors import NotFound, PlatformFailure
 from rayline.services.credentials import SecretBox
 from rayline.store import environment as store
@@ -45,7 +46,7 @@ class EnvironmentService:
 
     def _reached_pods(self, version: int) -> None:
         self._on_change()
-        if not wait_until_no_pod(self._db, Pod.status == "running", Pod.environment_version < version):
+        if not wait_until_no_pod(self._db, Pod.status == PodStatus.RUNNING, Pod.environment_version < version):
             raise PlatformFailure(
                 "The environment variables were saved, but a warm pod has not loaded them yet; "
                 "its next executions may still see the previous values for a moment."

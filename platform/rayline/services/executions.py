@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select
 
 from rayline.domain.files import FileValue
+from rayline.domain.jobs import ExecutionJob
 from rayline.domain.mappings import (
     gather_inputs,
     normalize_inputs_mapping,
@@ -22,8 +23,8 @@ from rayline.domain.mappings import (
     returned_files,
     returned_outputs,
 )
+from rayline.domain.statuses import Mode
 from rayline.errors import Conflict, InvalidInput, NotFound, PlatformFailure, Unavailable
-from rayline.runtime.worker import ExecutionJob
 from rayline.services.pipelines import READY, PipelineService, pipeline_specs
 from rayline.store import executions as store
 from rayline.store.db import Database
@@ -194,7 +195,7 @@ class ExecutionService:
             names = list(
                 session.scalars(
                     select(Deployment.name).where(
-                        Deployment.mode == "low_latency", Deployment.is_enabled.is_(True), *where
+                        Deployment.mode == Mode.LOW_LATENCY, Deployment.is_enabled.is_(True), *where
                     )
                 )
             )

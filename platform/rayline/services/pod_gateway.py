@@ -25,19 +25,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from rayline.domain.statuses import PodStatus
 from rayline.errors import InvalidInput, Unauthorized
-from rayline.store import environment as environment_store
 from rayline.store import executions as store
+from rayline.store import pods
 from rayline.store.db import Database
-from rayline.store.models import Deployment, Pod, utcnow
 from rayline.store.record_writer import Event, sql_sink
 
 # What a pod may report about itself, and the values it may take.
 POD_FIELDS = {"status", "token_fingerprint", "environment_version", "running_executions", "waiting_executions"}
-POD_STATUSES = {"pending", "running", "failed", "stopping", "stopped"}
+POD_STATUSES = {PodStatus.PENDING, PodStatus.RUNNING, PodStatus.FAILED, PodStatus.STOPPING, PodStatus.STOPPED}
 MAX_ID_BLOCK = 1000
 _STARTED_KEYS = {
     "execution_id",
@@ -95,44 +94,14 @@ class PodGateway:
         """A new pod: its row, and the end of what the pods of this deployment that died were
         running (their journals were replayed just before, so finished calls keep their result)."""
         self.check_pod(credential, deployment_name)
-        with self._db.session() as session:
-            for pod in session.scalars(
-                select(Pod).where(Pod.deployment_name == deployment_name, Pod.pod_id.in_(dead_pods))
-            ):
-                pod.status = "failed"
-            session.merge(
-                Pod(
-                    pod_id=pod_id,
-                    deployment_name=deployment_name,
-                    version=version,
-                    status="pending",
-                    started_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-            )
-            stale = session.scalars(
-                select(store.Execution).where(
-                    store.Execution.deployment_name == deployment_name,
-                    store.Execution.pod_id.in_(dead_pods),
-                    store.Execution.status.in_(store.UNFINISHED_STATUSES),
-                )
-            )
-            for execution in stale:
-                execution.status, execution.end_date = store.ERROR, utcnow()
-                execution.error = "The pod running this execution stopped (crashed or was replaced) before it ended."
+        pods.register(self._db, deployment_name, pod_id, version, dead_pods)
 
     def update_pod(self, credential: str, deployment_name: str, pod_id: str, fields: dict[str, Any]) -> None:
         self.check_pod(credential, deployment_name)
         unknown = set(fields) - POD_FIELDS
-        if unknown or fields.get("status", "running") not in POD_STATUSES:
+        if unknown or fields.get("status", PodStatus.RUNNING) not in POD_STATUSES:
             raise InvalidInput(f"A pod cannot report {sorted(unknown) or fields.get('status')!r}.")
-        with self._db.session() as session:
-            pod = session.get(Pod, pod_id)
-            if pod is None or pod.deployment_name != deployment_name:
-                return  # deleted with its deployment meanwhile
-            for name, value in fields.items():
-                setattr(pod, name, value)
-            pod.updated_at = utcnow()
+        pods.update(self._db, deployment_name, pod_id, fields)
 
     def take_ids(self, credential: str, deployment_name: str, count: int) -> list[int]:
         self.check_pod(credential, deployment_name)
@@ -143,49 +112,27 @@ class PodGateway:
         """What a pod follows: its deployment's token hash, whether it must refuse calls, and the
         environment variables (their values only when their version is not the one it has)."""
         self.check_pod(credential, deployment_name)
-        with self._db.session() as session:
-            row = session.execute(
-                select(Deployment.endpoint_token_hash, Deployment.is_enabled).where(Deployment.name == deployment_name)
-            ).first()
-            version = environment_store.version(session)
-            values = environment_store.load(session, self._open) if version != known_environment_version else None
-        return {
-            "token_hash": row.endpoint_token_hash if row is not None else None,
-            "refusing": "deleted" if row is None else (None if row.is_enabled else "disabled"),
-            "environment_version": version,
-            "environment": values,
-        }
+        return pods.followed_state(self._db, deployment_name, known_environment_version, self._open)
 
     def write(self, credential: str, deployment_name: str, events: list[Event], replaying: bool = False) -> None:
         """Apply a pod's batch of records, each checked to be this deployment's."""
         self.check_pod(credential, deployment_name)
-        with self._db.session() as session:
-            deployment = session.execute(
-                select(Deployment.pipeline_name, Deployment.created_at).where(Deployment.name == deployment_name)
-            ).first()
-            checked = [
-                _checked(event, deployment_name, deployment.pipeline_name if deployment else None) for event in events
-            ]
-            # The executions the events end or add to: this deployment's (not a pipeline run, nor one of
-            # a deleted deployment of the same name), or started in this very batch.
-            started = {e["row"]["execution_id"] for e in checked if e["kind"] == "started"}
-            touched = {
-                e.get("execution_id") or e["row"]["execution_id"]
-                for e in checked
-                if e["kind"] in ("finished", "execution_log", "files")
-            } - started
-            if touched:
-                owned = select(store.Execution.execution_id).where(
-                    store.Execution.execution_id.in_(touched), store.Execution.deployment_name == deployment_name
-                )
-                if deployment is not None:
-                    owned = owned.where(store.Execution.created_at >= deployment.created_at)
-                foreign = touched - set(session.scalars(owned))
-                if foreign:
-                    raise InvalidInput(
-                        f"A pod of {deployment_name!r} may not write the records of "
-                        f"{sorted(foreign)[:3]}: they are not its deployment's executions."
-                    )
+        origin = pods.deployment_origin(self._db, deployment_name)
+        checked = [_checked(event, deployment_name, origin[0] if origin else None) for event in events]
+        # The executions the events end or add to: this deployment's (not a pipeline run, nor one of
+        # a deleted deployment of the same name), or started in this very batch.
+        started = {e["row"]["execution_id"] for e in checked if e["kind"] == "started"}
+        touched = {
+            e.get("execution_id") or e["row"]["execution_id"]
+            for e in checked
+            if e["kind"] in ("finished", "execution_log", "files")
+        } - started
+        foreign = touched and pods.foreign_executions(self._db, deployment_name, origin[1] if origin else None, touched)
+        if foreign:
+            raise InvalidInput(
+                f"A pod of {deployment_name!r} may not write the records of "
+                f"{sorted(foreign)[:3]}: they are not its deployment's executions."
+            )
         try:
             self._sink(checked, replaying)
         except IntegrityError as error:  # e.g. a log line of an execution deleted meanwhile: not retried
@@ -197,8 +144,7 @@ class PodGateway:
         self, credential: str, execution_id: str, records: list[tuple[datetime, str, str]]
     ) -> None:
         self._check_execution(credential, execution_id)
-        with self._db.session() as session:
-            status = session.scalar(select(store.Execution.status).where(store.Execution.execution_id == execution_id))
+        status = store.status_of(self._db, execution_id)
         if status not in store.UNFINISHED_STATUSES:
             raise Unauthorized(f"Execution {execution_id!r} has ended; its credential no longer works.")
         store.append_logs(self._db, execution_id, [(ts, str(stream), str(message)) for ts, stream, message in records])

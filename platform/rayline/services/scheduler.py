@@ -38,6 +38,7 @@ from typing import cast
 from sqlalchemy import Table, select, update
 
 from rayline.domain.schedules import as_utc, due_times_between, next_due
+from rayline.domain.statuses import ExecutionRule
 from rayline.store.db import Database, rowcount
 from rayline.store.executions import add_deployment_log
 from rayline.store.models import Deployment, utcnow
@@ -56,7 +57,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _is_periodic_and_enabled():
-    return (_deployments.c.is_enabled.is_(True)) & (_deployments.c.execution_rule == "periodic")
+    return (_deployments.c.is_enabled.is_(True)) & (_deployments.c.execution_rule == ExecutionRule.PERIODIC)
 
 
 class Scheduler:

@@ -16,11 +16,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rayline.domain.files import FileValue
+from rayline.domain.statuses import ExecutionStatus
 from rayline.errors import InvalidInput
 from rayline.store.db import Database, rowcount
 from rayline.store.models import Counter, DeploymentLog, Execution, ExecutionFile, ExecutionLog, utcnow
 
-PENDING, RUNNING, SUCCEEDED, FAILED, ERROR = "Pending", "Running", "Succeeded", "Failed", "Error"
+# Short names for the statuses (rayline.domain.statuses), as the store and its callers use them.
+PENDING, RUNNING, SUCCEEDED, FAILED, ERROR = (
+    ExecutionStatus.PENDING,
+    ExecutionStatus.RUNNING,
+    ExecutionStatus.SUCCEEDED,
+    ExecutionStatus.FAILED,
+    ExecutionStatus.ERROR,
+)
 FINAL_STATUSES = (SUCCEEDED, FAILED, ERROR)
 UNFINISHED_STATUSES = (PENDING, RUNNING)
 
@@ -151,6 +159,11 @@ def load_file(db: Database, execution_id: str, direction: str, name: str) -> Fil
 
 def get(session: Session, execution_id: str) -> Execution | None:
     return session.get(Execution, execution_id)
+
+
+def status_of(db: Database, execution_id: str) -> str | None:
+    with db.session() as session:
+        return session.scalar(select(Execution.status).where(Execution.execution_id == execution_id))
 
 
 def end_unfinished_executions(db: Database, reason: str) -> int:

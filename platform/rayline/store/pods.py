@@ -1,17 +1,105 @@
-"""Waiting for warm pods to catch up with a change they follow."""
+"""Warm pods' rows: registering them, what they report, what they follow, and waiting for them to
+catch up with a change. Pods reach these only through the control plane (services/pod_gateway)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
+from rayline.domain.statuses import PodStatus
+from rayline.store import environment as environment_store
 from rayline.store.db import Database
-from rayline.store.models import Pod
+from rayline.store.executions import ERROR, UNFINISHED_STATUSES
+from rayline.store.models import Deployment, Execution, Pod, utcnow
 
 logger = logging.getLogger(__name__)
+
+DEAD_POD_ERROR = "The pod running this execution stopped (crashed or was replaced) before it ended."
+
+
+def register(db: Database, deployment_name: str, pod_id: str, version: int, dead_pods: list[str]) -> None:
+    """A new pod's row; the pods that died marked failed, and what they were running ended."""
+    with db.session() as session:
+        for pod in session.scalars(
+            select(Pod).where(Pod.deployment_name == deployment_name, Pod.pod_id.in_(dead_pods))
+        ):
+            pod.status = PodStatus.FAILED
+        session.merge(
+            Pod(
+                pod_id=pod_id,
+                deployment_name=deployment_name,
+                version=version,
+                status=PodStatus.PENDING,
+                started_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        stale = session.scalars(
+            select(Execution).where(
+                Execution.deployment_name == deployment_name,
+                Execution.pod_id.in_(dead_pods),
+                Execution.status.in_(UNFINISHED_STATUSES),
+            )
+        )
+        for execution in stale:
+            execution.status, execution.end_date, execution.error = ERROR, utcnow(), DEAD_POD_ERROR
+
+
+def update(db: Database, deployment_name: str, pod_id: str, fields: dict[str, Any]) -> None:
+    with db.session() as session:
+        pod = session.get(Pod, pod_id)
+        if pod is None or pod.deployment_name != deployment_name:
+            return  # deleted with its deployment meanwhile
+        for name, value in fields.items():
+            setattr(pod, name, value)
+        pod.updated_at = utcnow()
+
+
+def followed_state(
+    db: Database, deployment_name: str, known_environment_version: int, open_sealed: Callable[[str], str]
+) -> dict[str, Any]:
+    """What a pod follows: its deployment's token hash, whether it must refuse calls, and the
+    environment variables (their values only when their version is not ``known_environment_version``)."""
+    with db.session() as session:
+        row = session.execute(
+            select(Deployment.endpoint_token_hash, Deployment.is_enabled).where(Deployment.name == deployment_name)
+        ).first()
+        version = environment_store.version(session)
+        values = environment_store.load(session, open_sealed) if version != known_environment_version else None
+    return {
+        "token_hash": row.endpoint_token_hash if row is not None else None,
+        "refusing": "deleted" if row is None else (None if row.is_enabled else "disabled"),
+        "environment_version": version,
+        "environment": values,
+    }
+
+
+def deployment_origin(db: Database, deployment_name: str) -> tuple[str, datetime] | None:
+    """(pipeline name, created at) of the deployment, or None once it is deleted."""
+    with db.session() as session:
+        row = session.execute(
+            select(Deployment.pipeline_name, Deployment.created_at).where(Deployment.name == deployment_name)
+        ).first()
+    return (row.pipeline_name, row.created_at) if row is not None else None
+
+
+def foreign_executions(
+    db: Database, deployment_name: str, created_after: datetime | None, execution_ids: set[str]
+) -> set[str]:
+    """Those of ``execution_ids`` that are not this deployment's (created since ``created_after``:
+    a deleted deployment of the same name kept its executions)."""
+    owned = select(Execution.execution_id).where(
+        Execution.execution_id.in_(execution_ids), Execution.deployment_name == deployment_name
+    )
+    if created_after is not None:
+        owned = owned.where(Execution.created_at >= created_after)
+    with db.session() as session:
+        return execution_ids - set(session.scalars(owned))
 
 
 def wait_until_no_pod(db: Database, *where: Any, timeout_s: float = 5.0) -> bool:

@@ -26,6 +26,8 @@ from rayline.api.schemas import (
     PeriodicDeploymentCreate,
 )
 from rayline.domain.deployments import FINAL_STATUSES
+from rayline.domain.outcomes import Ended
+from rayline.domain.statuses import ExecutionRule
 from rayline.domain.tokens import MIN_CHOSEN_TOKEN_LENGTH
 from rayline.errors import InvalidInput
 from rayline.store.models import Deployment
@@ -67,13 +69,13 @@ def _fields(body: EndpointDeploymentCreate | PeriodicDeploymentCreate | Deployme
 @router.post("/endpoints", status_code=201, response_model=DeploymentPublic, responses=CREATE_ERRORS)
 def create_endpoint_deployment(body: EndpointDeploymentCreate, context: AppContext = Depends(get_context)):
     """Create an endpoint deployment (``POST {env}/endpoints/<endpoint_url_path>``)."""
-    return public(context, context.deployments.create({**_fields(body), "execution_rule": "endpoint"}))
+    return public(context, context.deployments.create({**_fields(body), "execution_rule": ExecutionRule.ENDPOINT}))
 
 
 @router.post("/periodic-deployment", status_code=201, response_model=DeploymentPublic, responses=CREATE_ERRORS)
 def create_periodic_deployment(body: PeriodicDeploymentCreate, context: AppContext = Depends(get_context)):
     """Create a periodic deployment: ``schedule`` is a 5-field cron expression, in UTC."""
-    return public(context, context.deployments.create({**_fields(body), "execution_rule": "periodic"}))
+    return public(context, context.deployments.create({**_fields(body), "execution_rule": ExecutionRule.PERIODIC}))
 
 
 @router.get("/deployments", response_model=list[DeploymentListItem])
@@ -144,8 +146,8 @@ def latest_deployment_execution(name: str, context: AppContext = Depends(get_con
 async def trigger_deployment(name: str, request: Request, context: AppContext = Depends(get_context)):
     """Trigger an endpoint with the SDK token instead of the endpoint token."""
     row = await run_in_threadpool(context.deployments.get, name)
-    result = await context.deployments.trigger(row, await read_inputs(request, context.settings.max_file_bytes))
-    return ExecutionStarted(execution_id=result["execution_id"])
+    started = await context.deployments.trigger(row, await read_inputs(request, context.settings.max_file_bytes))
+    return ExecutionStarted(execution_id=started.execution_id if isinstance(started, Ended) else started)
 
 
 @router.post(

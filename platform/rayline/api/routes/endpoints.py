@@ -19,16 +19,19 @@ from starlette.concurrency import run_in_threadpool
 from rayline.api.auth import ENDPOINT_TOKEN_SCHEME
 from rayline.api.context import AppContext, get_context
 from rayline.api.errors import error_responses
-from rayline.api.http_io import file_response, output_response, read_inputs
+from rayline.api.http_errors import outcome_response
+from rayline.api.http_io import file_response, read_inputs
 from rayline.api.routes.executions import FILE_CONTENT, FILE_HEADERS
 from rayline.api.routes.pipelines import INPUTS_BODY
 from rayline.api.schemas import EndpointOutput, EndpointResult, EndpointStillRunning
-from rayline.domain.deployments import failure_for_caller, is_timed_out
+from rayline.domain.deployments import is_timed_out
 from rayline.domain.files import FileValue
 from rayline.domain.mappings import returned_files, returned_outputs
-from rayline.domain.tokens import ENDPOINT_TOKEN_REFUSED, generate_token, hash_token, token_matches
+from rayline.domain.outcomes import Ended
+from rayline.domain.statuses import ExecutionStatus, Mode
+from rayline.domain.tokens import ENDPOINT_TOKEN_REFUSED, bearer_of, generate_token, hash_token, token_matches
 from rayline.errors import NotFound, Unauthorized
-from rayline.store.executions import FINAL_STATUSES, SUCCEEDED
+from rayline.store.executions import FINAL_STATUSES
 from rayline.store.models import Deployment, Execution
 
 router = APIRouter(tags=["endpoints"], dependencies=[Depends(ENDPOINT_TOKEN_SCHEME)])
@@ -109,8 +112,7 @@ def _belongs(execution: Execution, row: Deployment) -> bool:
 
 
 def _endpoint_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme == "EndpointToken" else None
+    return bearer_of(request.headers.get("authorization"), "EndpointToken")
 
 
 @router.post(
@@ -124,28 +126,19 @@ async def call_endpoint(path: str, request: Request, context: AppContext = Depen
     output) when it ends within the wait (``RAYLINE_ENDPOINT_WAIT_S``, 60 s), else 303 to its
     result URL, which a client follows."""
     row = await run_in_threadpool(_authorized, context, path, _endpoint_token(request))
-    if row.mode == "low_latency":  # here only while its pod does not serve: say why, from Serve's status
+    if row.mode == Mode.LOW_LATENCY:  # here only while its pod does not serve: say why, from Serve's status
         row = await run_in_threadpool(context.deployments.get, row.name)
-    result = await context.deployments.trigger(row, await read_inputs(request, context.settings.max_file_bytes))
-    execution_id = result["execution_id"]
-    if row.mode == "elastic":
-        execution = await context.executions.wait_until_final(execution_id, context.settings.endpoint_wait_s)
-        if execution.status not in FINAL_STATUSES:  # with the id in the body, for clients that do not follow
-            return JSONResponse(
-                {"execution_id": execution_id},
-                status_code=303,
-                headers={"Location": f"/endpoints/v1/{path}/executions/{execution_id}"},
-            )
-        result = {
-            "execution_id": execution_id,
-            "status": execution.status,
-            "error": execution.error,
-            "output": await run_in_threadpool(context.executions.returned_output, execution),
-            "timed_out": is_timed_out(execution.error),
-        }
-    if result["status"] == SUCCEEDED:
-        return output_response(execution_id, result["output"])
-    return _failure(execution_id, result["status"], result["error"], result.get("timed_out", False))
+    started = await context.deployments.trigger(row, await read_inputs(request, context.settings.max_file_bytes))
+    if isinstance(started, Ended):  # a warm pod's, already over
+        return outcome_response(started)
+    execution = await context.executions.wait_until_final(started, context.settings.endpoint_wait_s)
+    if execution.status not in FINAL_STATUSES:  # with the id in the body, for clients that do not follow
+        return JSONResponse(
+            {"execution_id": started},
+            status_code=303,
+            headers={"Location": f"/endpoints/v1/{path}/executions/{started}"},
+        )
+    return outcome_response(await run_in_threadpool(_ended, context, execution))
 
 
 @router.api_route(
@@ -161,15 +154,11 @@ def endpoint_other_method(path: str, request: Request, context: AppContext = Dep
     )
 
 
-def _failure(execution_id: str, status: str, error: str | None, timed_out: bool) -> JSONResponse:
-    return JSONResponse(
-        {
-            "message": failure_for_caller(execution_id, status, error),
-            "name": "ExecutionTimedOut" if timed_out else "ExecutionFailed",
-            "execution_id": execution_id,
-        },
-        status_code=504 if timed_out else 500,
-    )
+def _ended(context: AppContext, execution: Execution) -> Ended:
+    """A finished execution's record as the outcome its caller gets."""
+    status = ExecutionStatus(execution.status)
+    output = context.executions.returned_output(execution) if status == ExecutionStatus.SUCCEEDED else {}
+    return Ended(execution.execution_id, status, output, execution.error, is_timed_out(execution.error))
 
 
 @router.get("/endpoints/v1/{path}/executions/{execution_id}", response_model=EndpointResult, responses=RESULT_RESPONSES)
@@ -186,8 +175,8 @@ async def endpoint_result(
     execution = await _own_execution(context, row, path, execution_id, context.settings.wait_hold_s)
     if execution.status not in FINAL_STATUSES:
         return RedirectResponse(str(request.url), status_code=307)
-    if execution.status != SUCCEEDED:
-        return _failure(execution_id, execution.status, execution.error, is_timed_out(execution.error))
+    if execution.status != ExecutionStatus.SUCCEEDED:
+        return outcome_response(_ended(context, execution))
     files = returned_files(execution.outputs)
     outputs = {
         name: {

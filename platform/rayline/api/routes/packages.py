@@ -13,18 +13,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from rayline.api.auth import SDK_TOKEN_SCHEME, require_sdk_token
 from rayline.api.context import AppContext, get_context
 from rayline.api.errors import error_responses
-from rayline.domain.tokens import hash_token, token_matches
+from rayline.domain.tokens import bearer_of, hash_token, token_matches
 
 router = APIRouter(tags=["packages"])
 
 
 def _package_reader(request: Request, context: AppContext = Depends(get_context)) -> None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     package_token = context.settings.package_token
-    if (
-        scheme.lower() == "bearer"
-        and package_token is not None
-        and token_matches(token.strip(), hash_token(package_token.get_secret_value()))
+    if package_token is not None and token_matches(
+        bearer_of(request.headers.get("authorization"), "Bearer"), hash_token(package_token.get_secret_value())
     ):
         return
     require_sdk_token(request, context)

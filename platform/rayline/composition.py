@@ -1,0 +1,83 @@
+"""The composition root: the one place where the store, the services and the runtime are wired.
+
+The control plane (``serve_apps.control_plane``) calls ``assemble`` with Ray's pieces (Serve for
+warm deployments, Ray tasks for elastic executions); tests call it with fakes of the same two
+seams (``ServeRuntime``, ``Runner``) and get the same services and routes, on SQLite, without Ray.
+Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rayline.api.context import AppContext
+from rayline.config import Settings
+from rayline.domain.access_tokens import AccessTokens
+from rayline.services.credentials import load_sdk_token_hash, load_secret_box
+from rayline.services.deployments import DeploymentService, ServeRuntime
+from rayline.services.environment import EnvironmentService
+from rayline.services.executions import ExecutionService, Runner
+from rayline.services.pipelines import PipelineService
+from rayline.services.pod_gateway import PodGateway
+from rayline.services.scheduler import Scheduler
+from rayline.store.db import Database
+
+# What the elastic runner is built from: the database it records in, and what issues an
+# execution's log credential (execution id, seconds) -> credential.
+RunnerFactory = Callable[[Database, Callable[[str, float], str]], Runner]
+
+
+@dataclass
+class Assembled:
+    context: AppContext  # what the routes use
+    gateway: PodGateway  # the pods' narrow path
+    scheduler: Scheduler  # periodic deployments, run by the caller on a thread of its own
+
+
+def assemble(
+    settings: Settings,
+    *,
+    serve_runtime: ServeRuntime,
+    make_runner: RunnerFactory,
+    on_change: Callable[[], None] = lambda: None,
+) -> Assembled:
+    """Wire the platform over ``settings`` (its secrets already read: ``with_platform_secrets``).
+    ``on_change`` is called when something pods follow changed (they are woken to read it)."""
+    db = Database(settings.resolved_database_url)
+    box = load_secret_box(settings)
+    secret_key = settings.secret_key_path.read_bytes().strip()
+    gateway = PodGateway(db, secret_key, box.open)
+    pipelines = PipelineService(db, settings)
+    environment = EnvironmentService(db, box, on_change=on_change)
+    executions = ExecutionService(
+        db,
+        pipelines,
+        make_runner(db, gateway.execution_credential),
+        environment.current,
+        settings.max_file_bytes,
+        flush_pod=serve_runtime.flush,
+    )
+    deployments = DeploymentService(
+        db,
+        settings,
+        pipelines,
+        executions,
+        box,
+        serve_runtime,
+        pod_credential=gateway.pod_credential,
+        on_change=on_change,
+    )
+    # Read once: the SDK token changes only through `rayline up`, which redeploys the control plane.
+    sdk_token_hash = load_sdk_token_hash(db)
+    context = AppContext(
+        settings=settings,
+        db=db,
+        pipelines=pipelines,
+        executions=executions,
+        deployments=deployments,
+        environment=environment,
+        sdk_token_hash=sdk_token_hash,
+        access_tokens=AccessTokens(secret_key, sdk_token_hash, settings.access_token_ttl_s),
+    )
+    return Assembled(context, gateway, Scheduler(db, deployments.start_scheduled))

@@ -1,0 +1,40 @@
+"""What one execution's return value becomes, the same for elastic workers and warm pods: checked
+against the pipeline's declared outputs, then placed by the deployment's output mapping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rayline.domain.files import FileValue
+from rayline.domain.io_types import OutputSpec, check_outputs
+from rayline.domain.mappings import kept_files, place_outputs
+
+
+@dataclass(frozen=True)
+class Settled:
+    returned: dict[str, Any]  # what the endpoint's caller gets
+    records: list[dict[str, Any]]  # the execution record's outputs
+    files: dict[str, FileValue] = field(default_factory=dict)  # file outputs kept, by output name
+
+
+@dataclass(frozen=True)
+class OutputContract:
+    specs: list[OutputSpec]
+    mapping: list[dict[str, Any]]  # normalized (rayline.domain.mappings)
+    max_file_bytes: int
+
+    @classmethod
+    def of(cls, outputs: list[dict[str, Any]], mapping: list[dict[str, Any]], max_file_bytes: int) -> OutputContract:
+        return cls([OutputSpec(**spec) for spec in outputs], mapping, max_file_bytes)
+
+    def settle(self, returned: Any) -> Settled:
+        """Raises (InvalidInput, TypeError...) when the function returned what it did not declare."""
+        values = check_outputs(self.specs, returned, self.max_file_bytes)
+        caller, records = place_outputs(self.mapping, values)
+        return Settled(caller, records, kept_files(records, values))
+
+
+def failure_text(error: BaseException) -> str:
+    """An execution's error, when its code raised: the traceback goes to its logs."""
+    return f"{type(error).__name__}: {error}. The traceback is in the execution's logs."

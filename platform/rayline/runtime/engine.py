@@ -1,0 +1,231 @@
+"""A warm pod's execution engine: slots, start, timeout, log scope and record, with no Serve in it.
+
+The pod (``serve_apps.low_latency``) is a thin Serve adapter over this: it reads requests and
+maps outcomes to HTTP; everything between (inputs, a slot, the call, the outputs, the records)
+happens here, driven by plain asyncio, so that tests can drive it with a fake record writer.
+
+An ``async def`` function runs as a task on the event loop, a ``def`` one in a thread of a pool;
+``ExecutionSlots`` lets at most ``max_parallel_executions`` run at once and queues the rest, in
+arrival order, up to ``max_queued_executions``. The slot is held by the running function itself,
+so a timed-out thread (Python cannot stop one) keeps its slot until it really returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from rayline.domain.deployments import ReplicaConfig, timed_out_error
+from rayline.domain.files import FileValue, materialize
+from rayline.domain.mappings import gather_inputs
+from rayline.domain.outcomes import Busy, Ended, Outcome, Refused
+from rayline.domain.results import OutputContract, failure_text
+from rayline.domain.statuses import ExecutionStatus
+from rayline.errors import InvalidInput
+from rayline.execution_context import ExecutionScope, current_scope
+from rayline.runtime.execution_ids import ExecutionIds
+from rayline.runtime.execution_slots import ExecutionSlots
+from rayline.runtime.user_code import call_function, call_kwargs
+from rayline.store.models import utcnow
+
+
+class Records(Protocol):
+    """What the engine records through (``rayline.store.record_writer.RecordWriter``)."""
+
+    def execution_started(
+        self,
+        execution_id: str,
+        pipeline_name: str,
+        deployment_name: str,
+        inputs: list[dict[str, Any]],
+        created_at: Any,
+        pod_id: str | None = None,
+    ) -> None: ...
+    def execution_finished(
+        self, execution_id: str, status: str, outputs: list[dict[str, Any]] | None, error: str | None
+    ) -> None: ...
+    def execution_log(self, execution_id: str, stream: str, message: str) -> None: ...
+    def files(self, execution_id: str, direction: str, files: dict[str, Any]) -> None: ...
+
+
+class ExecutionEngine:
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        function: Callable[..., Any],
+        records: Records,
+        ids: ExecutionIds,
+        *,
+        pod_id: str,
+        environment: Callable[[], dict[str, str]],
+        log: Callable[[str, str], None],
+    ) -> None:
+        self._config = config
+        self._function = function
+        self._records = records
+        self._ids = ids
+        self._pod_id = pod_id
+        self._environment = environment  # the environment variables, set in os.environ at each start
+        self._log = log  # a line of the deployment's logs: (message, stream)
+        self._contract = OutputContract.of(config.outputs, config.outputs_mapping, config.max_file_bytes)
+        self.is_coroutine = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+            getattr(function, "__call__", None)  # noqa: B004 - the method: an object with an async __call__
+        )
+        # Threads for `def` functions, never more than the slots let run (timed-out ones included).
+        self._threads = ThreadPoolExecutor(
+            max_workers=config.max_parallel_executions, thread_name_prefix="rayline-execution"
+        )
+        self.slots = ExecutionSlots(config.max_parallel_executions, config.max_queued_executions)
+        self._executions: set[asyncio.Future] = set()
+        self._timed_out_threads: set[asyncio.Future] = set()
+
+    # --- admission -------------------------------------------------------------------------------
+
+    def busy(self) -> Busy:
+        slots, name = self.slots, self._config.deployment_name
+        return Busy(
+            f"Deployment {name!r} is busy: {slots.running} execution(s) run, its limit per pod, "
+            f"and {slots.waiting} wait, the most it queues (max_queued_executions). Retry "
+            "later, or deploy it with a higher max_parallel_executions_per_pod or "
+            "max_queued_executions.",
+            slots.retry_after_s(),
+        )
+
+    async def run(self, given: dict[str, Any], *, admitted: bool = False) -> Outcome:
+        """Check the inputs, wait for a slot, run one execution. ``admitted``: the caller took its
+        place with ``slots.admit()`` before reading its request (it never gets Busy then)."""
+        place = self.slots.reserve(admitted=admitted)
+        if place is None:
+            return self.busy()
+        try:
+            values, records = gather_inputs(self._config.inputs_mapping, given, self._environment())
+        except InvalidInput as error:
+            self.slots.give_back(place)
+            return Refused(error.message)
+        # Once accepted, an execution runs to its end and is recorded even if its caller goes away.
+        execution = asyncio.ensure_future(self._execute(place, values, records))
+        self._executions.add(execution)
+        execution.add_done_callback(self._executions.discard)
+        return await asyncio.shield(execution)
+
+    # --- one execution ---------------------------------------------------------------------------
+
+    async def _execute(self, place: asyncio.Future, values: dict[str, Any], inputs: list[dict[str, Any]]) -> Ended:
+        await self.slots.wait(place)
+        try:
+            execution_id = self._ids.next_nowait() or await self._ids.next()
+        except BaseException:
+            self.slots.release()
+            raise
+        config = self._config
+        self._records.execution_started(
+            execution_id, config.pipeline_name, config.deployment_name, inputs, utcnow(), self._pod_id
+        )
+        self._log(f"Execution {execution_id} started.", "stdout")
+        scope = ExecutionScope(
+            execution_id, lambda stream, line: self._records.execution_log(execution_id, stream, line)
+        )
+        folder: Path | None = None
+        try:
+            if any(isinstance(value, FileValue) for value in values.values()):  # the function gets paths
+                self._records.files(execution_id, "input", values)
+                folder = Path(tempfile.mkdtemp(prefix=f"rayline-{execution_id}-"))
+                values = materialize(values, folder)
+            call = self._start_call(scope, values)
+        except BaseException as exc:  # it never started: its slot is free again and its record ends
+            self.slots.release()
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            failure = f"The execution could not start: {type(exc).__name__}: {exc}"
+            self._records.execution_finished(execution_id, ExecutionStatus.ERROR, None, failure)
+            return Ended(execution_id, ExecutionStatus.ERROR, error=failure)
+        began = time.monotonic()
+        call.add_done_callback(lambda _: self._call_ended(call, scope, time.monotonic() - began))
+        timeout_s = config.execution_timeout_s
+        done, _ = await asyncio.wait({call}, timeout=timeout_s)
+        if folder is not None:  # the input files: once outputs are read, or once a timed-out call ends
+            call.add_done_callback(lambda _: shutil.rmtree(folder, ignore_errors=True))
+        if not done:
+            assert timeout_s is not None  # without a timeout, asyncio.wait returns once the call is done
+            error = self._time_out(call, execution_id, timeout_s)
+            return self._ended(scope, ExecutionStatus.FAILED, error=error, timed_out=True)
+        try:
+            settled = self._contract.settle(call.result())
+        except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
+            for line in traceback.format_exc().rstrip().split("\n"):
+                self._records.execution_log(execution_id, "stderr", line)
+            self._log(f"Execution {execution_id} failed: {type(exc).__name__}: {exc}", "stderr")
+            return self._ended(scope, ExecutionStatus.FAILED, error=failure_text(exc))
+        scope.drain()
+        if settled.files:  # not journaled: a file is too big for a journal line
+            self._records.files(execution_id, "output", settled.files)
+        return self._ended(scope, ExecutionStatus.SUCCEEDED, settled.records, output=settled.returned)
+
+    def _ended(
+        self,
+        scope: ExecutionScope,
+        status: ExecutionStatus,
+        records: list[dict[str, Any]] | None = None,
+        *,
+        output: dict[str, Any] | None = None,
+        error: str | None = None,
+        timed_out: bool = False,
+    ) -> Ended:
+        scope.drain()  # the execution's last lines before its end
+        execution_id = scope.execution_id
+        assert execution_id is not None
+        self._records.execution_finished(execution_id, status, records, error)
+        return Ended(execution_id, status, output or {}, error, timed_out)
+
+    def _start_call(self, scope: ExecutionScope, values: dict[str, Any]) -> asyncio.Future:
+        """The user's function, started in the execution's scope: a coroutine as a task on this
+        event loop, a plain function in a thread of the pool (never on the loop)."""
+        context = contextvars.copy_context()
+        context.run(current_scope.set, scope)
+        loop = asyncio.get_running_loop()
+        if self.is_coroutine:
+            return loop.create_task(self._await_function(values), context=context)
+        return loop.run_in_executor(self._threads, context.run, call_function, self._function, values)
+
+    async def _await_function(self, values: dict[str, Any]) -> Any:
+        # Called inside the task, so that wrong arguments fail the execution like any user error.
+        return await self._function(**call_kwargs(self._function, values))
+
+    def _time_out(self, call: asyncio.Future, execution_id: str, timeout_s: float) -> str:
+        if self.is_coroutine:
+            call.cancel()  # its slot is released once the cancellation has unwound it
+            return timed_out_error(timeout_s, " and was cancelled.")
+        self._timed_out_threads.add(call)
+        self._log(
+            f"Execution {execution_id} exceeded execution_timeout_s={timeout_s:g} s. Python cannot stop a "
+            f"thread: it still runs and holds one of the {self.slots.limit} execution slot(s) until it "
+            "returns.",
+            "stderr",
+        )
+        return timed_out_error(
+            timeout_s,
+            "; its caller was answered, but its thread cannot be stopped and runs on "
+            "(its further logs still come here).",
+        )
+
+    def _call_ended(self, call: asyncio.Future, scope: ExecutionScope, duration_s: float) -> None:
+        self.slots.release(duration_s)
+        if call in self._timed_out_threads:
+            self._timed_out_threads.discard(call)
+            scope.drain()
+            self._log(
+                f"The thread of timed-out execution {scope.execution_id} ended after {duration_s:.1f} s; "
+                "its slot is free again.",
+                "stdout",
+            )
+        if not call.cancelled():
+            call.exception()  # retrieved, so asyncio does not warn about a result nobody awaited
