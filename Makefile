@@ -9,7 +9,7 @@ SUM := $(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 PLATFORM_STAMP := $(VENV)/.installed-platform-$(SUM)
 TEST_STAMP := $(VENV)/.installed-test-$(SUM)
 
-.PHONY: up test lint install install-test postgres bench clean
+.PHONY: up test test-unit lint install install-test postgres bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ up: install
 ## Install what the tests need, run the static checks, then the whole suite.
 test: install-test postgres lint
 	$(BIN)/python -m pytest
+
+## The quick loop: install what the tests need, then only the tests that start no platform (every
+## test outside tests/integration; tests/conftest.py marks those `integration`). No static checks.
+test-unit: install-test
+	$(BIN)/python -m pytest -m "not integration" -q
 
 ## The static checks, configured in pyproject.toml: ruff's lint rules and its formatting, and mypy
 ## over platform/rayline and serve_apps. Each must find nothing.

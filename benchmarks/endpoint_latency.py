@@ -35,7 +35,8 @@ from pathlib import Path
 import httpx
 
 from rayline import Input, Output
-from rayline.local_platform import LocalPlatform, free_port
+from rayline.local_platform import LocalPlatform
+from rayline.ports import free_port
 
 BARE_APP = """
 from fastapi import FastAPI, Request

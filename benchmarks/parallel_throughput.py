@@ -9,6 +9,10 @@
     stream, p50 over many runs;
   - end to end: a trivial endpoint that prints nothing against one that prints 10 lines, p50 of
     sequential calls (wrk, 1 connection).
+- How late a timed-out call is answered: seconds past an `execution_timeout_s` of 1 s until the
+  504, for a function that would run 10 s, in a low_latency pod (`def`: its thread runs on;
+  `async def`: cancelled) and elastic (its worker process stopped). The tests check only that the
+  504 comes after the timeout and before the function would have ended.
 
 Needs `wrk` (`make bench` installs it). Usage: python benchmarks/parallel_throughput.py
 """
@@ -25,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 from endpoint_latency import wrk
 
 from rayline.execution_context import ExecutionScope, current_scope
@@ -53,6 +58,14 @@ def quiet():
 def chatty():
     for i in range(10):
         print(f"line {i} of a trivial execution")
+    return {}
+
+def sleep_10s():
+    time.sleep(10)
+    return {}
+
+async def wait_10s():
+    await asyncio.sleep(10)
     return {}
 """
 
@@ -95,6 +108,36 @@ def capture_cost_in_process(folder: Path, runs: int = 20000) -> dict:
     return result
 
 
+def timeout_answer(platform: LocalPlatform, sdk, runs: int = 3) -> dict:
+    """Seconds past an execution_timeout_s of 1 s until the 504, p50 and max of ``runs`` calls."""
+    result = {}
+    for label, pipeline, mode in (
+        ("low_latency_def", "sleep-10s", "low_latency"),
+        ("low_latency_async_def", "wait-10s", "low_latency"),
+        ("elastic", "sleep-10s", "elastic"),
+    ):
+        name = f"timeout-{label.replace('_', '-')}"
+        # A slot for each call: a timed-out thread holds its own until its function ends.
+        slots = {"enable_parallel_executions": True, "max_parallel_executions_per_pod": runs}
+        deployment = sdk.create_deployment(
+            pipeline, name, "endpoint", mode=mode, execution_timeout_s=1, **(slots if mode == "low_latency" else {})
+        )
+        url = f"{platform.url}/endpoints/{deployment['endpoint_url_path']}"
+        headers = {"Authorization": f"EndpointToken {deployment['endpoint_token']}"}
+        late, statuses = [], set()
+        for _ in range(runs):
+            began = time.monotonic()
+            statuses.add(httpx.post(url, json={}, headers=headers, timeout=60).status_code)
+            late.append(time.monotonic() - began - 1)
+        result[label] = {
+            "past_timeout_p50_s": round(statistics.median(late), 3),
+            "past_timeout_max_s": round(max(late), 3),
+            "statuses": sorted(statuses),  # 504 only
+        }
+        sdk.delete_deployment(name)
+    return result
+
+
 def main() -> None:
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk (or run `make bench`).")
@@ -108,7 +151,7 @@ def main() -> None:
         platform.start()
         try:
             sdk = platform.sdk()
-            for function in ("wait_50ms", "sleep_50ms", "quiet", "chatty"):
+            for function in ("wait_50ms", "sleep_50ms", "quiet", "chatty", "sleep_10s", "wait_10s"):
                 sdk.create_pipeline(
                     function.replace("_", "-"),
                     "main.py",
@@ -152,6 +195,7 @@ def main() -> None:
                 "prints_10_lines_p50_ms": end_to_end["chatty"]["p50_ms"],
                 "added_by_10_lines_p50_ms": round(end_to_end["chatty"]["p50_ms"] - end_to_end["quiet"]["p50_ms"], 3),
             }
+            result["timeout_answer"] = timeout_answer(platform, sdk)
         finally:
             left = platform.stop()
     result["processes_left_after_stop"] = len(left)

@@ -11,13 +11,14 @@ import atexit
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
 
 import sqlalchemy
+
+from rayline.ports import free_port
 
 HOW_TO_ENABLE = (
     "PostgreSQL's server programs (initdb, pg_ctl) are not installed: `apt-get install postgresql` "
@@ -31,12 +32,6 @@ def _bindir() -> Path | None:
     return Path(found).parent if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class PostgresServer:
     """A throwaway PostgreSQL server on 127.0.0.1, trust authentication, data under /tmp."""
 
@@ -48,7 +43,7 @@ class PostgresServer:
         self._root = Path(tempfile.mkdtemp(prefix="rayline-postgres-"))
         self._as_user: list[str] = []
         self._pg_ctl, self._data = str(bindir / "pg_ctl"), str(self._root / "data")
-        self.port = _free_port()
+        self.port = free_port()
         try:
             if os.geteuid() == 0:
                 shutil.chown(self._root, "postgres", "postgres")

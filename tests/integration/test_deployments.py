@@ -7,6 +7,7 @@ import pytest
 
 from rayline import Input, Output, SdkException
 from tests.integration.conftest import unique, write_folder
+from tests.support import wait_until
 
 COUNTER = {
     "main.py": """
@@ -59,17 +60,17 @@ def call(platform, deployment, x, token=None, **extra):
 
 def readable_within_1s(sdk, execution_id, status):
     """A warm pod writes records in batches, off the response's path: at most 1 s late."""
-    returned = time.monotonic()
-    while True:
+
+    def read():
         try:
             execution = sdk.get_pipeline_execution(execution_id)
-            if execution["status"] == status:
-                return execution
         except SdkException as error:
             if error.status_code != 404:
                 raise
-        assert time.monotonic() - returned < 1.0, f"{execution_id} not {status} 1 s after the response"
-        time.sleep(0.05)
+            return None
+        return execution if execution["status"] == status else None
+
+    return wait_until(read, 1.0, f"{execution_id} {status} 1 s after the response")
 
 
 def logs_text(lines):
@@ -151,16 +152,14 @@ def test_low_latency_logs_rotation_disable_enable_reload(platform, sdk, counter_
     pod = deployment["pods"][0]
     assert pod["status"] == "running" and deployment["version"]["number"] == 1
     assert call(platform, deployment, 1).status_code == 200
-    time.sleep(0.5)
-    text = logs_text(sdk.get_deployment_logs(name))
-    for expected in (
-        "created",
-        "Importing pipeline module main.py",
-        "preloading at import",
-        "Module imported",
-        "started.",
-    ):
-        assert expected in text
+    expected = ("created", "Importing pipeline module main.py", "preloading at import", "Module imported", "started.")
+    text = [""]
+
+    def all_logged() -> bool:
+        text[0] = logs_text(sdk.get_deployment_logs(name))
+        return all(line in text[0] for line in expected)
+
+    wait_until(all_logged, 10, lambda: f"the pod's start and its first call logged: {expected} in {text[0]!r}")
     lines = sdk.get_deployment_logs(name, limit=2)
     assert len(lines) == 2 and set(lines[0]) == {"timestamp", "message", "stream", "pod_id", "type"}
 
@@ -187,6 +186,8 @@ def test_low_latency_logs_rotation_disable_enable_reload(platform, sdk, counter_
     # Reload with no change: a new pod imports the module again; a new version. The new pod is
     # ready before the old one stops: calls made meanwhile all succeed.
     before = call(platform, deployment, 1, token=chosen).json()["output"]
+    old_pods = [p["pod_id"] for p in sdk.get_deployment(name)["pods"] if p["status"] == "running"]
+    assert len(old_pods) == 1
     statuses, stop = [], threading.Event()
 
     def keep_calling():
@@ -197,7 +198,15 @@ def test_low_latency_logs_rotation_disable_enable_reload(platform, sdk, counter_
     caller = threading.Thread(target=keep_calling)
     caller.start()
     reloaded = sdk.update_deployment(name)
-    time.sleep(4)  # past the old pod's draining
+    # Past the old pod's draining: until it has stopped (it logs so as its replica ends), then a
+    # few more calls, which reach the new pod only.
+    wait_until(
+        lambda: f"Pod {old_pods[0]} stopping." in logs_text(sdk.get_deployment_logs(name)),
+        60,
+        f"the old pod {old_pods[0]} stopped after the reload",
+    )
+    calls_at_stop = len(statuses)
+    wait_until(lambda: len(statuses) >= calls_at_stop + 5, 30, "5 calls after the old pod stopped")
     stop.set()
     caller.join()
     assert len(statuses) > 20 and set(statuses) == {200}
@@ -216,14 +225,14 @@ def test_a_crashing_pod_is_restarted_and_its_execution_ends_in_error(platform, s
     # Serve's HAProxy closes the connection when the pod dies mid-call; else a 5xx
     with contextlib.suppress(httpx.RemoteProtocolError):
         assert call(platform, deployment, 1, crash=True).status_code >= 500
-    deadline, probe = time.monotonic() + 120, None
-    while time.monotonic() < deadline:
-        if sdk.get_deployment(name)["status"] == "up":
-            probe = call(platform, deployment, 2)
-            if probe.status_code == 200:
-                break
-        time.sleep(1)
-    assert probe is not None and probe.status_code == 200, "the pod did not come back"
+
+    def answered_again() -> httpx.Response | None:
+        if sdk.get_deployment(name)["status"] != "up":
+            return None
+        probe = call(platform, deployment, 2)
+        return probe if probe.status_code == 200 else None
+
+    probe = wait_until(answered_again, 120, "the pod back up and answering", interval_s=1)
     assert probe.json()["output"]["pid"] != before["pid"] and probe.json()["output"]["calls"] == 1  # a new pod
     # The crashed call got no answer, but it has its record (saved from the dead pod's journal),
     # ended in Error, with what it printed before dying.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 import tracemalloc
@@ -29,6 +28,7 @@ from rayline.api.http_io import read_inputs
 from rayline.api.limits import JSON_BODY_BYTES, BodyLimit, RequestGuard, body_limits
 from rayline.domain.tokens import hash_token
 from rayline.errors import InvalidInput, NotFound, Unauthorized
+from rayline.ports import free_port
 
 MiB = 1024 * 1024
 BIG = 64 * MiB
@@ -90,9 +90,7 @@ def server():
         lambda scope: None if (b"authorization", b"Bearer ok") in scope["headers"] else Unauthorized("Missing token."),
     )
     outer = Counted(guard)  # what the guard took from the server
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     instance = uvicorn.Server(uvicorn.Config(outer, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()

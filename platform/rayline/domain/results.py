@@ -37,4 +37,5 @@ class OutputContract:
 
 def failure_text(error: BaseException) -> str:
     """An execution's error, when its code raised: the traceback goes to its logs."""
-    return f"{type(error).__name__}: {error}. The traceback is in the execution's logs."
+    sentence = f"{type(error).__name__}: {error}"
+    return f"{sentence if sentence.endswith('.') else sentence + '.'} The traceback is in the execution's logs."
