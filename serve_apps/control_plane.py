@@ -118,15 +118,18 @@ class ControlPlane:
 
     async def pod_sync(self, credential: str, deployment_name: str, known: tuple, hold_s: float) -> dict[str, Any]:
         """The state a pod follows, held up to ``hold_s`` (30 s at most) while it is ``known``
-        (``(token_hash, refusing, environment_version)``): an idle pod asks about once per hold."""
+        (``(token_hash, refusing, environment_version, flush)``): an idle pod asks once per hold,
+        and is answered without a database read while nothing changed."""
         self._changes.bind()
+        known = (*known, 0)[:4]  # a pod of an earlier version follows no flush
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(max(hold_s, 0.0), 30.0)
         while True:
             since = self._changes.generation
-            state = await self._on_gateway_thread(self._gateway.pod_state, credential, deployment_name, known[2])
+            state = await self._on_gateway_thread(self._gateway.pod_state, credential, deployment_name, known[2], since)
             remaining = deadline - loop.time()
-            if (state["token_hash"], state["refusing"], state["environment_version"]) != tuple(known) or remaining <= 0:
+            followed = (state["token_hash"], state["refusing"], state["environment_version"], state["flush"])
+            if followed != known or remaining <= 0:
                 return state
             await self._changes.wait(since, remaining)
             if self._changes.generation == since:  # held to the end with no change

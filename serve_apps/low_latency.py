@@ -15,7 +15,6 @@ were running.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil
@@ -49,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 # Room above running + waiting for calls being refused, so that a refusal is never queued by Serve.
 REFUSALS_IN_FLIGHT = 16
+# How long a pod that goes waits for the calls it has, when its deployment has no execution_timeout_s.
+DRAIN_WITHOUT_TIMEOUT_S = 300.0
 
 
 class LowLatencyReplica:
@@ -56,7 +57,7 @@ class LowLatencyReplica:
         self._config = config
         self._pod_id = serve.get_replica_context().replica_id.unique_id
         self._link = ControlPlaneLink(config.control_plane_app, config.credential)
-        self._follower = PodFollower(self._link, config.deployment_name, self._pod_id)
+        self._follower = PodFollower(self._link, config.deployment_name, self._pod_id, lambda: self._writer.flush())
         journals = Path(config.journal_dir)
         # What pods that died had not committed; their ids, to end what they were running.
         dead_pods = replay_orphans(self._write_records, journals)
@@ -95,6 +96,7 @@ class LowLatencyReplica:
             ids,
             pod_id=self._pod_id,
             environment=self._follower.environment,
+            apply_environment=self._follower.apply_environment,
             log=self._log,
         )
         self._follower.start(lambda: self._engine.slots.load)
@@ -206,22 +208,24 @@ class LowLatencyReplica:
         scheduler): Refused for bad inputs, Busy when the queue is full (nothing recorded then)."""
         return await self._engine.run(given)
 
-    async def flush(self) -> None:
-        """Called through a handle by the API when it misses a record of this pod: what the pod
-        answered is committed once this returns."""
-        await asyncio.to_thread(self._writer.flush)
 
-
-def build(config: ReplicaConfig, *, ray_actor_options: dict[str, Any]):
+def build(config: ReplicaConfig, *, ray_actor_options: dict[str, Any], serving: dict[str, Any]):
+    """The deployment's Serve application. ``serving``: ``num_replicas`` or ``autoscaling_config``
+    (rayline.runtime.serve_deployments)."""
     # As a decorator: that is how Ray types it (serve.deployment(cls, ...) is the same call).
     deployment = serve.deployment(
         name="pipeline",
-        num_replicas=1,
         # Serve lets through what may run or wait here; the replica's slots gate what runs, and
         # refuse past the queue with a JSON message and a Retry-After Serve could not give.
         max_ongoing_requests=config.max_parallel_executions + config.max_queued_executions + REFUSALS_IN_FLIGHT,
         ray_actor_options=ray_actor_options,
         health_check_period_s=5,
-        graceful_shutdown_timeout_s=5,
+        # A pod that goes (scaled down, replaced, disabled) first finishes the calls it has.
+        graceful_shutdown_timeout_s=(config.execution_timeout_s or DRAIN_WITHOUT_TIMEOUT_S) + 5,
+        **serving,
     )(LowLatencyReplica)
+    # The deployment's version, so that Serve replaces the pods only when it changes (a reload):
+    # new pod settings are then applied to the running pods (Serve's lightweight update), where
+    # Serve's own random version would restart them all. Serve takes it from its internals only.
+    deployment = deployment.options(version=str(config.version), _internal=True)
     return deployment.bind(config)

@@ -41,6 +41,7 @@ from rayline.domain.deployments import ReplicaConfig, timed_out_error
 from rayline.domain.files import FileValue, materialize
 from rayline.domain.jobs import ExecutionJob
 from rayline.domain.outcomes import Ended, Outcome
+from rayline.domain.pod_scaling import PodScaling
 from rayline.domain.results import OutputContract, failure_text
 from rayline.domain.statuses import ExecutionStatus
 from rayline.runtime.log_capture import LogSink, Record, capture_output
@@ -221,6 +222,7 @@ class Deployed:
     gpu_request: int | None
     package_uri: str
     requirements: list[str]
+    scaling: PodScaling
 
 
 Answer = Callable[[str, dict[str, Any]], Outcome]
@@ -240,7 +242,6 @@ class FakeServeRuntime:
         self.deploys: list[Deployed] = []
         self.deleted: list[str] = []
         self.runs: list[tuple[str, dict[str, Any]]] = []
-        self.flushed: list[str] = []
         self.status: dict[str, str] = {}
         self.deploy_error: Exception | None = None  # raised by the next deploy calls, when set
         self._numbers: defaultdict[str, int] = defaultdict(int)
@@ -257,10 +258,11 @@ class FakeServeRuntime:
         gpu_request: int | None,
         package_uri: str,
         requirements: list[str],
+        scaling: PodScaling,
     ) -> None:
         if self.deploy_error is not None:
             raise self.deploy_error
-        deployed = Deployed(config, ram_request, gpu_request, package_uri, list(requirements))
+        deployed = Deployed(config, ram_request, gpu_request, package_uri, list(requirements), scaling)
         self.deploys.append(deployed)
         self.deployed[config.deployment_name] = deployed
 
@@ -283,9 +285,6 @@ class FakeServeRuntime:
             raise RuntimeError(f"FakeServeRuntime: {name!r} is not deployed")
         self.runs.append((name, dict(given)))
         return self.answer(name, given)
-
-    def flush(self, name: str) -> None:
-        self.flushed.append(name)
 
 
 # --- the platform --------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def assemble(
     db = Database(settings.resolved_database_url)
     box = load_secret_box(settings)
     secret_key = settings.secret_key_path.read_bytes().strip()
-    gateway = PodGateway(db, secret_key, box.open)
+    gateway = PodGateway(db, secret_key, box.open, on_change)
     pipelines = PipelineService(db, settings)
     environment = EnvironmentService(db, box, on_change=on_change)
     executions = ExecutionService(
@@ -56,7 +56,7 @@ def assemble(
         make_runner(db, gateway.execution_credential),
         environment.current,
         settings.max_file_bytes,
-        flush_pod=serve_runtime.flush,
+        flush_pod=gateway.flush_pods,
     )
     deployments = DeploymentService(
         db,

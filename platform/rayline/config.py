@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         ge=0,
         description="Fresh workers kept ready for elastic executions, platform-wide (0: start each one on demand).",
     )
+    max_pods_per_deployment: int = Field(
+        16, ge=1, description="The highest max_pods a low-latency deployment may ask for (more pods, more Ray workers)."
+    )
     endpoint_wait_s: float = Field(60.0, description="How long an endpoint call waits before redirecting.")
     package_url_base: str | None = Field(
         None,

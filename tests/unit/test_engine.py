@@ -83,6 +83,7 @@ def engine_for(
     parallel: int = 1,
     queued: int = 0,
     timeout_s: float | None = None,
+    apply_environment: Callable[[], None] = lambda: None,
 ) -> ExecutionEngine:
     config = ReplicaConfig(
         deployment_name="report",
@@ -106,8 +107,26 @@ def engine_for(
         ids or ExecutionIds("report", Blocks()),
         pod_id="pod-1",
         environment=dict,
+        apply_environment=apply_environment,
         log=records.log,
     )
+
+
+def test_the_environment_variables_are_set_at_each_execution_start():
+    applied: list[str] = []
+    seen: list[int] = []
+
+    def handler(x):
+        seen.append(len(applied))  # set before the function runs
+        return {"y": x}
+
+    async def scenario():
+        engine = engine_for(handler, Records(), apply_environment=lambda: applied.append("applied"))
+        await engine.run({"x": 1})
+        await engine.run({"x": 2})
+
+    asyncio.run(scenario())
+    assert applied == ["applied", "applied"] and seen == [1, 2]
 
 
 def input_records(x: Any) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from rayline.domain.deployments import TIMED_OUT, ReplicaConfig
 from rayline.domain.outcomes import Busy, Ended, Refused
+from rayline.domain.pod_scaling import PodScaling
 from rayline.domain.statuses import ExecutionStatus
 from tests.fakes import FakePlatform, platform_factory
 
@@ -306,6 +307,34 @@ def test_a_low_latency_deployment_is_deployed_to_serve_with_its_replica_config(p
     assert platform.client.get("/api/v1/deployments/warm").json()["status"] == "up"  # Serve: RUNNING
     deleted = platform.client.delete("/api/v1/deployments/warm")
     assert deleted.json() == {"name": "warm", "execution_rule": "endpoint"} and platform.serve.deleted == ["warm"]
+
+
+def test_pod_settings_go_to_serve_and_an_update_of_them_keeps_the_pods_version(platform):
+    with_pipeline(platform)
+    created = deploy(platform, "warm", mode="low_latency", min_pods=0, max_pods=3, standby_after_s=30)
+    assert (created["min_pods"], created["max_pods"], created["standby_after_s"]) == (0, 3, 30)
+    assert platform.serve.deploys[-1].scaling == PodScaling(0, 3, 60.0, 30.0)
+
+    updated = platform.client.patch("/api/v1/deployments/warm", json={"max_pods": 5, "scale_down_after_s": 10})
+    assert updated.status_code == 200, updated.text
+    assert (updated.json()["max_pods"], updated.json()["version"]["number"]) == (5, 1)
+    again = platform.serve.deploys[-1]
+    assert again.scaling == PodScaling(0, 5, 10.0, 30.0) and again.config.version == 1  # no reload
+    logs = platform.context.deployments.logs("warm", None, None, None)
+    assert any(line.message.startswith("Pod settings changed: 0 to 5 pods") for line in logs)
+
+    refused = platform.client.patch("/api/v1/deployments/warm", json={"min_pods": 6})
+    assert refused.status_code == 400 and "max_pods (5) must be at least min_pods (6)" in refused.json()["message"]
+    assert platform.client.get("/api/v1/deployments/warm").json()["min_pods"] == 0  # unchanged
+
+
+def test_pod_settings_on_an_elastic_deployment_are_a_400_naming_them(platform):
+    with_pipeline(platform)
+    response = platform.client.post(
+        "/api/v1/endpoints", json={"pipeline_name": "double", "name": "cold", "min_pods": 0}
+    )
+    assert response.status_code == 400 and response.json()["message"].startswith("min_pods: pod settings only go")
+    assert platform.client.get("/api/v1/deployments/cold").status_code == 404
 
 
 def test_a_low_latency_call_with_the_sdk_token_returns_the_pods_execution_id(platform):

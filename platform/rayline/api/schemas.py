@@ -135,6 +135,19 @@ Gpus = Annotated[int, Field(ge=0, le=2**31 - 1), _WHOLE]
 MappingList = list[dict[str, Any]] | None  # a list of objects, or null: the rest is the domain's
 InputsMapping = Annotated[MappingList, WithJsonSchema({"type": ["array", "null"], "items": INPUT_SOURCE_SCHEMA})]
 OutputsMapping = Annotated[MappingList, WithJsonSchema({"type": ["array", "null"], "items": OUTPUT_DESTINATION_SCHEMA})]
+PodCount = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "description": "low_latency only; at most RAYLINE_MAX_PODS_PER_DEPLOYMENT (16 by default).",
+        }
+    ),
+]
+Seconds = Annotated[
+    Any, WithJsonSchema({"type": ["number", "null"], "exclusiveMinimum": 0, "description": "low_latency only."})
+]
 DeploymentName = Annotated[
     Any,
     WithJsonSchema(
@@ -220,6 +233,16 @@ class _DeploymentCreate(BaseModel):
     )
     inputs_mapping: InputsMapping = None
     outputs_mapping: OutputsMapping = None
+    min_pods: PodCount = Field(
+        None, description="Pods kept while idle (default 1); 0 lets the deployment go to standby."
+    )
+    max_pods: PodCount = Field(None, description="The most pods under load (default max(1, min_pods)).")
+    scale_down_after_s: Seconds = Field(
+        None, description="How long load stays low before a pod beyond min_pods goes (default 60)."
+    )
+    standby_after_s: Seconds = Field(
+        None, description="With min_pods=0: how long without a call before the last pod goes (default 600)."
+    )
 
 
 # What the domain refuses in one mode or with one field but not another, said in the document:
@@ -234,6 +257,10 @@ _MODE_RULES: list[JsonSchema] = [
                 "ram_request": {"type": "null"},
                 "gpu_request": {"type": "null"},
                 "max_queued_executions": {"type": ["integer", "null"], "minimum": 1},
+                "min_pods": {"type": "null"},
+                "max_pods": {"type": "null"},
+                "scale_down_after_s": {"type": "null"},
+                "standby_after_s": {"type": "null"},
             }
         },
     },
@@ -304,6 +331,14 @@ class DeploymentUpdate(BaseModel):
         max_length=MAX_SCHEDULE_LENGTH,
         json_schema_extra={"pattern": SCHEDULE_PATTERN},
         description="Periodic deployments: a new 5-field cron expression (UTC).",
+    )
+    min_pods: PodCount = Field(
+        None, description="low_latency: pods kept while idle; 0 lets the deployment go to standby."
+    )
+    max_pods: PodCount = Field(None, description="The most pods under load.")
+    scale_down_after_s: Seconds = Field(None, description="How long load stays low before a pod beyond min_pods goes.")
+    standby_after_s: Seconds = Field(
+        None, description="With min_pods=0: how long without a call before the last pod goes."
     )
 
 
@@ -480,6 +515,10 @@ class DeploymentPublic(BaseModel):
     ram_request: str | None
     gpu_request: int | None
     execution_timeout_s: float | None
+    min_pods: int | None = None  # low_latency deployments only, as the four below
+    max_pods: int | None = None
+    scale_down_after_s: float | None = None
+    standby_after_s: float | None = None
     created_at: datetime
     updated_at: datetime
     version: DeploymentVersion
@@ -508,6 +547,10 @@ class DeploymentPublic(BaseModel):
             ram_request=row.ram_request,
             gpu_request=row.gpu_request,
             execution_timeout_s=row.execution_timeout_s,
+            min_pods=row.min_pods,
+            max_pods=row.max_pods,
+            scale_down_after_s=row.scale_down_after_s,
+            standby_after_s=row.standby_after_s,
             created_at=row.created_at,
             updated_at=row.updated_at,
             version=DeploymentVersion(number=row.version, updated_at=row.version_updated_at),

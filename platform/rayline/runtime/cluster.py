@@ -33,6 +33,13 @@ _QUIET_PORTS = range(20000, 32768)
 
 def _prepare_environment(settings: Settings) -> None:
     # Read by the processes Ray starts, so it must be set before ray.init.
+    # Serve's autoscaler hears about load every second (later Ray releases read these; 2.60 the
+    # autoscaling config's metrics_interval_s, which rayline.runtime.serve_deployments sets).
+    for variable in (
+        "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S",
+        "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S",
+    ):
+        os.environ.setdefault(variable, "1")
     if settings.ha_proxy:
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
         # A replacing or deleted replica is drained 30 s by default before it stops; HAProxy

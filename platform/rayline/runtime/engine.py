@@ -67,6 +67,7 @@ class ExecutionEngine:
         *,
         pod_id: str,
         environment: Callable[[], dict[str, str]],
+        apply_environment: Callable[[], None] = lambda: None,
         log: Callable[[str, str], None],
     ) -> None:
         self._config = config
@@ -74,7 +75,8 @@ class ExecutionEngine:
         self._records = records
         self._ids = ids
         self._pod_id = pod_id
-        self._environment = environment  # the environment variables, set in os.environ at each start
+        self._environment = environment  # the environment variables, for the inputs mapped to them
+        self._apply_environment = apply_environment  # ...and set in os.environ at each execution start
         self._log = log  # a line of the deployment's logs: (message, stream)
         self._contract = OutputContract.of(config.outputs, config.outputs_mapping, config.max_file_bytes)
         self.is_coroutine = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
@@ -122,6 +124,7 @@ class ExecutionEngine:
     async def _execute(self, place: asyncio.Future, values: dict[str, Any], inputs: list[dict[str, Any]]) -> Ended:
         await self.slots.wait(place)
         try:
+            self._apply_environment()
             execution_id = self._ids.next_nowait() or await self._ids.next()
         except BaseException:
             self.slots.release()

@@ -25,8 +25,10 @@ LOAD_REPORT_S = 0.2  # how often running/waiting counts are reported, when they 
 
 
 class PodFollower:
-    def __init__(self, link: ControlPlaneLink, deployment_name: str, pod_id: str) -> None:
+    def __init__(self, link: ControlPlaneLink, deployment_name: str, pod_id: str, flush: Callable[[], bool]) -> None:
         self._link = link
+        self._flush = flush  # commits what the pod answered (its record writer's flush)
+        self._flushed = 0  # the last flush the control plane asked for, done
         self._deployment_name = deployment_name
         self._pod_id = pod_id
         self.token_hash: str | None = None
@@ -56,11 +58,15 @@ class PodFollower:
         if self._unreported:  # what a failed report did not tell yet
             self.update_pod(**self._unreported)
             self._unreported = {}
-        known = (self.token_hash, self.refusing, self._environment[0])
+        known = (self.token_hash, self.refusing, self._environment[0], self._flushed)
         state = self._link.call("pod_sync", self._deployment_name, known, hold_s, timeout_s=hold_s + 30)
-        if (state["token_hash"], state["refusing"], state["environment_version"]) == known:
+        if (state["token_hash"], state["refusing"], state["environment_version"], state["flush"]) == known:
             return
         report: dict[str, Any] = {}
+        # A read missed a record this pod may have answered: commit, then say so (a flush that
+        # timed out is asked again by the next poll).
+        if state["flush"] != self._flushed and self._flush():
+            self._flushed = report["flushed"] = state["flush"]
         if state["environment"] is not None:
             self._environment = (state["environment_version"], state["environment"])
             report["environment_version"] = state["environment_version"]

@@ -9,15 +9,18 @@ control plane at ``/``.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import AutoscalingConfig
 
 from rayline.domain.deployments import ReplicaConfig, parse_memory
 from rayline.domain.outcomes import Outcome
+from rayline.domain.pod_scaling import PodScaling
 from rayline.runtime.elastic import runtime_env
 
 logger = logging.getLogger(__name__)
@@ -28,6 +31,35 @@ class AppState:
     status: str  # Serve's: DEPLOYING, RUNNING, DEPLOY_FAILED, UNHEALTHY, DELETING, NOT_STARTED
     message: str
     replica_states: dict[str, int]
+
+
+# Serve's autoscaler, tuned to react within seconds: pods report their load every second (Ray
+# 2.60 reads it from the autoscaling config; later releases from the RAY_SERVE_*_METRIC_PUSH_
+# INTERVAL_S variables, which rayline up sets as well), averaged over a few seconds.
+METRICS_INTERVAL_S = 1.0
+LOOK_BACK_PERIOD_S = 3.0
+UPSCALE_DELAY_S = 1.0
+
+
+def serving_options(scaling: PodScaling, max_parallel_executions: int) -> dict[str, Any]:
+    """How many pods Serve runs: a fixed number, or its autoscaler between min_pods and max_pods,
+    adding a pod when each has ``max_parallel_executions`` calls (running or waiting) on average."""
+    if scaling.fixed:
+        return {"num_replicas": scaling.min_pods}
+    config: dict[str, Any] = {
+        "min_replicas": scaling.min_pods,
+        "max_replicas": scaling.max_pods,
+        "initial_replicas": max(1, scaling.min_pods),  # a new deployment shows it starts (then standby)
+        "target_ongoing_requests": max_parallel_executions,
+        "upscale_delay_s": UPSCALE_DELAY_S,
+        "downscale_delay_s": scaling.scale_down_after_s,
+        "downscale_to_zero_delay_s": scaling.standby_after_s,
+        "metrics_interval_s": METRICS_INTERVAL_S,
+        "look_back_period_s": LOOK_BACK_PERIOD_S,
+    }
+    with warnings.catch_warnings():  # metrics_interval_s is deprecated, but what 2.60 reads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return {"autoscaling_config": AutoscalingConfig(**config)}
 
 
 def replica_options(
@@ -58,9 +90,14 @@ class ServeDeployments:
         gpu_request: int | None,
         package_uri: str,
         requirements: list[str],
+        scaling: PodScaling,
     ) -> None:
+        """Create the deployment's Serve application, or update it: its pods are replaced when
+        ``config.version`` changed, else only their number follows ``scaling``."""
         app = self._build_app(
-            config, ray_actor_options=replica_options(package_uri, requirements, ram_request, gpu_request)
+            config,
+            ray_actor_options=replica_options(package_uri, requirements, ram_request, gpu_request),
+            serving=serving_options(scaling, config.max_parallel_executions),
         )
         # serve.run waits until the application is RUNNING, which would hold the API's request
         # while a pod imports its module (minutes, for a model); what it calls does not wait.
@@ -90,8 +127,3 @@ class ServeDeployments:
     def run_blocking(self, name: str, given: dict[str, Any]) -> Outcome:
         """The same, from a thread that is not an event loop (the periodic scheduler's)."""
         return serve.get_app_handle(name).run.remote(given).result()
-
-    def flush(self, name: str) -> None:
-        """Return once the deployment's pod has committed every record it answered (read-your-
-        writes: a pod answers before its batch writer commits)."""
-        serve.get_app_handle(name).flush.remote().result(timeout_s=10)

@@ -127,6 +127,26 @@ def _mappings(kind: type, values: Any, argument: str) -> list[dict] | None:
     return None if values is None else [m.to_dict() for m in _as_list_of(kind, values, argument)]
 
 
+def _pod_settings(
+    min_pods: int | None, max_pods: int | None, scale_down_after_s: float | None, standby_after_s: float | None
+) -> dict[str, Any]:
+    """The pod settings given, checked as far as the client can (the platform checks the rest)."""
+    given: dict[str, Any] = {}
+    for name, value, low in (("min_pods", min_pods, 0), ("max_pods", max_pods, 1)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer of at least {low}, not {value!r}.")
+            given[name] = value
+    for name, seconds in (("scale_down_after_s", scale_down_after_s), ("standby_after_s", standby_after_s)):
+        if seconds is not None:
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < float("inf"):
+                raise ValueError(f"{name} must be a number of seconds greater than 0, not {seconds!r}.")
+            given[name] = seconds
+    if min_pods is not None and max_pods is not None and max_pods < min_pods:
+        raise ValueError(f"max_pods ({max_pods}) must be at least min_pods ({min_pods}).")
+    return given
+
+
 def _check_timeout(timeout_s: float | None) -> None:
     if timeout_s is not None and not timeout_s > 0:
         raise ValueError(
@@ -490,6 +510,10 @@ class RaylineSdk:
         execution_timeout_s: float | None = None,
         endpoint_token: str | None = None,
         max_queued_executions: int | None = None,
+        min_pods: int | None = None,
+        max_pods: int | None = None,
+        scale_down_after_s: float | None = None,
+        standby_after_s: float | None = None,
     ) -> dict:
         """Deploy a pipeline. ``execution_rule="endpoint"`` makes it callable at
         ``POST {environment_url}/endpoints/<endpoint_url_path>`` with its endpoint token.
@@ -501,6 +525,13 @@ class RaylineSdk:
         ones as coroutines. Calls beyond wait in arrival order; past ``max_queued_executions``
         waiting (default 1000) a call gets 503 with ``Retry-After``. An execution running longer
         than ``execution_timeout_s`` ends Failed and its caller gets 504.
+
+        A low-latency deployment runs from ``min_pods`` (default 1) to ``max_pods`` (default
+        ``max(1, min_pods)``) pods, each importing the module once; Ray Serve's autoscaler adds a
+        pod when the others are busy and removes one after ``scale_down_after_s`` (default 60) of
+        low load. With ``min_pods=0`` the last pod goes after ``standby_after_s`` (default 600)
+        without a call: the deployment is in ``standby``, holding no memory or GPU, and the next
+        call wakes it (it waits while a pod starts, then runs).
         Waits until the deployment is up unless ``wait_for_completion=False``.
         """
         if execution_rule not in ("endpoint", "periodic"):
@@ -511,6 +542,9 @@ class RaylineSdk:
             raise ValueError("schedule only goes with execution_rule='periodic'.")
         if execution_rule != "endpoint" and (endpoint_url_path is not None or endpoint_token is not None):
             raise ValueError("endpoint_url_path and endpoint_token only go with execution_rule='endpoint'.")
+        pods = _pod_settings(min_pods, max_pods, scale_down_after_s, standby_after_s)
+        if pods and mode != "low_latency":
+            raise ValueError(f"{', '.join(pods)}: pod settings only go with mode='low_latency'.")
         _check_timeout(timeout_s)
         body = {
             "pipeline_name": pipeline_name,
@@ -528,6 +562,7 @@ class RaylineSdk:
             "endpoint_token": endpoint_token,
             "inputs_mapping": _mappings(InputSource, inputs_mapping, "inputs_mapping"),
             "outputs_mapping": _mappings(OutputDestination, outputs_mapping, "outputs_mapping"),
+            **pods,
         }
         path = "/endpoints" if execution_rule == "endpoint" else "/periodic-deployment"
         self._request("POST", path, json={k: v for k, v in body.items() if v is not None})
@@ -585,15 +620,22 @@ class RaylineSdk:
         schedule: str | None = None,
         wait_for_completion: bool = True,
         timeout_s: float | None = None,
+        min_pods: int | None = None,
+        max_pods: int | None = None,
+        scale_down_after_s: float | None = None,
+        standby_after_s: float | None = None,
     ) -> dict:
-        """Enable or disable a deployment. Called with no change on a low-latency deployment, it
-        reloads the pod (the module is imported again; the new pod is a new ``version``)."""
+        """Enable or disable a deployment, or change a low-latency one's pod settings
+        (``min_pods``, ``max_pods``, ``scale_down_after_s``, ``standby_after_s``: applied to the
+        running pods, none is restarted). Called with no change on a low-latency deployment, it
+        reloads the pods (the module is imported again; the new pods are a new ``version``)."""
         _check_timeout(timeout_s)
         body = {
             "is_enabled": is_enabled,
             "schedule": schedule,
             "inputs_mapping": _mappings(InputSource, inputs_mapping, "inputs_mapping"),
             "outputs_mapping": _mappings(OutputDestination, outputs_mapping, "outputs_mapping"),
+            **_pod_settings(min_pods, max_pods, scale_down_after_s, standby_after_s),
         }
         self._request("PATCH", f"/deployments/{deployment_name}", json={k: v for k, v in body.items() if v is not None})
         return self.get_deployment(deployment_name, wait_for_completion=wait_for_completion, timeout_s=timeout_s)

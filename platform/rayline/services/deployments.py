@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,6 +24,8 @@ from rayline.domain import deployments as rules
 from rayline.domain.mappings import normalize_inputs_mapping, normalize_outputs_mapping, with_constants
 from rayline.domain.names import validate_name
 from rayline.domain.outcomes import Busy, Ended, Outcome, Refused
+from rayline.domain.pod_scaling import FIELDS as SCALING_FIELDS
+from rayline.domain.pod_scaling import PodScaling, check_scaling, describe_scaling
 from rayline.domain.schedules import human_readable, next_due, parse_schedule
 from rayline.domain.statuses import LISTED_POD_STATUSES, ExecutionRule, Mode, PodStatus
 from rayline.domain.tokens import MIN_CHOSEN_TOKEN_LENGTH, generate_token, hash_token, token_matches
@@ -53,12 +56,23 @@ class ServeRuntime(Protocol):
         gpu_request: int | None,
         package_uri: str,
         requirements: list[str],
+        scaling: PodScaling,
     ) -> None: ...
     def delete(self, name: str) -> None: ...
     def states(self) -> dict[str, Any]: ...
     async def run(self, name: str, given: dict[str, Any]) -> Outcome: ...
     def run_blocking(self, name: str, given: dict[str, Any]) -> Outcome: ...
-    def flush(self, name: str) -> None: ...
+
+
+def scaling_of(row: Deployment) -> PodScaling:
+    """A low-latency deployment's pod settings (one pod, always on, for a row from before them)."""
+    defaults = PodScaling()
+    return PodScaling(
+        min_pods=row.min_pods if row.min_pods is not None else defaults.min_pods,
+        max_pods=row.max_pods if row.max_pods is not None else defaults.max_pods,
+        scale_down_after_s=row.scale_down_after_s or defaults.scale_down_after_s,
+        standby_after_s=row.standby_after_s or defaults.standby_after_s,
+    )
 
 
 def ended_or_raise(outcome: Outcome) -> Ended:
@@ -70,11 +84,19 @@ def ended_or_raise(outcome: Outcome) -> Ended:
     return outcome
 
 
-def _status_from_serve(state: Any, has_been_up: bool) -> str:
+def _status_from_serve(state: Any, has_been_up: bool, scaling: PodScaling) -> str:
     """Serve's application status -> the deployment's, for an enabled low-latency deployment.
     A reload (a new pod started while the old one still serves) is ``creation_pending``; a pod
-    that was up and is being restarted with none serving is ``down_retrying``."""
+    that was up and is being restarted with none serving is ``down_retrying``. An autoscaled
+    deployment with no pod is in ``standby`` (min_pods=0), and ``creation_pending`` while a call
+    wakes it."""
     app_status = state.status if state else None
+    replicas = state.replica_states if state else {}
+    if app_status == "RUNNING" and not scaling.fixed and not replicas.get("RUNNING"):
+        if replicas.get("STARTING") or replicas.get("PENDING_MIGRATION"):
+            return rules.CREATION_PENDING
+        if scaling.min_pods == 0 and not any(replicas.values()):  # the last pod is gone, not going
+            return rules.STANDBY
     if app_status == "RUNNING":
         return rules.UP
     if app_status == "DEPLOY_FAILED":
@@ -123,7 +145,7 @@ class DeploymentService:
         """The deployment, its status refreshed from Serve for a low-latency one."""
         row = self._row(name)
         if row.mode == Mode.LOW_LATENCY and row.is_enabled:
-            status = _status_from_serve(self._serve.states().get(name), row.has_been_up)
+            status = _status_from_serve(self._serve.states().get(name), row.has_been_up, scaling_of(row))
             if status != row.status or (status == rules.UP and not row.has_been_up):
                 with self._db.session() as session:
                     current = session.get(Deployment, name)
@@ -157,7 +179,7 @@ class DeploymentService:
                         Pod.status.in_(LISTED_POD_STATUSES),
                     )
                     .order_by(Pod.started_at.desc())
-                    .limit(5)
+                    .limit(self._settings.max_pods_per_deployment + 4)  # with a reload's new pods
                 )
             )
 
@@ -176,8 +198,10 @@ class DeploymentService:
             raise Unavailable(
                 f"Deployment {row.name!r} is disabled; enable it with update_deployment({row.name!r}, is_enabled=True)."
             )
-        reloading = row.status == rules.CREATION_PENDING and row.has_been_up  # the old pod still serves
-        if row.mode == Mode.LOW_LATENCY and row.status != rules.UP and not reloading:
+        # A reload's old pod still serves; a call to a deployment in standby waits while it wakes.
+        serving = row.status == rules.UP or row.status == rules.STANDBY
+        reloading = row.status == rules.CREATION_PENDING and row.has_been_up
+        if row.mode == Mode.LOW_LATENCY and not serving and not reloading:
             hint = (
                 "its pod failed to start: get_deployment_logs shows why"
                 if row.status == rules.CREATION_FAILED
@@ -238,6 +262,7 @@ class DeploymentService:
     def create(self, body: dict[str, Any]) -> Deployment:
         name = validate_name("deployment name", body.get("name"))
         options = rules.check_options(name, body)
+        scaling = check_scaling(body, options.mode, self._settings.max_pods_per_deployment)
         if name in RESERVED_NAMES or options.endpoint_url_path in RESERVED_PATHS:
             raise InvalidInput(
                 f"{name!r} / {options.endpoint_url_path!r}: the names {', '.join(RESERVED_NAMES)} and "
@@ -269,6 +294,7 @@ class DeploymentService:
             ram_request=options.ram_request,
             gpu_request=options.gpu_request,
             execution_timeout_s=options.execution_timeout_s,
+            **(asdict(scaling) if scaling else {}),
             is_enabled=True,
             schedule=options.schedule,
             next_run_at=next_due(options.schedule, utcnow()) if options.schedule else None,
@@ -296,6 +322,7 @@ class DeploymentService:
                     "choose another endpoint_url_path."
                 )
             session.add(row)
+        self._on_change()  # a deployment of the same name may have been followed (deleted) before
         self._log(
             name, f"Deployment created ({options.mode}, {options.execution_rule}) from pipeline {pipeline.name!r}."
         )
@@ -329,6 +356,7 @@ class DeploymentService:
                 gpu_request=row.gpu_request,
                 package_uri=pipeline.package_uri,
                 requirements=pipeline.requirements,
+                scaling=scaling_of(row),
             )
         except Exception as error:
             self._set(row.name, status=rules.CREATION_FAILED)
@@ -343,18 +371,25 @@ class DeploymentService:
             for key, value in values.items():
                 setattr(row, key, value)
             row.updated_at = utcnow()
+        self._on_change()  # pods follow their row: they read it again
         return row
 
     def update(self, name: str, body: dict[str, Any]) -> Deployment:
         """Enable, disable, give constant inputs new values, or (called with no change on a
         low-latency deployment) reload the pod. A low-latency pod takes new constants by reloading."""
         row = self._row(name)
-        unknown = sorted(set(body) - {"is_enabled", "inputs_mapping", "outputs_mapping", "schedule"})
+        unknown = sorted(set(body) - {"is_enabled", "inputs_mapping", "outputs_mapping", "schedule", *SCALING_FIELDS})
         if unknown:
             raise InvalidInput(
                 f"update_deployment cannot change {', '.join(unknown)}; it takes is_enabled, "
-                "inputs_mapping, outputs_mapping and schedule."
+                f"inputs_mapping, outputs_mapping, schedule and {', '.join(SCALING_FIELDS)}."
             )
+        scaling_asked = any(body.get(field) is not None for field in SCALING_FIELDS)
+        scaling = (
+            check_scaling(body, row.mode, self._settings.max_pods_per_deployment, scaling_of(row))
+            if scaling_asked
+            else None
+        )
         schedule = body.get("schedule")
         if schedule is not None:
             if row.execution_rule != ExecutionRule.PERIODIC:
@@ -365,6 +400,9 @@ class DeploymentService:
         enabled = body.get("is_enabled")
         if enabled is not None and not isinstance(enabled, bool):
             raise InvalidInput("is_enabled must be true or false.")
+        if scaling is not None and scaling != scaling_of(row):
+            row = self._set(name, **asdict(scaling))
+            self._log(name, f"Pod settings changed: {describe_scaling(scaling)}.")
         if body.get("inputs_mapping"):
             specs, _ = pipeline_specs(self._pipelines.get(row.pipeline_name))
             row = self._set(name, inputs_mapping=with_constants(row.inputs_mapping, specs, body["inputs_mapping"]))
@@ -401,11 +439,13 @@ class DeploymentService:
             if low_latency:
                 self._start(row)
             return row
-        if low_latency and row.is_enabled and (body.get("inputs_mapping") or schedule is None):
-            # New constants, or no change asked: reload the pod (re-import the module), a new version.
+        if low_latency and row.is_enabled and (body.get("inputs_mapping") or (schedule is None and not scaling_asked)):
+            # New constants, or no change asked: reload the pods (re-import the module), a new version.
             row = self._set(name, version=row.version + 1, version_updated_at=utcnow())
-            self._log(name, f"Reloading the pod (version {row.version}).")
+            self._log(name, f"Reloading the pods (version {row.version}).")
             self._start(row)
+        elif low_latency and row.is_enabled and scaling_asked:
+            self._start(row)  # the same version: Serve applies the new pod counts to the running pods
         return row
 
     def rotate_token(self, name: str, chosen: str | None = None) -> str:

@@ -58,7 +58,7 @@ class ExecutionService:
         runner: Runner,
         environment: Callable[[], dict[str, str]],
         max_file_bytes: int,
-        flush_pod: Callable[[str], None] = lambda deployment_name: None,
+        flush_pod: Callable[[str], object] = lambda deployment_name: None,
     ) -> None:
         self._db = db
         # A warm pod answers before its batch writer commits the record: a read that would miss

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -32,12 +33,24 @@ from rayline.errors import InvalidInput, Unauthorized
 from rayline.store import executions as store
 from rayline.store import pods
 from rayline.store.db import Database
+from rayline.store.models import Pod
 from rayline.store.record_writer import Event, sql_sink
 
 # What a pod may report about itself, and the values it may take.
-POD_FIELDS = {"status", "token_fingerprint", "environment_version", "running_executions", "waiting_executions"}
+POD_FIELDS = {
+    "status",
+    "token_fingerprint",
+    "environment_version",
+    "running_executions",
+    "waiting_executions",
+    "flushed",
+}
 POD_STATUSES = {PodStatus.PENDING, PodStatus.RUNNING, PodStatus.FAILED, PodStatus.STOPPING, PodStatus.STOPPED}
 MAX_ID_BLOCK = 1000
+# What a pod's state is read from the database at most this often while nothing changes (a change
+# made through this control plane is seen at once: its generation moves).
+STATE_TTL_S = 30.0
+FLUSH_TIMEOUT_S = 10.0
 _STARTED_KEYS = {
     "execution_id",
     "pipeline_name",
@@ -56,11 +69,23 @@ def _mac(key: bytes, message: str) -> str:
 
 
 class PodGateway:
-    def __init__(self, db: Database, secret_key: bytes, open_secret: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        secret_key: bytes,
+        open_secret: Callable[[str], str],
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self._db = db
         self._key = hmac.new(secret_key, b"rayline pod and execution credentials", hashlib.sha256).digest()
         self._open = open_secret  # decrypts stored environment variable values
         self._sink = sql_sink(db)
+        self._on_change = on_change  # wakes the pods' long polls
+        # What pods follow, as last read: (deployment, environment version) -> (generation, read at, state).
+        self._states: dict[tuple[str, int], tuple[int, float, dict[str, Any]]] = {}
+        # The last flush asked of each deployment's pods: a number that grows across restarts too.
+        self._flushes: dict[str, int] = {}
+        self._flush_lock = threading.Lock()
 
     # --- credentials -------------------------------------------------------------------------
 
@@ -94,7 +119,10 @@ class PodGateway:
         """A new pod: its row, and the end of what the pods of this deployment that died were
         running (their journals were replayed just before, so finished calls keep their result)."""
         self.check_pod(credential, deployment_name)
+        life = pods.life_of(self._db, deployment_name, version)
         pods.register(self._db, deployment_name, pod_id, version, dead_pods)
+        if life is not None and life.autoscaled and life.can_standby and life.has_been_up and not life.serving:
+            store.add_deployment_log(self._db, deployment_name, f"Woken by a call: starting pod {pod_id}.")
 
     def update_pod(self, credential: str, deployment_name: str, pod_id: str, fields: dict[str, Any]) -> None:
         self.check_pod(credential, deployment_name)
@@ -102,17 +130,60 @@ class PodGateway:
         if unknown or fields.get("status", PodStatus.RUNNING) not in POD_STATUSES:
             raise InvalidInput(f"A pod cannot report {sorted(unknown) or fields.get('status')!r}.")
         pods.update(self._db, deployment_name, pod_id, fields)
+        if fields.get("status") in (PodStatus.RUNNING, PodStatus.STOPPED):
+            self._tell_scale(deployment_name, pod_id, fields["status"])
+
+    def _tell_scale(self, deployment_name: str, pod_id: str, status: str) -> None:
+        """The deployment's log says how many pods serve when an autoscaled one gains or loses one."""
+        version = pods.version_of(self._db, pod_id)
+        life = pods.life_of(self._db, deployment_name, version) if version is not None else None
+        if life is None or not life.autoscaled or not life.current:
+            return  # a fixed number of pods, or a reload's old pod: "Pod ... created/stopping" says it
+        if status == PodStatus.STOPPED and not life.serving and life.can_standby and life.is_enabled:
+            message = (
+                f"Standby after {life.standby_after_s:g} s idle: no pod runs, nor holds memory or a GPU, "
+                "until the next call wakes the deployment."
+            )
+        else:
+            message = f"Scaled to {life.serving} pod(s)."
+        store.add_deployment_log(self._db, deployment_name, message)
 
     def take_ids(self, credential: str, deployment_name: str, count: int) -> list[int]:
         self.check_pod(credential, deployment_name)
         count = max(1, min(int(count), MAX_ID_BLOCK))
         return list(store.take_numbers(self._db, store.execution_counter(deployment_name), count))
 
-    def pod_state(self, credential: str, deployment_name: str, known_environment_version: int) -> dict[str, Any]:
-        """What a pod follows: its deployment's token hash, whether it must refuse calls, and the
-        environment variables (their values only when their version is not the one it has)."""
+    def pod_state(
+        self, credential: str, deployment_name: str, known_environment_version: int, generation: int = 0
+    ) -> dict[str, Any]:
+        """What a pod follows: its deployment's token hash, whether it must refuse calls, the
+        environment variables (their values only when their version is not the one it has), and
+        the last flush asked of its pods. ``generation`` counts the changes made through this
+        control plane: while it stays the same, the state is not read again (an idle pod's long
+        poll costs no database read), for ``STATE_TTL_S`` at most."""
         self.check_pod(credential, deployment_name)
-        return pods.followed_state(self._db, deployment_name, known_environment_version, self._open)
+        key = (deployment_name, known_environment_version)
+        cached = self._states.get(key)
+        if cached is None or cached[0] != generation or time.monotonic() - cached[1] > STATE_TTL_S:
+            state = pods.followed_state(self._db, deployment_name, known_environment_version, self._open)
+            self._states[key] = cached = (generation, time.monotonic(), state)
+        return {**cached[2], "flush": self._flushes.get(deployment_name, 0)}
+
+    def flush_pods(self, deployment_name: str) -> bool:
+        """Ask every pod of the deployment to commit what it answered (read-your-writes: a pod
+        answers before its batch writer commits), through their long polls; True once each has."""
+        with self._flush_lock:
+            # Above any number of an earlier control plane: milliseconds since the epoch.
+            generation = max(self._flushes.get(deployment_name, 0) + 1, time.time_ns() // 1_000_000)
+            self._flushes[deployment_name] = generation
+        self._on_change()
+        return pods.wait_until_no_pod(
+            self._db,
+            Pod.deployment_name == deployment_name,
+            Pod.status.in_((PodStatus.RUNNING, PodStatus.STOPPING)),
+            Pod.flushed < generation,
+            timeout_s=FLUSH_TIMEOUT_S,
+        )
 
     def write(self, credential: str, deployment_name: str, events: list[Event], replaying: bool = False) -> None:
         """Apply a pod's batch of records, each checked to be this deployment's."""

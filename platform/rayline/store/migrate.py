@@ -26,7 +26,14 @@ def _config() -> Config:
 
 
 # The schema that Rayline had just before migrations, and what came after it.
-FIRST_REVISION, ADDED_SINCE = "0001", {"packages"}
+FIRST_REVISION, ADDED_SINCE = "0001", {"packages"}  # tables; and columns:
+COLUMNS_ADDED_SINCE = {
+    ("deployments", "min_pods"),
+    ("deployments", "max_pods"),
+    ("deployments", "scale_down_after_s"),
+    ("deployments", "standby_after_s"),
+    ("pods", "flushed"),
+}
 
 
 def upgrade(db: Database) -> None:
@@ -49,6 +56,7 @@ def _adopt(context: MigrationContext) -> None:
         for d in compare_metadata(context, Base.metadata)
         if not (d[0] == "add_table" and d[1].name in ADDED_SINCE)
         and not (d[0] == "add_index" and d[1].table.name in ADDED_SINCE)
+        and not (d[0] == "add_column" and (d[2], d[3].name) in COLUMNS_ADDED_SINCE)
     ]
     if differences:
         raise PlatformFailure(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -130,6 +130,11 @@ class Deployment(Base):
     ram_request: Mapped[str | None] = mapped_column(String(32), nullable=True)
     gpu_request: Mapped[int | None] = mapped_column(Integer, nullable=True)
     execution_timeout_s: Mapped[float | None] = mapped_column(nullable=True)
+    # Low-latency deployments: how many pods (rayline.domain.pod_scaling); None for elastic ones.
+    min_pods: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_pods: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    scale_down_after_s: Mapped[float | None] = mapped_column(nullable=True)
+    standby_after_s: Mapped[float | None] = mapped_column(nullable=True)
     # Periodic deployments: the 5-field cron schedule (UTC), and the next due time not yet
     # started; a scheduler claims a due time by moving it forward in one conditional UPDATE.
     schedule: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -182,5 +187,8 @@ class Pod(Base):
     waiting_executions: Mapped[int] = mapped_column(Integer, default=0)
     # The version of the environment variables the pod has loaded (set at each execution start).
     environment_version: Mapped[int] = mapped_column(Integer, default=0)
+    # The last flush request (a generation the control plane counts) the pod has committed
+    # its records for: read-your-writes over every pod of a deployment.
+    flushed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

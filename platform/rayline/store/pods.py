@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -113,3 +114,42 @@ def wait_until_no_pod(db: Database, *where: Any, timeout_s: float = 5.0) -> bool
         time.sleep(0.05)
     logger.warning("pods did not catch up within %s s", timeout_s)
     return False
+
+
+@dataclass(frozen=True)
+class PodLife:
+    """What the deployment's log says of its pods' comings and goings is decided from these."""
+
+    autoscaled: bool  # min_pods != max_pods
+    can_standby: bool  # min_pods == 0
+    standby_after_s: float
+    is_enabled: bool
+    has_been_up: bool
+    current: bool  # the pod asked about runs the deployment's version (not a reload's old pod)
+    serving: int  # running pods of that version
+
+
+def life_of(db: Database, deployment_name: str, version: int) -> PodLife | None:
+    with db.session() as session:
+        row = session.get(Deployment, deployment_name)
+        if row is None or row.min_pods is None or row.max_pods is None:
+            return None
+        serving = session.scalar(
+            select(func.count())
+            .select_from(Pod)
+            .where(Pod.deployment_name == deployment_name, Pod.version == row.version, Pod.status == PodStatus.RUNNING)
+        )
+        return PodLife(
+            autoscaled=row.min_pods != row.max_pods,
+            can_standby=row.min_pods == 0,
+            standby_after_s=row.standby_after_s or 0.0,
+            is_enabled=row.is_enabled,
+            has_been_up=row.has_been_up,
+            current=version == row.version,
+            serving=serving or 0,
+        )
+
+
+def version_of(db: Database, pod_id: str) -> int | None:
+    with db.session() as session:
+        return session.scalar(select(Pod.version).where(Pod.pod_id == pod_id))
