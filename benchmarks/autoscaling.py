@@ -180,7 +180,13 @@ def idle_statements(tree: Path | None, folder: Path, pods: int = 3, window_s: fl
         if tree is not None:
             env["PYTHONPATH"] = f"{tree / 'platform'}:{tree}"
         platform = LocalPlatform(folder / f"home-idle-{tree.name if tree else 'now'}", extra_env=env)
-        platform.start()
+        # Ray puts its driver's working directory first on its workers' path: the tree's, then.
+        here = os.getcwd()
+        os.chdir(tree or ROOT)
+        try:
+            platform.start()
+        finally:
+            os.chdir(here)
         log = server._root / "server.log"
         try:
             sdk = platform.sdk()
@@ -239,7 +245,7 @@ def main() -> None:
         result["processes_left"] = left
         if not args.skip_idle:
             result["idle_pods"] = {"now": idle_statements(None, folder)}
-            if args.before:
+            if args.before:  # measured the same way, on a worktree of that commit
                 tree = folder / f"before-{args.before}"
                 subprocess.run(
                     ["git", "worktree", "add", "-q", "--detach", str(tree), args.before], cwd=ROOT, check=True

@@ -24,11 +24,13 @@ MAX_ONGOING_REQUESTS = 1024
 
 
 class _Changes:
-    """Wakes the pods' long polls when the control plane has changed what they follow (a token,
-    enable/disable, the environment variables). Services call ``notify`` from any thread."""
+    """Wakes the pods' long polls: ``notify`` when the control plane has changed what they follow
+    (a token, enable/disable, the environment variables), ``wake`` when it asks them to commit
+    their records (a flush), which changes nothing they follow. Called from any thread."""
 
     def __init__(self) -> None:
-        self.generation = 0
+        self.generation = 0  # changes to what pods follow (a pod's cached state is good while it stays)
+        self.wakes = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
 
@@ -37,18 +39,25 @@ class _Changes:
             self._loop, self._event = asyncio.get_running_loop(), asyncio.Event()
 
     def notify(self) -> None:
+        """Something pods follow changed: their state is read again, and they are answered."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake)
+            self._loop.call_soon_threadsafe(self._wake, True)
 
-    def _wake(self) -> None:
-        self.generation += 1
+    def wake(self) -> None:
+        """Answer the pods' long polls with what they follow as it is (a flush asked of them)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake, False)
+
+    def _wake(self, changed: bool) -> None:
+        self.generation += changed
+        self.wakes += 1
         assert self._event is not None
         self._event.set()
         self._event = asyncio.Event()
 
     async def wait(self, since: int, timeout_s: float) -> None:
-        """Until a change after generation ``since``, or ``timeout_s``."""
-        if self.generation != since or self._event is None:
+        """Until a wake after the ``since``-th, or ``timeout_s``."""
+        if self.wakes != since or self._event is None:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout_s)
@@ -79,6 +88,7 @@ class ControlPlane:
             serve_runtime=serve_deployments.ServeDeployments(build_pod),
             make_runner=lambda db, credential: ElasticRunner(db, settings.elastic_spare_workers, credential),
             on_change=self._changes.notify,
+            wake_pods=self._changes.wake,
         )
         self._gateway, self._context = platform.gateway, platform.context
         db, deployments = platform.context.db, platform.context.deployments
@@ -121,18 +131,20 @@ class ControlPlane:
         (``(token_hash, refusing, environment_version, flush)``): an idle pod asks once per hold,
         and is answered without a database read while nothing changed."""
         self._changes.bind()
-        known = (*known, 0)[:4]  # a pod of an earlier version follows no flush
+        known = tuple(known)  # a pod of an earlier version follows no flush: the first three only
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(max(hold_s, 0.0), 30.0)
         while True:
-            since = self._changes.generation
-            state = await self._on_gateway_thread(self._gateway.pod_state, credential, deployment_name, known[2], since)
+            since = self._changes.wakes
+            state = await self._on_gateway_thread(
+                self._gateway.pod_state, credential, deployment_name, known[2], self._changes.generation
+            )
             remaining = deadline - loop.time()
             followed = (state["token_hash"], state["refusing"], state["environment_version"], state["flush"])
-            if followed != known or remaining <= 0:
+            if followed[: len(known)] != known or remaining <= 0:
                 return state
             await self._changes.wait(since, remaining)
-            if self._changes.generation == since:  # held to the end with no change
+            if self._changes.wakes == since:  # held to the end with no change
                 return state
 
     async def register_pod(

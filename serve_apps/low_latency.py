@@ -159,8 +159,11 @@ class LowLatencyReplica:
         # Serve's graceful shutdown: calls in flight have been answered (and drained) by now.
         if getattr(self, "_closed", True):  # never started, or closed when its start failed
             return
+        self._follower.stop()  # nothing reported after the pod's last status
         try:
             self._log(f"Pod {self._pod_id} stopping.")
+            # Calls whose caller waits were drained by Serve; one whose caller left may still run.
+            self._engine.abandon("The pod running this execution stopped (scaled down, replaced or disabled) first.")
             self._set_pod_status(PodStatus.STOPPED)
         except Exception:
             logger.warning("pod %s could not record that it stops", self._pod_id, exc_info=True)

@@ -41,13 +41,15 @@ def assemble(
     serve_runtime: ServeRuntime,
     make_runner: RunnerFactory,
     on_change: Callable[[], None] = lambda: None,
+    wake_pods: Callable[[], None] = lambda: None,
 ) -> Assembled:
     """Wire the platform over ``settings`` (its secrets already read: ``with_platform_secrets``).
-    ``on_change`` is called when something pods follow changed (they are woken to read it)."""
+    ``on_change`` is called when something pods follow changed (they are woken to read it);
+    ``wake_pods`` answers their long polls without such a change (a flush asked of them)."""
     db = Database(settings.resolved_database_url)
     box = load_secret_box(settings)
     secret_key = settings.secret_key_path.read_bytes().strip()
-    gateway = PodGateway(db, secret_key, box.open, on_change)
+    gateway = PodGateway(db, secret_key, box.open, wake=wake_pods)
     pipelines = PipelineService(db, settings)
     environment = EnvironmentService(db, box, on_change=on_change)
     executions = ExecutionService(

@@ -20,7 +20,7 @@ from rayline.execution_context import current_execution_id
 from rayline.runtime.engine import ExecutionEngine
 from rayline.runtime.execution_ids import ExecutionIds
 
-SUCCEEDED, FAILED = ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED
+SUCCEEDED, FAILED, ERROR = ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.ERROR
 INPUTS, OUTPUTS = [InputSpec("x", "number")], [OutputSpec("y", "number")]
 
 
@@ -372,3 +372,27 @@ def test_a_call_that_finds_the_block_empty_waits_for_the_next_one():
         assert await asyncio.wait_for(third, 5) == Ended("report-3", SUCCEEDED, {"y": 3})
 
     asyncio.run(scenario())
+
+
+def test_an_execution_still_running_when_the_pod_stops_ends_in_error_once():
+    release = threading.Event()
+
+    def handler(x):
+        release.wait(5)
+        return {"y": x}
+
+    async def scenario():
+        records = Records()
+        engine = engine_for(handler, records)
+        running = asyncio.ensure_future(engine.run({"x": 1}))
+        while not records.started():
+            await asyncio.sleep(0.01)
+        assert engine.abandon("The pod stopped.") == ["report-1"]
+        release.set()
+        outcome = await running
+        return records, outcome
+
+    records, outcome = asyncio.run(scenario())
+    finished = [call for call in records.calls if call[0] == "finished"]
+    assert finished == [("finished", "report-1", ERROR, None, "The pod stopped.")]  # not recorded again
+    assert outcome.status == ERROR

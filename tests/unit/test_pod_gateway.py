@@ -176,3 +176,47 @@ def test_a_record_that_cannot_be_written_is_refused_not_retried(gateway):
     with pytest.raises(InvalidInput, match="cannot be written"):  # the same start twice
         gw.write(credential, "report", [_started("report-8")])
     gw.write(credential, "report", [_started("report-8")], replaying=True)  # a replay skips it
+
+
+def test_an_idle_pods_state_is_not_read_again_until_something_changes(gateway):
+    gw, db = gateway
+    credential = gw.pod_credential("report")
+    first = gw.pod_state(credential, "report", 0, generation=1)
+    with db.session() as session:  # changed behind the control plane's back: not seen at once...
+        session.get(Deployment, "report").endpoint_token_hash = "changed"
+    assert gw.pod_state(credential, "report", 0, generation=1) == first
+    # ...but as soon as the control plane says something changed (its generation moves).
+    assert gw.pod_state(credential, "report", 0, generation=2)["token_hash"] == "changed"
+
+
+def test_a_flush_waits_for_every_serving_pod_to_report_it(gateway, monkeypatch):
+    import threading
+    import time
+
+    from rayline.services import pod_gateway
+
+    gw, db = gateway
+    credential = gw.pod_credential("report")
+    for pod_id in ("pod-a", "pod-b"):
+        gw.register_pod(credential, "report", pod_id, 1, [])
+        gw.update_pod(credential, "report", pod_id, {"status": "running"})
+    gw.register_pod(credential, "report", "pod-gone", 1, [])  # pending, then stopped: not waited for
+    gw.update_pod(credential, "report", "pod-gone", {"status": "stopped"})
+
+    def pod(pod_id: str) -> None:  # what a pod's follower does when its long poll says "flush"
+        deadline = time.monotonic() + 5
+        while not gw.pod_state(credential, "report", 0)["flush"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gw.update_pod(credential, "report", pod_id, {"flushed": gw.pod_state(credential, "report", 0)["flush"]})
+
+    followers = [threading.Thread(target=pod, args=(pod_id,)) for pod_id in ("pod-a", "pod-b")]
+    for follower in followers:
+        follower.start()
+    began = time.monotonic()
+    assert gw.flush_pods("report") is True
+    assert time.monotonic() - began < 2  # woken by the reports, not by the timeout
+    for follower in followers:
+        follower.join()
+
+    monkeypatch.setattr(pod_gateway, "FLUSH_TIMEOUT_S", 0.3)
+    assert gw.flush_pods("report") is False  # nobody reports this one

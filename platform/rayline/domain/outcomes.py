@@ -1,7 +1,7 @@
 """What asking a deployment for one execution comes to, as frozen values instead of status dicts.
 
 A warm pod returns one of these through a Serve handle (they pickle), the elastic path builds one
-from the execution's record, and each boundary maps it once: ``rayline.api.http_io`` to an HTTP
+from the execution's record, and each boundary maps it once: ``rayline.api.http_errors.outcome_response`` to an HTTP
 answer, ``DeploymentService.trigger`` to the platform's errors.
 """
 

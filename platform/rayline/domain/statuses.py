@@ -27,10 +27,6 @@ class ExecutionStatus(StrEnum):
     FAILED = "Failed"  # the user's code failed (or ran past execution_timeout_s)
     ERROR = "Error"  # the platform could not run it to its end
 
-    @property
-    def is_final(self) -> bool:
-        return self in (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.ERROR)
-
 
 class DeploymentStatus(StrEnum):
     CREATION_PENDING = "creation_pending"

@@ -89,6 +89,7 @@ class ExecutionEngine:
         self.slots = ExecutionSlots(config.max_parallel_executions, config.max_queued_executions)
         self._executions: set[asyncio.Future] = set()
         self._timed_out_threads: set[asyncio.Future] = set()
+        self._unfinished: set[str] = set()  # started, not yet recorded as ended
 
     # --- admission -------------------------------------------------------------------------------
 
@@ -133,6 +134,7 @@ class ExecutionEngine:
         self._records.execution_started(
             execution_id, config.pipeline_name, config.deployment_name, inputs, utcnow(), self._pod_id
         )
+        self._unfinished.add(execution_id)
         self._log(f"Execution {execution_id} started.", "stdout")
         scope = ExecutionScope(
             execution_id, lambda stream, line: self._records.execution_log(execution_id, stream, line)
@@ -149,6 +151,7 @@ class ExecutionEngine:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
             failure = f"The execution could not start: {type(exc).__name__}: {exc}"
+            self._unfinished.discard(execution_id)
             self._records.execution_finished(execution_id, ExecutionStatus.ERROR, None, failure)
             return Ended(execution_id, ExecutionStatus.ERROR, error=failure)
         began = time.monotonic()
@@ -186,8 +189,20 @@ class ExecutionEngine:
         scope.drain()  # the execution's last lines before its end
         execution_id = scope.execution_id
         assert execution_id is not None
+        if execution_id not in self._unfinished:  # abandoned when the pod stopped
+            return Ended(execution_id, ExecutionStatus.ERROR, error="The pod stopped before this execution ended.")
+        self._unfinished.discard(execution_id)
         self._records.execution_finished(execution_id, status, records, error)
         return Ended(execution_id, status, output or {}, error, timed_out)
+
+    def abandon(self, reason: str) -> list[str]:
+        """The pod stops: executions still running end in Error with ``reason`` (recorded now,
+        while the pod can still record); they are not recorded again if they end after all."""
+        abandoned = sorted(self._unfinished)
+        self._unfinished.clear()
+        for execution_id in abandoned:
+            self._records.execution_finished(execution_id, ExecutionStatus.ERROR, None, reason)
+        return abandoned
 
     def _start_call(self, scope: ExecutionScope, values: dict[str, Any]) -> asyncio.Future:
         """The user's function, started in the execution's scope: a coroutine as a task on this

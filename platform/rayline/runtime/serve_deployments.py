@@ -38,18 +38,21 @@ class AppState:
 # INTERVAL_S variables, which rayline up sets as well), averaged over a few seconds.
 METRICS_INTERVAL_S = 1.0
 LOOK_BACK_PERIOD_S = 3.0
-UPSCALE_DELAY_S = 1.0
+UPSCALE_DELAY_S = 0.5
 
 
-def serving_options(scaling: PodScaling, max_parallel_executions: int) -> dict[str, Any]:
+def serving_options(scaling: PodScaling, max_parallel_executions: int, new: bool = True) -> dict[str, Any]:
     """How many pods Serve runs: a fixed number, or its autoscaler between min_pods and max_pods,
-    adding a pod when each has ``max_parallel_executions`` calls (running or waiting) on average."""
+    adding a pod when each has ``max_parallel_executions`` calls (running or waiting) on average.
+    A ``new`` application starts one pod at least (its import errors show at once, then it may go
+    to standby); an existing one keeps the pods it has (Serve would reset them to the initial
+    count at each change of its config)."""
     if scaling.fixed:
         return {"num_replicas": scaling.min_pods}
     config: dict[str, Any] = {
         "min_replicas": scaling.min_pods,
         "max_replicas": scaling.max_pods,
-        "initial_replicas": max(1, scaling.min_pods),  # a new deployment shows it starts (then standby)
+        "initial_replicas": max(1, scaling.min_pods) if new else None,
         "target_ongoing_requests": max_parallel_executions,
         "upscale_delay_s": UPSCALE_DELAY_S,
         "downscale_delay_s": scaling.scale_down_after_s,
@@ -97,7 +100,9 @@ class ServeDeployments:
         app = self._build_app(
             config,
             ray_actor_options=replica_options(package_uri, requirements, ram_request, gpu_request),
-            serving=serving_options(scaling, config.max_parallel_executions),
+            serving=serving_options(
+                scaling, config.max_parallel_executions, new=config.deployment_name not in self.states()
+            ),
         )
         # serve.run waits until the application is RUNNING, which would hold the API's request
         # while a pod imports its module (minutes, for a model); what it calls does not wait.

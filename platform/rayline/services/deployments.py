@@ -400,12 +400,15 @@ class DeploymentService:
         enabled = body.get("is_enabled")
         if enabled is not None and not isinstance(enabled, bool):
             raise InvalidInput("is_enabled must be true or false.")
+        constants = None
+        if body.get("inputs_mapping"):  # checked before anything is written
+            specs, _ = pipeline_specs(self._pipelines.get(row.pipeline_name))
+            constants = with_constants(row.inputs_mapping, specs, body["inputs_mapping"])
         if scaling is not None and scaling != scaling_of(row):
             row = self._set(name, **asdict(scaling))
             self._log(name, f"Pod settings changed: {describe_scaling(scaling)}.")
-        if body.get("inputs_mapping"):
-            specs, _ = pipeline_specs(self._pipelines.get(row.pipeline_name))
-            row = self._set(name, inputs_mapping=with_constants(row.inputs_mapping, specs, body["inputs_mapping"]))
+        if constants is not None:
+            row = self._set(name, inputs_mapping=constants)
             self._log(
                 name, "Constant inputs updated" + (": reloading the pod." if row.mode == Mode.LOW_LATENCY else ".")
             )

@@ -190,7 +190,7 @@ class ExecutionService:
 
     def _flush_pods(self, *where: Any) -> bool:
         """Ask the warm pods of the deployments ``where`` selects to commit what they answered;
-        False when there is none (or none answered)."""
+        False when no such deployment is, or none could be asked."""
         with self._db.session() as session:
             names = list(
                 session.scalars(

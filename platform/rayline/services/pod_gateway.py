@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import threading
 import time
@@ -33,8 +34,9 @@ from rayline.errors import InvalidInput, Unauthorized
 from rayline.store import executions as store
 from rayline.store import pods
 from rayline.store.db import Database
-from rayline.store.models import Pod
 from rayline.store.record_writer import Event, sql_sink
+
+logger = logging.getLogger(__name__)
 
 # What a pod may report about itself, and the values it may take.
 POD_FIELDS = {
@@ -74,18 +76,20 @@ class PodGateway:
         db: Database,
         secret_key: bytes,
         open_secret: Callable[[str], str],
-        on_change: Callable[[], None] = lambda: None,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         self._key = hmac.new(secret_key, b"rayline pod and execution credentials", hashlib.sha256).digest()
         self._open = open_secret  # decrypts stored environment variable values
         self._sink = sql_sink(db)
-        self._on_change = on_change  # wakes the pods' long polls
+        self._wake = wake  # answers the pods' long polls at once (what they follow is unchanged)
         # What pods follow, as last read: (deployment, environment version) -> (generation, read at, state).
         self._states: dict[tuple[str, int], tuple[int, float, dict[str, Any]]] = {}
-        # The last flush asked of each deployment's pods: a number that grows across restarts too.
+        # The last flush asked of each deployment's pods: a number that grows across restarts too;
+        # and how many flushes pods have reported, which a flush waits on.
         self._flushes: dict[str, int] = {}
-        self._flush_lock = threading.Lock()
+        self._flush_reports = 0
+        self._flushed = threading.Condition()
 
     # --- credentials -------------------------------------------------------------------------
 
@@ -121,7 +125,7 @@ class PodGateway:
         self.check_pod(credential, deployment_name)
         life = pods.life_of(self._db, deployment_name, version)
         pods.register(self._db, deployment_name, pod_id, version, dead_pods)
-        if life is not None and life.autoscaled and life.can_standby and life.has_been_up and not life.serving:
+        if life is not None and life.autoscaled and life.can_standby and life.has_been_up and not life.alive:
             store.add_deployment_log(self._db, deployment_name, f"Woken by a call: starting pod {pod_id}.")
 
     def update_pod(self, credential: str, deployment_name: str, pod_id: str, fields: dict[str, Any]) -> None:
@@ -130,6 +134,10 @@ class PodGateway:
         if unknown or fields.get("status", PodStatus.RUNNING) not in POD_STATUSES:
             raise InvalidInput(f"A pod cannot report {sorted(unknown) or fields.get('status')!r}.")
         pods.update(self._db, deployment_name, pod_id, fields)
+        if "flushed" in fields:
+            with self._flushed:
+                self._flush_reports += 1
+                self._flushed.notify_all()
         if fields.get("status") in (PodStatus.RUNNING, PodStatus.STOPPED):
             self._tell_scale(deployment_name, pod_id, fields["status"])
 
@@ -164,26 +172,35 @@ class PodGateway:
         self.check_pod(credential, deployment_name)
         key = (deployment_name, known_environment_version)
         cached = self._states.get(key)
-        if cached is None or cached[0] != generation or time.monotonic() - cached[1] > STATE_TTL_S:
+        now = time.monotonic()
+        if cached is None or cached[0] != generation or now - cached[1] > STATE_TTL_S:
             state = pods.followed_state(self._db, deployment_name, known_environment_version, self._open)
-            self._states[key] = cached = (generation, time.monotonic(), state)
+            for stale in [k for k, (_, read_at, _) in self._states.items() if now - read_at > STATE_TTL_S]:
+                self._states.pop(stale, None)  # deleted deployments, old environment versions
+            self._states[key] = cached = (generation, now, state)
         return {**cached[2], "flush": self._flushes.get(deployment_name, 0)}
 
     def flush_pods(self, deployment_name: str) -> bool:
         """Ask every pod of the deployment to commit what it answered (read-your-writes: a pod
         answers before its batch writer commits), through their long polls; True once each has."""
-        with self._flush_lock:
+        with self._flushed:
             # Above any number of an earlier control plane: milliseconds since the epoch.
             generation = max(self._flushes.get(deployment_name, 0) + 1, time.time_ns() // 1_000_000)
             self._flushes[deployment_name] = generation
-        self._on_change()
-        return pods.wait_until_no_pod(
-            self._db,
-            Pod.deployment_name == deployment_name,
-            Pod.status.in_((PodStatus.RUNNING, PodStatus.STOPPING)),
-            Pod.flushed < generation,
-            timeout_s=FLUSH_TIMEOUT_S,
-        )
+        self._wake()
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        while True:
+            with self._flushed:
+                reports = self._flush_reports
+            if not pods.unflushed(self._db, deployment_name, generation):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                logger.warning("pods of %s did not commit their records within %s s", deployment_name, FLUSH_TIMEOUT_S)
+                return False
+            with self._flushed:  # until a pod reports a flush (or a while, should a report be missed)
+                if self._flush_reports == reports:
+                    self._flushed.wait(min(remaining, 0.5))
 
     def write(self, credential: str, deployment_name: str, events: list[Event], replaying: bool = False) -> None:
         """Apply a pod's batch of records, each checked to be this deployment's."""

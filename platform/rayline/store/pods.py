@@ -127,6 +127,7 @@ class PodLife:
     has_been_up: bool
     current: bool  # the pod asked about runs the deployment's version (not a reload's old pod)
     serving: int  # running pods of that version
+    alive: int  # pods of any version starting, running or stopping
 
 
 def life_of(db: Database, deployment_name: str, version: int) -> PodLife | None:
@@ -139,6 +140,14 @@ def life_of(db: Database, deployment_name: str, version: int) -> PodLife | None:
             .select_from(Pod)
             .where(Pod.deployment_name == deployment_name, Pod.version == row.version, Pod.status == PodStatus.RUNNING)
         )
+        alive = session.scalar(
+            select(func.count())
+            .select_from(Pod)
+            .where(
+                Pod.deployment_name == deployment_name,
+                Pod.status.in_((PodStatus.PENDING, PodStatus.RUNNING, PodStatus.STOPPING)),
+            )
+        )
         return PodLife(
             autoscaled=row.min_pods != row.max_pods,
             can_standby=row.min_pods == 0,
@@ -147,9 +156,27 @@ def life_of(db: Database, deployment_name: str, version: int) -> PodLife | None:
             has_been_up=row.has_been_up,
             current=version == row.version,
             serving=serving or 0,
+            alive=alive or 0,
         )
 
 
 def version_of(db: Database, pod_id: str) -> int | None:
     with db.session() as session:
         return session.scalar(select(Pod.version).where(Pod.pod_id == pod_id))
+
+
+def unflushed(db: Database, deployment_name: str, generation: int) -> int:
+    """Pods of the deployment that serve, or drain, and have not committed for flush ``generation``."""
+    with db.session() as session:
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(Pod)
+                .where(
+                    Pod.deployment_name == deployment_name,
+                    Pod.status.in_((PodStatus.RUNNING, PodStatus.STOPPING)),
+                    Pod.flushed < generation,
+                )
+            )
+            or 0
+        )

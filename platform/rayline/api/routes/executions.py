@@ -5,6 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from rayline.api.context import AppContext, get_context
 from rayline.api.errors import error_responses
@@ -67,8 +68,8 @@ async def get_execution_outputs(
         row = await context.executions.wait_until_final(execution_id, context.settings.wait_hold_s)
         if row.status not in FINAL_STATUSES:
             return RedirectResponse(str(request.url), status_code=307)
-    else:
-        row = context.executions.get(execution_id)
+    else:  # on a thread: a miss asks the pods to commit, and waits for them
+        row = await run_in_threadpool(context.executions.get, execution_id)
     if row.status == SUCCEEDED:
         return ExecutionOutputs(outputs=row.outputs)
     if row.status in FINAL_STATUSES:
