@@ -38,7 +38,8 @@ from rayline.runtime.log_capture import RoutingStream
 from rayline.store import migrate
 from rayline.store.db import Database
 from rayline.store.models import utcnow
-from rayline.store.record_writer import RecordWriter, sql_sink
+from rayline.store.record_sql import sql_sink
+from rayline.store.record_writer import RecordWriter
 
 MODULE = """
 import asyncio

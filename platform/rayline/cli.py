@@ -20,7 +20,7 @@ def _prepare(settings: Settings, args: argparse.Namespace) -> None:
     from rayline.store import migrate
     from rayline.store.db import Database
     from rayline.store.executions import end_unfinished_executions
-    from rayline.store.record_writer import replay_all_orphans
+    from rayline.store.record_sql import replay_all_orphans
 
     secure_home(settings)  # RAYLINE_HOME 0700; its secrets and SQLite files 0600
     db = Database(settings.resolved_database_url)

@@ -148,6 +148,27 @@ def test_pod_settings_change_on_running_pods_and_every_pod_follows_a_change(plat
     assert {r.status_code for r in accepted} == {200}
     assert len({r.json()["output"]["pid"] for r in accepted}) == 2  # both pods took calls
 
+    # A reload replaces every pod without failing a call.
+    answered: list[httpx.Response] = []
+    stop = time.monotonic() + 120
+
+    def keep_calling() -> None:
+        while time.monotonic() < stop:
+            answered.append(call(platform, deployment, 3, token=new))
+
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(2):
+            pool.submit(keep_calling)
+        reloaded = sdk.update_deployment(name)
+        assert reloaded["version"]["number"] == deployment["version"]["number"] + 1
+        wait_until(
+            lambda: [p["version"] for p in serving(sdk, name)] == [reloaded["version"]["number"]] * 2,
+            90,
+            f"both pods of {name} replaced by the new version",
+        )
+        stop = time.monotonic() + 1
+    assert answered and {r.status_code for r in answered} == {200}
+
     # Bad settings leave it as it was.
     for body, field in (
         ({"min_pods": 3, "max_pods": 2}, "max_pods"),

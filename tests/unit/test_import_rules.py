@@ -7,6 +7,7 @@ is a decision, not an accident.
   they are handed) and without ``serve_apps``.
 - ``rayline.runtime``: what runs on Ray, never ``serve_apps``, which is built on it (the
   composition root hands the Serve applications in).
+- ``serve_apps.low_latency``, the warm pod: no SQLAlchemy (it has no database).
 - ``rayline.sdk``: test_sdk_surface.py checks that ``import rayline``, which imports every module
   of the SDK, loads neither Ray nor the server.
 
@@ -171,3 +172,19 @@ def test_the_probe_names_each_chain_to_a_forbidden_import(tmp_path):
         "errors": [],
     }
     assert imports_in_source(package / "e.py") == [(2, "forbidden_here")]
+
+
+def test_the_warm_pod_imports_no_sqlalchemy():
+    """A pod has no database (it records through the control plane), and a pod that starts, to
+    wake a deployment from standby say, should not pay for SQLAlchemy's import."""
+    probe = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] == 'sqlalchemy':\n"
+        "            raise ModuleNotFoundError(f'{name} is blocked', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import serve_apps.low_latency\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]

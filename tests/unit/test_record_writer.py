@@ -9,7 +9,8 @@ from pathlib import Path
 from rayline.store import migrate
 from rayline.store.db import Database
 from rayline.store.models import Execution, ExecutionLog, utcnow
-from rayline.store.record_writer import RecordWriter, replay_orphans, sql_sink
+from rayline.store.record_sql import sql_sink
+from rayline.store.record_writer import RecordWriter, replay_orphans
 
 
 def database(tmp_path) -> Database:

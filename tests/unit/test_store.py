@@ -14,7 +14,8 @@ from rayline.store import executions as store
 from rayline.store import migrate
 from rayline.store.db import Database
 from rayline.store.models import Base, Execution, ExecutionLog, utcnow
-from rayline.store.record_writer import RecordWriter, sql_sink
+from rayline.store.record_sql import sql_sink
+from rayline.store.record_writer import RecordWriter
 
 PROCESSES, EXECUTIONS_EACH = 4, 40
 

@@ -35,7 +35,7 @@ from rayline.execution_context import ExecutionScope, current_scope
 from rayline.runtime.execution_ids import ExecutionIds
 from rayline.runtime.execution_slots import ExecutionSlots
 from rayline.runtime.user_code import call_function, call_kwargs
-from rayline.store.models import utcnow
+from rayline.store.record_writer import utcnow
 
 
 class Records(Protocol):

@@ -34,7 +34,8 @@ from rayline.errors import InvalidInput, Unauthorized
 from rayline.store import executions as store
 from rayline.store import pods
 from rayline.store.db import Database
-from rayline.store.record_writer import Event, sql_sink
+from rayline.store.record_sql import sql_sink
+from rayline.store.record_writer import Event
 
 logger = logging.getLogger(__name__)
 

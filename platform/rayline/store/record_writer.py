@@ -13,6 +13,10 @@ journal, and the journal moves to a new file once it grows past ``JOURNAL_ROTATE
 file is removed once all its events are committed). Journal files are held under an exclusive
 ``flock``, released by the kernel when the process dies: the next replica of the deployment (and
 ``rayline up``) replays the files nobody holds, skipping what was committed.
+
+No SQL here: a pod, which has no database, writes through the control plane, and does not pay
+for SQLAlchemy's import when it starts (a quarter of a second of a wake from standby). SQL is
+``rayline.store.record_sql``.
 """
 
 from __future__ import annotations
@@ -25,21 +29,22 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
-from sqlalchemy.orm import Session
-
+from rayline.domain.statuses import ExecutionStatus
 from rayline.errors import RaylineError
-from rayline.store import executions as store
-from rayline.store.db import Database
-from rayline.store.models import DeploymentLog, Execution, ExecutionLog, utcnow
 
 logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 # Where committed events go: ``sink(events, replaying)``. In the control plane, SQL itself
 # (``sql_sink``); in a warm pod, the control plane (``rayline.services.pod_gateway``), since pods
 # run user code and hold no database credentials.
@@ -50,63 +55,6 @@ RETRY_PAUSE_S = (0.1, 0.5, 2.0)
 
 def _encode(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _decode_times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {**row, **{k: datetime.fromisoformat(row[k]) for k in keys if isinstance(row.get(k), str)}}
-
-
-_FINISH = (
-    update(Execution)
-    # Plain comparisons: an IN list cannot be part of a multi-row (executemany) statement.
-    .where(
-        Execution.execution_id == bindparam("b_execution_id"),
-        or_(Execution.status == store.PENDING, Execution.status == store.RUNNING),
-    )
-    .values(
-        status=bindparam("b_status"),
-        end_date=bindparam("b_end_date"),
-        error=bindparam("b_error"),
-        outputs=bindparam("b_outputs"),
-    )
-)
-
-
-def apply_batch(session: Session, events: list[Event], replaying: bool = False) -> None:
-    """Write events as a few multi-row statements: every start, then every log, then every end
-    (an end always follows its start, so this keeps their meaning). Replaying a journal that may
-    hold committed events skips the starts already written; ends only apply to unfinished rows."""
-    by_kind: dict[str, list[Event]] = {}
-    for event in events:
-        by_kind.setdefault(event["kind"], []).append(event)
-    starts = [_decode_times(e["row"], "created_at", "start_date") for e in by_kind.get("started", [])]
-    if replaying and starts:
-        known = set(
-            session.scalars(
-                select(Execution.execution_id).where(
-                    Execution.execution_id.in_([row["execution_id"] for row in starts])
-                )
-            )
-        )
-        starts = [row for row in starts if row["execution_id"] not in known]
-    if starts:
-        session.execute(insert(Execution), starts)
-    for kind, table in (("execution_log", ExecutionLog), ("deployment_log", DeploymentLog)):
-        rows = [_decode_times(e["row"], "timestamp") for e in by_kind.get(kind, [])]
-        if rows:
-            session.execute(insert(table), rows)
-    ends = [
-        {
-            "b_execution_id": e["execution_id"],
-            "b_status": e["values"]["status"],
-            "b_end_date": _decode_times(e["values"], "end_date")["end_date"],
-            "b_error": e["values"].get("error"),
-            "b_outputs": e["values"].get("outputs", []),
-        }
-        for e in by_kind.get("finished", [])
-    ]
-    if ends:
-        session.connection().execute(_FINISH, ends)
 
 
 class Journal:
@@ -156,19 +104,6 @@ class Journal:
         os.close(self._done_fd)
 
 
-def sql_sink(db: Database) -> Sink:
-    """Events written straight to SQL (``kind == "files"`` events keep file values)."""
-
-    def write(events: list[Event], replaying: bool = False) -> None:
-        with db.session() as session:
-            apply_batch(session, [e for e in events if e["kind"] != "files"], replaying=replaying)
-            for event in events:
-                if event["kind"] == "files":
-                    store.save_files(session, event["execution_id"], event["direction"], event["files"])
-
-    return write
-
-
 def replay_orphans(sink: Sink, folder: Path) -> list[str]:
     """Apply the uncommitted events of every writer in ``folder`` that is gone; returns their names
     (the pod ids of the replicas that died)."""
@@ -207,13 +142,6 @@ def replay_orphans(sink: Sink, folder: Path) -> list[str]:
         finally:
             os.close(fd)
     return dead
-
-
-def replay_all_orphans(db: Database, root: Path) -> None:
-    """Every deployment's journals (``rayline up``: before it, nothing runs)."""
-    for folder in sorted(root.iterdir()) if root.exists() else []:
-        if folder.is_dir():
-            replay_orphans(sql_sink(db), folder)
 
 
 class RecordWriter:
@@ -257,7 +185,7 @@ class RecordWriter:
                     "pipeline_name": pipeline_name,
                     "deployment_name": deployment_name,
                     "pod_id": pod_id,
-                    "status": store.RUNNING,
+                    "status": ExecutionStatus.RUNNING,
                     "inputs": inputs,
                     "outputs": [],
                     "created_at": started_at,
