@@ -100,3 +100,13 @@ def test_a_batch_of_many_executions_is_written_whole(tmp_path):
         assert rows["dep-3"].status == "Succeeded" and rows["dep-3"].outputs == [{"value": 3}]
         assert rows["dep-4"].status == "Failed" and rows["dep-4"].error == "boom"
     writer.close()
+
+
+def test_what_is_recorded_after_close_is_dropped_not_written_to_a_closed_journal(tmp_path):
+    written: list[dict] = []
+    writer = RecordWriter(lambda events, replaying=False: written.extend(events), tmp_path / "pod.journal")
+    writer.deployment_log("d", "before", "stdout")
+    writer.close()
+    writer.deployment_log("d", "after", "stdout")  # an abandoned execution's last line, say
+    assert [event["row"]["message"] for event in written] == ["before"]
+    assert not list(tmp_path.glob("*.journal"))  # committed, removed; nothing written after

@@ -100,13 +100,17 @@ class ServeDeployments:
         app = self._build_app(
             config,
             ray_actor_options=replica_options(package_uri, requirements, ram_request, gpu_request),
-            serving=serving_options(
-                scaling, config.max_parallel_executions, new=config.deployment_name not in self.states()
-            ),
+            serving=serving_options(scaling, config.max_parallel_executions, new=self._is_new(config.deployment_name)),
         )
         # serve.run waits until the application is RUNNING, which would hold the API's request
         # while a pod imports its module (minutes, for a model); what it calls does not wait.
         serve._run(app, name=config.deployment_name, route_prefix=config.route_prefix, _blocking=False)
+
+    def _is_new(self, name: str) -> bool:
+        """No application of that name, or one being deleted (a disable just before): Serve
+        would keep the count of the one it replaces, none."""
+        state = self.states().get(name)
+        return state is None or state.status == "DELETING"
 
     def delete(self, name: str) -> None:
         try:

@@ -176,7 +176,8 @@ class PodGateway:
         now = time.monotonic()
         if cached is None or cached[0] != generation or now - cached[1] > STATE_TTL_S:
             state = pods.followed_state(self._db, deployment_name, known_environment_version, self._open)
-            for stale in [k for k, (_, read_at, _) in self._states.items() if now - read_at > STATE_TTL_S]:
+            # A copy first: other gateway threads add entries meanwhile.
+            for stale in [k for k, (_, read_at, _) in list(self._states.items()) if now - read_at > STATE_TTL_S]:
                 self._states.pop(stale, None)  # deleted deployments, old environment versions
             self._states[key] = cached = (generation, now, state)
         return {**cached[2], "flush": self._flushes.get(deployment_name, 0)}

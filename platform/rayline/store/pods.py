@@ -56,6 +56,8 @@ def update(db: Database, deployment_name: str, pod_id: str, fields: dict[str, An
         pod = session.get(Pod, pod_id)
         if pod is None or pod.deployment_name != deployment_name:
             return  # deleted with its deployment meanwhile
+        if pod.status == PodStatus.STOPPED:
+            return  # a report that was on its way when the pod stopped: it stays stopped
         for name, value in fields.items():
             setattr(pod, name, value)
         pod.updated_at = utcnow()

@@ -155,8 +155,12 @@ class RecordWriter:
         self._interval_s, self._max_batch = interval_s, max_batch
         self._thread = threading.Thread(target=self._run, name="rayline-record-writer", daemon=True)
         self._thread.start()
+        self._closed = False
 
     def _put(self, event: Event) -> None:
+        if self._closed:  # e.g. the last lines of an execution its pod abandoned when it stopped
+            logger.debug("record writer closed: dropped a %s event", event.get("kind"))
+            return
         if self._journal is None:
             self._queue.put(event)
             return
@@ -239,7 +243,13 @@ class RecordWriter:
         return done.wait(timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
+        """Commit what is queued and stop; what is recorded afterwards is dropped."""
         committed = self.flush(timeout_s)
+        if self._journal is not None:
+            with self._journal.lock:  # no event between the last flush and the journal's close
+                self._closed = True
+        else:
+            self._closed = True
         self._queue.put(None)
         self._thread.join(timeout_s)
         if self._journal is not None:
