@@ -24,6 +24,7 @@ RUNS = {
     "endpoints_haproxy": ["endpoint_latency.py"],
     "endpoints_default_proxy": ["endpoint_latency.py", "--no-ha-proxy", "--skip-elastic"],
     "parallel": ["parallel_throughput.py"],
+    "autoscaling": ["autoscaling.py"],
     "model_and_capacity": ["model_and_capacity.py"],
 }
 

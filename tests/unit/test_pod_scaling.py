@@ -101,3 +101,11 @@ def test_the_status_shown_from_serves_state(state, scaling, has_been_up, expecte
 def test_the_settings_are_told_in_words():
     assert describe_scaling(PodScaling()) == "1 pod(s), always on"
     assert "standby after 600 s without a call" in describe_scaling(PodScaling(0, 2))
+
+
+def test_only_a_new_application_is_given_an_initial_pod_count():
+    # Ray 2.60 resets the replica target to initial_replicas at each change of the config: an
+    # update of the pod settings must not (a deployment in standby would wake, a busy one shrink).
+    assert serving_options(PodScaling(0, 3), 1, new=True)["autoscaling_config"].initial_replicas == 1
+    assert serving_options(PodScaling(0, 3), 1, new=False)["autoscaling_config"].initial_replicas is None
+    assert serving_options(PodScaling(2, 4), 1, new=True)["autoscaling_config"].initial_replicas == 2

@@ -326,6 +326,12 @@ def test_pod_settings_go_to_serve_and_an_update_of_them_keeps_the_pods_version(p
     refused = platform.client.patch("/api/v1/deployments/warm", json={"min_pods": 6})
     assert refused.status_code == 400 and "max_pods (5) must be at least min_pods (6)" in refused.json()["message"]
     assert platform.client.get("/api/v1/deployments/warm").json()["min_pods"] == 0  # unchanged
+    # Valid pod settings beside a refused mapping: nothing of the update is kept.
+    bad_mapping = [{"pipeline_input_name": "x", "endpoint_input_name": "z"}]
+    refused = platform.client.patch("/api/v1/deployments/warm", json={"max_pods": 4, "inputs_mapping": bad_mapping})
+    assert refused.status_code == 400, refused.text
+    assert platform.client.get("/api/v1/deployments/warm").json()["max_pods"] == 5
+    assert len(platform.serve.deploys) == 2
 
 
 def test_pod_settings_on_an_elastic_deployment_are_a_400_naming_them(platform):
