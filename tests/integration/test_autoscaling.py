@@ -12,7 +12,7 @@ import pytest
 
 from rayline import Input, Output
 from tests.integration.conftest import unique, write_folder
-from tests.integration.test_deployments import logs_text, readable_within_1s
+from tests.integration.test_deployments import call, logs_text, readable_within_1s
 from tests.support import wait_until
 
 MODULE = {
@@ -53,15 +53,6 @@ def pipeline(platform, tmp_path_factory):
     )
     yield name
     sdk.delete_pipeline(name, force_deployments_deletion=True)
-
-
-def call(platform, deployment, x, seconds=0.0, token=None) -> httpx.Response:
-    return httpx.post(
-        f"{platform.url}/endpoints/{deployment['endpoint_url_path']}",
-        json={"x": x, "seconds": seconds},
-        headers={"Authorization": f"EndpointToken {token or deployment['endpoint_token']}"},
-        timeout=120,
-    )
 
 
 def serving(sdk, name) -> list[dict]:

@@ -475,7 +475,7 @@ class DeploymentService:
         return token
 
     def _wait_for_pods(self, name: str, *behind: Any) -> bool:
-        self._on_change()
+        # The change was told to the pods where it was written (_set, delete).
         return wait_until_no_pod(self._db, Pod.deployment_name == name, *behind)
 
     def delete(self, name: str) -> Deployment:
@@ -484,6 +484,7 @@ class DeploymentService:
         with self._db.session() as session:
             session.execute(delete(DeploymentLog).where(DeploymentLog.deployment_name == name))
             session.execute(delete(Deployment).where(Deployment.name == name))
+        self._on_change()  # its pods refuse calls once they see it
         if row.mode == Mode.LOW_LATENCY:
             self._wait_for_pods(name, Pod.status == PodStatus.RUNNING)
             self._serve.delete(name)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from rayline.domain.statuses import PodStatus
 from rayline.store import environment as environment_store
@@ -105,13 +106,17 @@ def foreign_executions(
         return execution_ids - set(session.scalars(owned))
 
 
+def _count(session: Session, *where: Any) -> int:
+    return session.scalar(select(func.count()).select_from(Pod).where(*where)) or 0
+
+
 def wait_until_no_pod(db: Database, *where: Any, timeout_s: float = 5.0) -> bool:
     """Return True once no pod matches ``where`` (each pod is told of a change at once, through
     its long poll, and records what it now applies in its row), or False after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with db.session() as session:
-            if not session.scalar(select(func.count()).select_from(Pod).where(*where)):
+            if not _count(session, *where):
                 return True
         time.sleep(0.05)
     logger.warning("pods did not catch up within %s s", timeout_s)
@@ -137,18 +142,13 @@ def life_of(db: Database, deployment_name: str, version: int) -> PodLife | None:
         row = session.get(Deployment, deployment_name)
         if row is None or row.min_pods is None or row.max_pods is None:
             return None
-        serving = session.scalar(
-            select(func.count())
-            .select_from(Pod)
-            .where(Pod.deployment_name == deployment_name, Pod.version == row.version, Pod.status == PodStatus.RUNNING)
+        serving = _count(
+            session, Pod.deployment_name == deployment_name, Pod.version == row.version, Pod.status == PodStatus.RUNNING
         )
-        alive = session.scalar(
-            select(func.count())
-            .select_from(Pod)
-            .where(
-                Pod.deployment_name == deployment_name,
-                Pod.status.in_((PodStatus.PENDING, PodStatus.RUNNING, PodStatus.STOPPING)),
-            )
+        alive = _count(
+            session,
+            Pod.deployment_name == deployment_name,
+            Pod.status.in_((PodStatus.PENDING, PodStatus.RUNNING, PodStatus.STOPPING)),
         )
         return PodLife(
             autoscaled=row.min_pods != row.max_pods,
@@ -157,8 +157,8 @@ def life_of(db: Database, deployment_name: str, version: int) -> PodLife | None:
             is_enabled=row.is_enabled,
             has_been_up=row.has_been_up,
             current=version == row.version,
-            serving=serving or 0,
-            alive=alive or 0,
+            serving=serving,
+            alive=alive,
         )
 
 
@@ -170,15 +170,9 @@ def version_of(db: Database, pod_id: str) -> int | None:
 def unflushed(db: Database, deployment_name: str, generation: int) -> int:
     """Pods of the deployment that serve, or drain, and have not committed for flush ``generation``."""
     with db.session() as session:
-        return (
-            session.scalar(
-                select(func.count())
-                .select_from(Pod)
-                .where(
-                    Pod.deployment_name == deployment_name,
-                    Pod.status.in_((PodStatus.RUNNING, PodStatus.STOPPING)),
-                    Pod.flushed < generation,
-                )
-            )
-            or 0
+        return _count(
+            session,
+            Pod.deployment_name == deployment_name,
+            Pod.status.in_((PodStatus.RUNNING, PodStatus.STOPPING)),
+            Pod.flushed < generation,
         )
