@@ -14,7 +14,10 @@ With ``--no-ha-proxy`` the platform runs Serve's default proxy (``RAYLINE_HA_PRO
 the raw Serve baseline and the low_latency endpoint are measured behind it instead.
 
 Needs `wrk` (Debian package; `make bench` installs it).
-Usage: python benchmarks/endpoint_latency.py [--no-ha-proxy] [--skip-elastic]
+With ``--reply-after-commit`` pods answer once each call's records are committed, as pods off
+the control plane's node always do (what the durability of their answers costs).
+
+Usage: python benchmarks/endpoint_latency.py [--no-ha-proxy] [--skip-elastic] [--reply-after-commit]
 """
 
 from __future__ import annotations
@@ -127,13 +130,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--no-ha-proxy", action="store_true", help="Serve's default proxy instead of HAProxy")
     parser.add_argument("--skip-elastic", action="store_true", help="measure low_latency only")
+    parser.add_argument(
+        "--reply-after-commit",
+        action="store_true",
+        help="pods answer once each call's records are committed (RAYLINE_REPLY_AFTER_COMMIT=always), as pods "
+        "off the control plane's node always do",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk (or run `make bench`).")
     result: dict = {
         "benchmark": "endpoint_latency",
         "serve_ingress": "default proxy" if args.no_ha_proxy else "HAProxy",
+        "low_latency_replies": "after commit" if args.reply_after_commit else "once journaled",
     }
+    env = {"RAYLINE_HA_PROXY": "false"} if args.no_ha_proxy else {}
+    if args.reply_after_commit:
+        env["RAYLINE_REPLY_AFTER_COMMIT"] = "always"
     with tempfile.TemporaryDirectory(prefix="rayline-bench-") as tmp:
         folder = Path(tmp)
         (folder / "pipeline").mkdir()
@@ -144,7 +157,7 @@ def main() -> None:
             [sys.executable, "-m", "uvicorn", "bare:app", "--port", str(bare_port), "--log-level", "warning"],
             cwd=folder,
         )
-        platform = LocalPlatform(folder / "home", extra_env={"RAYLINE_HA_PROXY": "false"} if args.no_ha_proxy else None)
+        platform = LocalPlatform(folder / "home", extra_env=env)
         platform.start()
         try:
             sdk = platform.sdk()

@@ -21,6 +21,9 @@ from rayline.config import Settings
 
 # Each warm pod holds one long poll here (``pod_sync``), beside the API's own requests.
 MAX_ONGOING_REQUESTS = 1024
+# How often the pods that died without a word are looked for (Ray itself takes seconds to tell
+# that a node is lost).
+SWEEP_INTERVAL_S = 3.0
 
 
 class _Changes:
@@ -85,8 +88,10 @@ class ControlPlane:
         self._gateway_threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="rayline-gateway")
         platform = assemble(
             settings,
-            serve_runtime=serve_deployments.ServeDeployments(build_pod),
-            make_runner=lambda db, credential: ElasticRunner(db, settings.elastic_spare_workers, credential),
+            serve_runtime=serve_deployments.ServeDeployments(build_pod, settings.user_code_resources),
+            make_runner=lambda db, credential: ElasticRunner(
+                db, settings.elastic_spare_workers, credential, settings.user_code_resources
+            ),
             on_change=self._changes.notify,
             wake_pods=self._changes.wake,
         )
@@ -103,6 +108,35 @@ class ControlPlane:
         threading.Thread(
             target=self._expire_files, args=(db, settings.file_retention_s), name="rayline-retention", daemon=True
         ).start()
+        # Pods that died without a word (their node lost, their process killed): what they ran ends.
+        sweeper = self._sweeper(db, settings)
+        sweeper.after_control_plane_restart()
+        threading.Thread(target=self._sweep, args=(sweeper,), name="rayline-sweeper", daemon=True).start()
+
+    @staticmethod
+    def _sweeper(db, settings: Settings):
+        from rayline.runtime import cluster_state
+        from rayline.services.pod_sweeper import PodSweeper
+        from rayline.store.record_sql import sql_sink
+        from serve_apps.low_latency import POD_DEPLOYMENT
+
+        return PodSweeper(
+            db,
+            sql_sink(db),
+            settings.home_dir / "journal",
+            node_id=cluster_state.node_of_this_process()[0],
+            dead_nodes=cluster_state.dead_nodes,
+            pod_is_alive=lambda app, pod_id: cluster_state.replica_is_alive(app, POD_DEPLOYMENT, pod_id),
+        )
+
+    def _sweep(self, sweeper) -> None:
+        import logging
+
+        while not self._stop.wait(SWEEP_INTERVAL_S):
+            try:
+                sweeper.sweep()
+            except Exception:  # the database or the GCS may be briefly unavailable: the next round retries
+                logging.getLogger(__name__).warning("could not sweep the pods", exc_info=True)
 
     def _expire_files(self, db, retention_s: float) -> None:
         """Files of ended executions go once RAYLINE_FILE_RETENTION_S has passed (records stay)."""
@@ -148,10 +182,16 @@ class ControlPlane:
                 return state
 
     async def register_pod(
-        self, credential: str, deployment_name: str, pod_id: str, version: int, dead_pods: list[str]
+        self,
+        credential: str,
+        deployment_name: str,
+        pod_id: str,
+        version: int,
+        dead_pods: list[str],
+        node_id: str | None = None,
     ) -> None:
         await self._on_gateway_thread(
-            self._gateway.register_pod, credential, deployment_name, pod_id, version, dead_pods
+            self._gateway.register_pod, credential, deployment_name, pod_id, version, dead_pods, node_id
         )
 
     async def update_pod(self, credential: str, deployment_name: str, pod_id: str, fields: dict[str, Any]) -> None:

@@ -9,8 +9,10 @@ token, enable/disable, environment variables) is ``rayline.runtime.pod_follower`
 The pod runs user code, so it holds no database URL, key or token: it records and follows its
 deployment through the control plane (``rayline.services.pod_gateway``), with a credential that
 only allows that. Records and logs go through a background batch writer with a journal, off the
-response's path; a pod that starts replays the journals of the pods that died, and ends what they
-were running.
+response's path on the control plane's node; a pod on another node answers once its call's
+records are committed, since its journal would not outlive the node. A pod that starts replays
+the journals of the pods that died on its node, and ends what they were running; the control
+plane ends what the pods of a lost node were running.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from rayline.domain.statuses import PodStatus
 from rayline.domain.tokens import ENDPOINT_TOKEN_REFUSED, bearer_of, token_matches
 from rayline.errors import InvalidInput, NotFound, PayloadTooLarge, RaylineError, Unauthorized, Unavailable
 from rayline.execution_context import ExecutionScope
+from rayline.runtime.cluster_state import node_of_this_process
 from rayline.runtime.control_plane_link import ControlPlaneLink
 from rayline.runtime.engine import ExecutionEngine
 from rayline.runtime.execution_ids import ExecutionIds
@@ -46,6 +49,8 @@ from rayline.store.record_writer import Event, RecordWriter, replay_orphans
 
 logger = logging.getLogger(__name__)
 
+# The name of the one Serve deployment in a low-latency deployment's application.
+POD_DEPLOYMENT = "pipeline"
 # Room above running + waiting for calls being refused, so that a refusal is never queued by Serve.
 REFUSALS_IN_FLIGHT = 16
 # How long a pod that goes waits for the calls it has, when its deployment has no execution_timeout_s.
@@ -58,10 +63,15 @@ class LowLatencyReplica:
         self._pod_id = serve.get_replica_context().replica_id.unique_id
         self._link = ControlPlaneLink(config.control_plane_app, config.credential)
         self._follower = PodFollower(self._link, config.deployment_name, self._pod_id, lambda: self._writer.flush())
-        journals = Path(config.journal_dir)
-        # What pods that died had not committed; their ids, to end what they were running.
+        self._node_id, on_head = node_of_this_process()
+        # A journal is a file of this node: pods of other nodes never see it.
+        journals = Path(config.journal_dir) / self._node_id
+        # What pods that died on this node had not committed; their ids, to end what they were running.
         dead_pods = replay_orphans(self._write_records, journals)
         self._writer = RecordWriter(self._write_records, journals / f"{self._pod_id}.journal")
+        # Off the control plane's node, a journal dies with the node: calls are answered once
+        # their records are committed (see benchmarks/ for the cost).
+        self._durable_replies = config.reply_after_commit or not on_head
         self._closed = False
         try:
             self._start(dead_pods)
@@ -79,7 +89,7 @@ class LowLatencyReplica:
         self._deployment_scope = ExecutionScope(None, lambda stream, line: self._log(line, stream))
         install_routing(self._deployment_scope)
         follow_executions_into_threads()
-        self._link.call("register_pod", config.deployment_name, self._pod_id, config.version, dead_pods)
+        self._link.call("register_pod", config.deployment_name, self._pod_id, config.version, dead_pods, self._node_id)
         self._log(f"Pod {self._pod_id} created (version {config.version}).")
         if dead_pods:
             self._log(
@@ -98,6 +108,7 @@ class LowLatencyReplica:
             environment=self._follower.environment,
             apply_environment=self._follower.apply_environment,
             log=self._log,
+            durable_replies=self._durable_replies,
         )
         self._follower.start(lambda: self._engine.slots.load)
 
@@ -217,7 +228,7 @@ def build(config: ReplicaConfig, *, ray_actor_options: dict[str, Any], serving: 
     (rayline.runtime.serve_deployments)."""
     # As a decorator: that is how Ray types it (serve.deployment(cls, ...) is the same call).
     deployment = serve.deployment(
-        name="pipeline",
+        name=POD_DEPLOYMENT,
         # Serve lets through what may run or wait here; the replica's slots gate what runs, and
         # refuse past the queue with a JSON message and a Retry-After Serve could not give.
         max_ongoing_requests=config.max_parallel_executions + config.max_queued_executions + REFUSALS_IN_FLIGHT,

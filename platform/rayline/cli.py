@@ -9,7 +9,11 @@ import signal
 import sys
 import threading
 
-from rayline.config import Settings
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from rayline.config import Settings, describe_settings_error
+from rayline.errors import RaylineError
 
 
 def _prepare(settings: Settings, args: argparse.Namespace) -> None:
@@ -39,22 +43,48 @@ def _prepare(settings: Settings, args: argparse.Namespace) -> None:
         db.dispose()
 
 
-def _up(args: argparse.Namespace) -> int:
-    from rayline.errors import RaylineError
-    from rayline.runtime import cluster
-    from serve_apps.control_plane import build as control_plane
+def _settings(command: str) -> Settings | None:
+    """``Settings()``, or None once each problem is told on one line (naming its variable)."""
+    try:
+        return Settings()
+    except (ValidationError, SettingsError) as error:
+        for line in describe_settings_error(error):
+            print(f"rayline {command}: {line}", file=sys.stderr, flush=True)
+        return None
 
-    settings = Settings()
+
+def _refuse(error: RaylineError) -> int:
+    print(f"rayline up: {error.message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def _up(args: argparse.Namespace) -> int:
+    from rayline.runtime import cluster
+
+    settings = _settings("up")
+    if settings is None:
+        return 2
     # Ray's processes (and so the users' code) inherit this environment: no RAYLINE_* setting
     # (tokens, the database URL) goes further. The control plane gets the settings as arguments,
     # and their secrets from a 0600 file (services/platform_secrets.py).
     for name in [name for name in os.environ if name.startswith("RAYLINE_")]:
         del os.environ[name]
+    if args.ray_address is not None:
+        # Before anything is stored: attaching first, a refused driver (no cluster there, or
+        # not its token) has migrated nothing and written no token.
+        try:
+            cluster.check_ray_address(args.ray_address)
+            cluster.connect(settings, args.ray_address)
+        except RaylineError as error:
+            cluster.stop()
+            return _refuse(error)
     try:
         _prepare(settings, args)
     except RaylineError as error:
-        print(f"rayline up: {error.message}", file=sys.stderr, flush=True)
-        return 2
+        if args.ray_address:
+            cluster.stop()
+        return _refuse(error)
+    from serve_apps.control_plane import build as control_plane
 
     # Where a Ray driver can attach (`ray.init(address=...)`), e.g. a benchmark's baseline.
     address_file = settings.home_dir / "ray-address"
@@ -62,38 +92,44 @@ def _up(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     print(f"Starting Rayline (state in {settings.home_dir})...", flush=True)
-    try:
-        address = cluster.start(settings, control_plane, ray_address=args.ray_address)
-        address_file.write_text(address + "\n")
-        cluster.wait_until_healthy(settings)
-        token_hint = (
-            "the RAYLINE_SDK_TOKEN it was started with"
-            if settings.sdk_token is not None
-            else f"cat {settings.token_path}"
-        )
-        print(
-            "\nRayline is up.\n"
-            f"  Environment URL: {settings.environment_url}\n"
-            f"  API docs:        {settings.environment_url}/api/v1/docs\n"
-            f"  Ray dashboard:   http://{settings.dashboard_host}:{settings.dashboard_port}\n"
-            f"  SDK token:       {token_hint}\n"
-            "\n  from rayline import RaylineSdk\n"
-            f"  sdk = RaylineSdk(environment_url={settings.environment_url!r})\n"
-            "\nPress Ctrl-C to stop.",
-            flush=True,
-        )
-        while not stop.wait(1.0):
-            pass
-        print("\nStopping Rayline...", flush=True)
-        return 0
-    finally:
-        address_file.unlink(missing_ok=True)
-        cluster.stop()
-        print("Rayline stopped.", flush=True)
+    try:  # a refusal is told once everything it started has stopped: it is the last line
+        try:
+            address = cluster.start(settings, control_plane, ray_address=args.ray_address)
+            address_file.write_text(address + "\n")
+            cluster.wait_until_healthy(settings)
+            cluster.check_package_url(settings)
+            token_hint = (
+                "the RAYLINE_SDK_TOKEN it was started with"
+                if settings.sdk_token is not None
+                else f"cat {settings.token_path}"
+            )
+            print(
+                "\nRayline is up.\n"
+                f"  Environment URL: {settings.environment_url}\n"
+                f"  API docs:        {settings.environment_url}/api/v1/docs\n"
+                f"  Ray dashboard:   http://{settings.dashboard_host}:{settings.dashboard_port}\n"
+                f"  SDK token:       {token_hint}\n"
+                "\n  from rayline import RaylineSdk\n"
+                f"  sdk = RaylineSdk(environment_url={settings.environment_url!r})\n"
+                "\nPress Ctrl-C to stop.",
+                flush=True,
+            )
+            while not stop.wait(1.0):
+                pass
+            print("\nStopping Rayline...", flush=True)
+            return 0
+        finally:
+            address_file.unlink(missing_ok=True)
+            cluster.stop()
+            print("Rayline stopped.", flush=True)
+    except RaylineError as error:
+        return _refuse(error)
 
 
 def _token(_: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = _settings("token")
+    if settings is None:
+        return 2
     if settings.sdk_token is not None:
         print(settings.sdk_token.get_secret_value())
         return 0

@@ -5,14 +5,23 @@ Built once at start-up (``Settings()``), never at import, and handed to each com
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from rayline.domain.tokens import MIN_CHOSEN_TOKEN_LENGTH
 
 MAX_ACCESS_TOKEN_TTL_S = 24 * 3600
+
+PACKAGE_URL_BASE_SHAPE = (
+    "RAYLINE_PACKAGE_URL_BASE must be the control plane's URL as Ray's nodes reach it: http:// or "
+    "https://, a host, then an optional port and path; no user, password, query or fragment "
+    "(e.g. http://rayline-head-svc:8000)."
+)
 
 
 class Settings(BaseSettings):
@@ -48,6 +57,19 @@ class Settings(BaseSettings):
     max_pods_per_deployment: int = Field(
         16, ge=1, description="The highest max_pods a low-latency deployment may ask for (more pods, more Ray workers)."
     )
+    user_code_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources that every process running user code asks for (warm "
+        'pods, elastic executions and their spare workers), as JSON (e.g. {"rayline-user-code": '
+        "0.01}): they then run only on the nodes started with them (`ray start --resources`), "
+        "e.g. to keep user code off the head node, where the control plane and its secrets are.",
+    )
+    reply_after_commit: Literal["auto", "always"] = Field(
+        "auto",
+        description="When a warm pod answers a call: 'auto', as soon as it is journaled on the "
+        "control plane's node (the journal outlives the pod there) and once committed elsewhere "
+        "(a node's journal dies with the node); 'always', once committed everywhere.",
+    )
     endpoint_wait_s: float = Field(60.0, description="How long an endpoint call waits before redirecting.")
     package_url_base: str | None = Field(
         None,
@@ -82,6 +104,43 @@ class Settings(BaseSettings):
                 f"RAYLINE_ACCESS_TOKEN_TTL_S must be a number of seconds above 0 and at most "
                 f"{MAX_ACCESS_TOKEN_TTL_S} (24 h)."
             ) from None
+
+    @field_validator("user_code_resources")
+    @classmethod
+    def _user_code_resources_are_custom(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if name in ("CPU", "GPU", "memory", "object_store_memory") or not name:
+                raise ValueError(
+                    f"RAYLINE_USER_CODE_RESOURCES cannot name {name!r}: give custom resources only "
+                    "(a deployment's ram_request and gpu_request ask for memory and GPUs)."
+                )
+            if not amount > 0:
+                raise ValueError(f"RAYLINE_USER_CODE_RESOURCES[{name!r}] must be above 0 (a share of the resource).")
+        return value
+
+    @field_validator("package_url_base")
+    @classmethod
+    def _package_url_base_is_an_http_url(cls, value: str | None) -> str | None:
+        # Nodes download `<base>/api/v1/packages/<sha256>.zip`: anything after the path would
+        # break that URL, and a password in it would be kept in Ray's GCS with every runtime_env.
+        if value is None or not value.strip():
+            return None
+        url = value.strip()
+        parts = urlsplit(url)
+        try:
+            _ = parts.port  # raises on a port that is not a number from 0 to 65535
+        except ValueError:
+            raise ValueError(PACKAGE_URL_BASE_SHAPE) from None
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or "?" in url
+            or "#" in url
+            or any(character.isspace() for character in url)
+        ):
+            raise ValueError(PACKAGE_URL_BASE_SHAPE)
+        return url.rstrip("/")
 
     @property
     def home_dir(self) -> Path:
@@ -145,3 +204,21 @@ class Settings(BaseSettings):
         if values.get("package_token"):
             update["package_token"] = SecretStr(values["package_token"])
         return self.model_copy(update=update)
+
+
+def describe_settings_error(error: ValidationError | SettingsError) -> list[str]:
+    """One line per problem of a ``Settings()`` that failed, naming its ``RAYLINE_*`` variable and
+    what it should be; never the value given (``hide_input_in_errors``: it may be a token)."""
+    if isinstance(error, SettingsError):  # a JSON setting that does not parse, before validation
+        field = re.search(r'field "(\w+)"', str(error))
+        variable = f"RAYLINE_{field.group(1).upper()}" if field else "a RAYLINE_* variable"
+        return [f"{variable} is invalid: it must be JSON ({error.__cause__ or error})."]
+    lines = []
+    for problem in error.errors(include_url=False, include_context=False, include_input=False):
+        message = " ".join(str(problem["msg"]).removeprefix("Value error, ").split())
+        if problem["loc"]:  # a field's own check; the model's name their variables themselves
+            variable = f"RAYLINE_{str(problem['loc'][0]).upper()}"
+            if variable not in message:
+                message = f"{variable} is invalid: {message[:1].lower()}{message[1:]}"
+        lines.append(message if message.endswith(".") else message + ".")
+    return lines

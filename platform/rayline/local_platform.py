@@ -42,6 +42,7 @@ class LocalPlatform:
         extra_env: dict[str, str] | None = None,
         start_timeout_s: float = 240,
         stop_timeout_s: float = 90,
+        ray_address: str | None = None,
     ) -> None:
         self.home = Path(home)
         self.http_port, self.dashboard_port = free_port(), free_port()
@@ -56,6 +57,8 @@ class LocalPlatform:
         self.start_timeout_s, self.stop_timeout_s = start_timeout_s, stop_timeout_s
         self.process: subprocess.Popen | None = None
         self.log_path = self.home / "up.log"
+        # Attach to a running Ray cluster (`rayline up --ray-address`) instead of starting one.
+        self.ray_address_given = ray_address
 
     def start(self) -> float:
         """Start and wait for the ready line; returns the seconds it took."""
@@ -64,7 +67,11 @@ class LocalPlatform:
         began = time.monotonic()
         with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "rayline"), "up"],
+                [
+                    str(Path(sys.executable).parent / "rayline"),
+                    "up",
+                    *(["--ray-address", self.ray_address_given] if self.ray_address_given else []),
+                ],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -33,6 +33,7 @@ class Records:
         self.files_kept: list[tuple[str, str, dict[str, Any]]] = []
         self.deployment_log: list[tuple[str, str]] = []  # (stream, message)
         self.on_log: Callable[[str], None] = lambda message: None
+        self.commits: list[tuple[int, Any]] = []  # (records made before it, its future)
 
     def execution_started(self, execution_id, pipeline_name, deployment_name, inputs, created_at, pod_id=None):
         self.calls.append(("started", execution_id, pipeline_name, deployment_name, inputs, pod_id))
@@ -45,6 +46,14 @@ class Records:
 
     def files(self, execution_id, direction, files):
         self.files_kept.append((execution_id, direction, files))
+
+    def committed(self):
+        """A commit on its way: the test completes it (``commits``), as the writer's thread would."""
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        self.commits.append((len(self.calls), future))
+        return future
 
     def log(self, message: str, stream: str) -> None:
         self.deployment_log.append((stream, message))
@@ -84,6 +93,7 @@ def engine_for(
     queued: int = 0,
     timeout_s: float | None = None,
     apply_environment: Callable[[], None] = lambda: None,
+    durable_replies: bool = False,
 ) -> ExecutionEngine:
     config = ReplicaConfig(
         deployment_name="report",
@@ -109,7 +119,29 @@ def engine_for(
         environment=dict,
         apply_environment=apply_environment,
         log=records.log,
+        durable_replies=durable_replies,
     )
+
+
+def test_a_durable_reply_waits_for_the_commit_of_the_executions_records():
+    async def scenario():
+        records = Records()
+        engine = engine_for(lambda x: {"y": x * 2}, records, durable_replies=True)
+        reply = asyncio.ensure_future(engine.run({"x": 2}))
+        while not records.commits:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert not reply.done()  # ended and recorded, but not answered before the commit
+        made_before, commit = records.commits[0]
+        assert made_before == 2 and records.calls[1][0] == "finished"  # its start and its end
+        commit.set_result(None)
+        assert (await reply).output == {"y": 4}
+
+        plain = Records()
+        assert (await engine_for(lambda x: {"y": x}, plain).run({"x": 1})).status == SUCCEEDED
+        assert plain.commits == []  # a pod whose journal outlives it answers at once
+
+    asyncio.run(scenario())
 
 
 def test_the_environment_variables_are_set_at_each_execution_start():

@@ -13,6 +13,10 @@
   runs the control plane as the issue describes, the workers (where user code runs) hold none of
   the platform's secrets but the package token. Where ``kubectl`` is installed, the renderer's
   output is compared with ``kubectl kustomize``.
+- User code stays off the head: every worker group offers each custom resource that the
+  sidecar's ``RAYLINE_USER_CODE_RESOURCES`` asks for (read as KubeRay's operator, the shell and
+  Ray's autoscaler read ``rayStartParams.resources``), the head none; the head pod is kept from
+  voluntary evictions (the cluster autoscaler's safe-to-evict annotation, a PodDisruptionBudget).
 - The security defaults (kuberay/README.md, "Security defaults"), on every rendering: every pod
   without a service-account token, non-root as its image's user, seccomp RuntimeDefault; every
   container without capabilities or privilege escalation, on a read-only root filesystem with
@@ -26,7 +30,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -38,6 +44,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from ray.autoscaler._private.kuberay.autoscaling_config import _get_custom_resources
+
+from rayline.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERAY = ROOT / "kuberay"
@@ -388,6 +397,7 @@ def test_core_objects_validate_with_kubernetes_validate():
         "Deployment",
         "PersistentVolumeClaim",
         "NetworkPolicy",
+        "PodDisruptionBudget",
     } <= checked
     with pytest.raises(kubernetes_validate.ValidationError):
         k8s_validate({**the(render(KUBERAY), "Service", "rayline-serve"), "specs": {}})
@@ -649,6 +659,165 @@ def test_autoscaled_cpu_and_gpu_worker_groups():
     assert gpu[0]["minReplicas"] == 0 and gpu[0].get("replicas", 0) == 0 and gpu[0]["maxReplicas"] >= 1
     assert cpu[0]["maxReplicas"] >= cpu[0]["minReplicas"] >= 0
     assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+
+
+# --- user code on the workers only; the head kept ------------------------------------------------
+
+# Ray's own resources, which RAYLINE_USER_CODE_RESOURCES may not name (nor `ray start --resources`).
+RAY_STANDARD_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
+
+
+def kuberay_operator_resources(value: str) -> dict[str, float]:
+    """rayStartParams.resources as KubeRay's operator reads it (it adds accelerators to it):
+    ray-operator/controllers/ray/common/pod.go, getResourcesMap: the quotes, backquotes and blanks
+    around it trimmed, then JSON."""
+    resources = json.loads(value.strip("'\"` "))
+    assert isinstance(resources, dict), value
+    return resources
+
+
+def ray_start_resources(value: str) -> dict[str, float]:
+    """What `ray start` gets: KubeRay writes ` --resources=<value> ` into the bash command line of
+    the Ray container, and `ray start` reads the word as JSON (ray._private.utils.parse_resources_json)."""
+    words = shlex.split(f"ray start --resources={value} --block")
+    assert len(words) == 4, f"--resources={value} is not one word to the shell: {words}"
+    resources = json.loads(words[2].removeprefix("--resources="))
+    assert isinstance(resources, dict), value
+    return resources
+
+
+def offered_resources(group: Obj, name: str) -> dict[str, float]:
+    """The custom resources a Ray group's nodes offer, read the three ways it is read, which must
+    agree: by KubeRay's operator, by `ray start`, and by Ray's autoscaler (Ray's own function, which
+    also wants integers). None offered: {}."""
+    params = group.get("rayStartParams", {})
+    # The group's top-level `resources` replaces rayStartParams.resources, in the operator and in
+    # the autoscaler alike: the manifests keep to one place.
+    assert "resources" not in group, f"{name}: set custom resources in rayStartParams only"
+    if "resources" not in params:
+        return {}
+    value = params["resources"]
+    seen = {
+        "KubeRay's operator": kuberay_operator_resources(value),
+        "ray start": ray_start_resources(value),
+        "Ray's autoscaler": _get_custom_resources({}, params, name),
+    }
+    assert all(resources == seen["ray start"] for resources in seen.values()), f"{name}: {value}: {seen}"
+    assert not set(seen["ray start"]) & RAY_STANDARD_RESOURCES, f"{name}: {value}"
+    return seen["ray start"]
+
+
+def test_the_resources_check_reads_ray_start_params_as_kuberay_ray_and_the_autoscaler_do():
+    group = {"groupName": "g", "rayStartParams": {"resources": '\'{"a": 2, "b": 1000}\''}}
+    assert offered_resources(group, "g") == {"a": 2, "b": 1000}
+    assert offered_resources({"groupName": "h", "rayStartParams": {}}, "h") == {}
+    # The form of older examples: Ray's autoscaler and the shell read it, KubeRay's operator does not.
+    older = {"groupName": "g", "rayStartParams": {"resources": '"{\\"a\\": 2}"'}}
+    assert ray_start_resources(older["rayStartParams"]["resources"]) == {"a": 2}
+    with pytest.raises(json.JSONDecodeError):
+        offered_resources(older, "g")
+    with pytest.raises(AssertionError, match="one word"):  # unquoted: the shell splits it
+        offered_resources({"groupName": "g", "rayStartParams": {"resources": '{"a": 2, "b": 1}'}}, "g")
+    with pytest.raises(AssertionError):  # the autoscaler wants integers
+        offered_resources({"groupName": "g", "rayStartParams": {"resources": "'{\"a\": 0.5}'"}}, "g")
+    with pytest.raises(AssertionError, match="rayStartParams only"):
+        offered_resources({"groupName": "g", "rayStartParams": {}, "resources": {"a": "1"}}, "g")
+
+
+def sidecar_of(cluster: Obj) -> Obj:
+    return next(c for c in containers(cluster["spec"]["headGroupSpec"]["template"]) if c["name"] == "rayline")
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_user_code_runs_on_the_workers_only(entry, monkeypatch):
+    """Every process that runs user code asks Ray for RAYLINE_USER_CODE_RESOURCES (set in the
+    sidecar, whose `rayline up` hands its settings to the control plane): every worker group offers
+    each of them, so that pods and executions can be placed there and the autoscaler adds a worker
+    of either group for them; the head offers none, so none is placed on it."""
+    objects = render(ROOT / entry)
+    cluster = the(objects, "RayCluster")
+    env = env_of(sidecar_of(cluster))
+    # The sidecar's settings, as the platform reads them (its own validation included); for the
+    # Secret's tokens, whose committed values are placeholders too short for a token, stand-ins.
+    for name in [name for name in os.environ if name.startswith("RAYLINE_")]:
+        monkeypatch.delenv(name)
+    for name, item in env.items():
+        if name == "RAYLINE_DATABASE_URL":
+            monkeypatch.setenv(name, "postgresql+psycopg://rayline:password@rayline-postgres:5432/rayline")
+        elif name.startswith("RAYLINE_"):
+            monkeypatch.setenv(name, item.get("value", f"stand-in-for-{name.lower()}"))
+    asked = Settings().user_code_resources
+    assert asked, f"{entry}: the sidecar sets no RAYLINE_USER_CODE_RESOURCES: user code may run on the head"
+    assert asked == json.loads(env["RAYLINE_USER_CODE_RESOURCES"]["value"])
+
+    for group in cluster["spec"]["workerGroupSpecs"]:
+        offered = offered_resources(group, group["groupName"])
+        for name, amount in asked.items():
+            assert name in offered, f"{entry}: group {group['groupName']} does not offer {name!r}"
+            # Enough for many processes on a node: the resource picks nodes, it must not limit them.
+            assert offered[name] >= 1000 * amount, f"{entry}: group {group['groupName']}: {offered} for {asked}"
+    head = cluster["spec"]["headGroupSpec"]
+    assert not set(offered_resources(head, "head")) & set(asked), f"{entry}: the head offers user code's resources"
+    # Nor does the head's Ray container get them another way (Ray reads RAY_OVERRIDE_RESOURCES).
+    ray_head = containers(head["template"])[0]
+    assert "RAY_OVERRIDE_RESOURCES" not in env_of(ray_head), entry
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_the_head_pod_is_kept_from_voluntary_evictions(entry):
+    """The head (the GCS and the control plane) is one pod: the cluster autoscaler never evicts it
+    to empty a node, and a PodDisruptionBudget holds a drain until an operator moves it."""
+    objects = render(ROOT / entry)
+    cluster = the(objects, "RayCluster")
+    head_template = cluster["spec"]["headGroupSpec"]["template"]
+    annotations = head_template["metadata"].get("annotations", {})
+    assert annotations.get("cluster-autoscaler.kubernetes.io/safe-to-evict") == "false", entry
+    for group in cluster["spec"]["workerGroupSpecs"]:  # workers come and go with Ray's autoscaler
+        assert "cluster-autoscaler.kubernetes.io/safe-to-evict" not in group["template"]["metadata"].get(
+            "annotations", {}
+        ), f"{entry}: {group['groupName']}"
+
+    budgets = of_kind(objects, "PodDisruptionBudget")
+    head = ray_pod_labels(cluster, "headgroup", head_template, "head")
+    holding = [pdb for pdb in budgets if selects(pdb["spec"]["selector"], head)]
+    assert len(holding) == 1, f"{entry}: {len(holding)} PodDisruptionBudgets select the head pod"
+    (pdb,) = holding
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["minAvailable"] == 1 and "maxUnavailable" not in pdb["spec"], pdb["spec"]
+    # By the labels KubeRay sets itself: no worker (nor the Redis cleanup Job) is held, whatever
+    # its template says.
+    assert set(pdb["spec"]["selector"]) == {"matchLabels"}
+    assert pdb["spec"]["selector"]["matchLabels"] == {
+        "ray.io/cluster": cluster["metadata"]["name"],
+        "ray.io/node-type": "head",
+    }
+    for group in cluster["spec"]["workerGroupSpecs"]:
+        disguised = copy.deepcopy(group["template"])
+        disguised["metadata"]["labels"] = {**disguised["metadata"].get("labels", {}), "ray.io/node-type": "head"}
+        worker = ray_pod_labels(cluster, group["groupName"], disguised, "worker")
+        assert not any(selects(b["spec"]["selector"], worker) for b in budgets), f"{entry}: {group['groupName']}"
+    assert not any(selects(b["spec"]["selector"], {**head, "ray.io/node-type": "redis-cleanup"}) for b in budgets)
+
+
+def test_readme_says_where_user_code_runs_and_what_node_loss_does():
+    readme = README.read_text()
+    trusted = readme.split("### What stays trusted", 1)[1].split("\n## ", 1)[0]
+    for words in ("RAYLINE_USER_CODE_RESOURCES", "rayline-user-code", "node:__internal_head__", "secret key"):
+        assert words in trusted, f"kuberay/README.md, What stays trusted: say something about {words}"
+    assert "Known limit: user code on the head" not in readme  # closed by RAYLINE_USER_CODE_RESOURCES
+    node_loss = readme.split("Node loss: what a user sees", 1)
+    assert len(node_loss) == 2, "kuberay/README.md: no section `Node loss: what a user sees`"
+    text = node_loss[1].split("\n## ", 1)[0]
+    for words in (
+        "RAYLINE_REPLY_AFTER_COMMIT",
+        "Error",
+        "PostgreSQL",
+        "gcs-ft-redis",
+        "safe-to-evict",
+        "PodDisruptionBudget",
+        "kubectl drain",
+    ):
+        assert words in text, f"kuberay/README.md, Node loss: say something about {words}"
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)

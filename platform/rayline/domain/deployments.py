@@ -287,5 +287,8 @@ class ReplicaConfig:
     max_queued_executions: int = DEFAULT_QUEUED_EXECUTIONS
     execution_timeout_s: float | None = None
     journal_dir: str = ""
+    # Answer each call only once its records are committed, on every node (RAYLINE_REPLY_AFTER_
+    # COMMIT=always); by default only off the control plane's node, where a journal dies with it.
+    reply_after_commit: bool = False
     control_plane_app: str = "rayline"  # the Serve application pods send their records to
     max_file_bytes: int = 20 * 1024**2

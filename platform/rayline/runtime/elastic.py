@@ -10,16 +10,29 @@ it, so that workers need no database access (nor the imports it costs) for short
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import ray
-from ray.exceptions import ActorDiedError, RayTaskError, RuntimeEnvSetupError, TaskCancelledError, WorkerCrashedError
+from ray.exceptions import (
+    ActorDiedError,
+    ActorUnavailableError,
+    NodeDiedError,
+    RayTaskError,
+    RuntimeEnvSetupError,
+    TaskCancelledError,
+    WorkerCrashedError,
+)
 
 from rayline.domain.deployments import timed_out_error
-from rayline.runtime.spare_workers import SparePool
+from rayline.domain.failures import NODE_LOST_ERROR
+from rayline.runtime import cluster_state
+from rayline.runtime.environment_errors import runtime_env_failure
+from rayline.runtime.spare_workers import Spare, SparePool
 from rayline.runtime.worker import ExecutionJob, ExecutionResult, run_execution
 from rayline.store import executions as store
 from rayline.store.db import Database
@@ -46,10 +59,10 @@ def runtime_env(package_uri: str, requirements: list[str]) -> dict[str, Any]:
 
 def _platform_error(error: BaseException) -> str:
     if isinstance(error, RuntimeEnvSetupError):
-        return (
-            "The pipeline's environment could not be set up (check its requirements file): "
-            f"{str(error).strip()[-2000:]}"
-        )
+        return f"The pipeline's environment could not be set up: {runtime_env_failure(str(error))}"
+    if isinstance(error, NodeDiedError):
+        node = re.search(r"node ID: ([0-9a-f]+)", str(error), re.I)
+        return NODE_LOST_ERROR.format(node=node.group(1) if node else "unknown")
     if isinstance(error, (WorkerCrashedError, ActorDiedError)):
         return "The worker process running the execution died (out of memory, or killed)."
     if isinstance(error, TaskCancelledError):
@@ -57,6 +70,29 @@ def _platform_error(error: BaseException) -> str:
     if isinstance(error, RayTaskError):
         return f"Rayline's worker failed: {str(error).strip()[-2000:]}"
     return f"The execution could not run: {type(error).__name__}: {error}"
+
+
+# How long the end of an execution whose spare became unreachable waits for Ray to tell whether
+# its node is lost (Ray's GCS takes seconds to declare a node dead).
+NODE_DEATH_WAIT_S = 30.0
+
+
+def _spare_node_lost(spare: Spare | None, error: BaseException) -> str | None:
+    """The error of an execution whose spare worker died with its node, else None. The process
+    of a spare on a live node is reported dead at once (ActorDiedError); one whose node is lost
+    first becomes unreachable (ActorUnavailableError) until Ray declares the node dead."""
+    if spare is None or not isinstance(error, (ActorDiedError, ActorUnavailableError)):
+        return None
+    node_id = spare.node_id()
+    if node_id is None:
+        return None
+    deadline = time.monotonic() + (NODE_DEATH_WAIT_S if isinstance(error, ActorUnavailableError) else 0.0)
+    while True:
+        if node_id in cluster_state.dead_nodes():
+            return NODE_LOST_ERROR.format(node=node_id)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(1.0)
 
 
 class ElasticRunner:
@@ -67,14 +103,20 @@ class ElasticRunner:
     """
 
     def __init__(
-        self, db: Database, spare_workers: int = 0, execution_credential: Callable[[str, float], str] | None = None
+        self,
+        db: Database,
+        spare_workers: int = 0,
+        execution_credential: Callable[[str, float], str] | None = None,
+        resources: dict[str, float] | None = None,
     ) -> None:
         self._db = db
+        self._resources = dict(resources or {})  # RAYLINE_USER_CODE_RESOURCES
         # What a worker streams its logs with (this execution's only, until it ends): workers
         # run user code, so they never get the database URL.
         self._execution_credential = execution_credential
-        self._spares = SparePool(spare_workers)
-        self._recorder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rayline-record")
+        self._spares = SparePool(spare_workers, self._resources)
+        # Four: an execution whose spare became unreachable waits there for Ray to tell if its node is lost.
+        self._recorder = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rayline-record")
 
     def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> Future:
         """Start the execution; the returned future is done once it has ended and is recorded."""
@@ -84,16 +126,18 @@ class ElasticRunner:
         store.mark_running(self._db, job.execution_id)
         spare = self._spares.take(key, env)
         if spare is not None:
-            ref = spare.run.remote(job)
+            ref = spare.actor.run.remote(job)
         else:
-            ref = run_execution.options(runtime_env=env, name=f"rayline-execution:{job.execution_id}").remote(job)
+            ref = run_execution.options(
+                runtime_env=env, resources=self._resources, name=f"rayline-execution:{job.execution_id}"
+            ).remote(job)
 
         recorded: Future = Future()
         timed_out = threading.Event()
         timer = threading.Timer(job.timeout_s, self._stop, (timed_out, ref, spare)) if job.timeout_s else None
 
         def record(future: Future) -> None:
-            self._settle(job, future, timed_out.is_set())
+            self._settle(job, future, timed_out.is_set(), spare)
             recorded.set_result(None)
 
         def settle(future: Future) -> None:
@@ -101,7 +145,7 @@ class ElasticRunner:
             if timer is not None:
                 timer.cancel()
             if spare is not None:
-                self._spares.retire(spare, key, env)
+                self._spares.retire(spare.actor, key, env)
             self._recorder.submit(record, future)
 
         if timer is not None:
@@ -111,18 +155,18 @@ class ElasticRunner:
         return recorded
 
     @staticmethod
-    def _stop(timed_out: threading.Event, ref: Any, spare: Any) -> None:
+    def _stop(timed_out: threading.Event, ref: Any, spare: Spare | None) -> None:
         """Past execution_timeout_s: end the worker process (unlike a thread, it can be killed)."""
         timed_out.set()
         try:
             if spare is not None:
-                ray.kill(spare, no_restart=True)
+                ray.kill(spare.actor, no_restart=True)
             else:
                 ray.cancel(ref, force=True)
         except Exception:  # it ended meanwhile, most likely
             logger.info("could not stop a timed-out execution's worker", exc_info=True)
 
-    def _settle(self, job: ExecutionJob, future: Future, timed_out: bool) -> None:
+    def _settle(self, job: ExecutionJob, future: Future, timed_out: bool, spare: Spare | None = None) -> None:
         # Runs on a thread of ours when the execution ends (no Ray call needed: the result is in).
         # Records the worker's result; a platform failure (crash, environment) becomes Error, and
         # a worker stopped for running too long, Failed.
@@ -146,7 +190,7 @@ class ElasticRunner:
             if timed_out and job.timeout_s is not None:  # only the timer of a job with a timeout sets it
                 status, message = store.FAILED, timed_out_error(job.timeout_s, "; its worker process was stopped.")
             else:
-                status, message = store.ERROR, _platform_error(error)
+                status, message = store.ERROR, _spare_node_lost(spare, error) or _platform_error(error)
         try:
             if store.finish(self._db, execution_id, status, error=message):
                 store.append_logs(self._db, execution_id, [(utcnow(), "stderr", message)])

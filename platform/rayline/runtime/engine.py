@@ -20,7 +20,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,6 +55,7 @@ class Records(Protocol):
     ) -> None: ...
     def execution_log(self, execution_id: str, stream: str, message: str) -> None: ...
     def files(self, execution_id: str, direction: str, files: dict[str, Any]) -> None: ...
+    def committed(self) -> Future: ...
 
 
 class ExecutionEngine:
@@ -69,8 +70,12 @@ class ExecutionEngine:
         environment: Callable[[], dict[str, str]],
         apply_environment: Callable[[], None] = lambda: None,
         log: Callable[[str, str], None],
+        durable_replies: bool = False,
     ) -> None:
         self._config = config
+        # Answer only once the execution's records are committed (a pod whose journal would not
+        # outlive its node): what a caller was answered survives the node.
+        self._durable_replies = durable_replies
         self._function = function
         self._records = records
         self._ids = ids
@@ -118,7 +123,10 @@ class ExecutionEngine:
         execution = asyncio.ensure_future(self._execute(place, values, records))
         self._executions.add(execution)
         execution.add_done_callback(self._executions.discard)
-        return await asyncio.shield(execution)
+        ended = await asyncio.shield(execution)
+        if self._durable_replies:
+            await asyncio.shield(asyncio.wrap_future(self._records.committed()))
+        return ended
 
     # --- one execution ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ control plane at ``/``.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from rayline.domain.deployments import ReplicaConfig, parse_memory
 from rayline.domain.outcomes import Outcome
 from rayline.domain.pod_scaling import PodScaling
 from rayline.runtime.elastic import runtime_env
+from rayline.runtime.environment_errors import last_error, runtime_env_failure
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +31,39 @@ logger = logging.getLogger(__name__)
 @dataclass
 class AppState:
     status: str  # Serve's: DEPLOYING, RUNNING, DEPLOY_FAILED, UNHEALTHY, DELETING, NOT_STARTED
-    message: str
+    message: str  # Serve's; once the application failed, why its pods do not run (pod_failure)
     replica_states: dict[str, int]
+
+
+FAILED = ("DEPLOY_FAILED", "UNHEALTHY")
+_SERVE_RETRIES = re.compile(r"The deployment failed to start (\d+) times in a row( during a rolling update)?")
+
+
+def pod_failure(message: str) -> str:
+    """Serve's message on a deployment whose pods failed to start, in words and bounded: the
+    runtime env that could not be set up (the package download, or pip, with the cause), or the
+    error the pod's constructor raised (the module's import), without Serve's boilerplate."""
+    if "Failed to set up runtime environment" in message or "runtime env failed to be created" in message:
+        return f"The pod's environment could not be set up: {runtime_env_failure(message)}"
+    error = last_error(message.split("Error:\n", 1)[1] if "Error:\n" in message else message)
+    retries = _SERVE_RETRIES.search(message)
+    if retries is None:
+        return error
+    who = "The pods of the new version" if retries.group(2) else "The pod"
+    return f"{who} failed to start {retries.group(1)} times in a row: {error}"
+
+
+def _failure(app: Any) -> str:
+    """Why a failed application's pods do not run: what its failed deployments say, else its own
+    message (one deployment per application here, the pipeline's)."""
+    told = [
+        pod_failure(deployment.message)
+        for deployment in app.deployments.values()
+        if deployment.message and str(getattr(deployment.status, "value", deployment.status)) in FAILED
+    ]
+    if not told and app.message:
+        told.append(pod_failure(app.message))
+    return "\n".join(dict.fromkeys(told))
 
 
 # Serve's autoscaler, tuned to react within seconds: pods report their load every second (Ray
@@ -66,10 +99,16 @@ def serving_options(scaling: PodScaling, max_parallel_executions: int, new: bool
 
 
 def replica_options(
-    package_uri: str, requirements: list[str], ram_request: str | None, gpu_request: int | None
+    package_uri: str,
+    requirements: list[str],
+    ram_request: str | None,
+    gpu_request: int | None,
+    resources: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     # No CPU reserved unless asked: many warm deployments fit on a small machine.
     options: dict[str, Any] = {"num_cpus": 0, "runtime_env": runtime_env(package_uri, requirements)}
+    if resources:  # RAYLINE_USER_CODE_RESOURCES: the nodes user code may run on
+        options["resources"] = dict(resources)
     if ram_request:
         options["memory"] = parse_memory(ram_request)
     if gpu_request:
@@ -82,8 +121,11 @@ class ServeDeployments:
     deployment's Serve application from its replica config and actor options: the warm pod's
     code lives in ``serve_apps``, which the composition root hands in (runtime never imports it)."""
 
-    def __init__(self, build_app: Callable[..., Application]) -> None:
+    def __init__(
+        self, build_app: Callable[..., Application], user_code_resources: dict[str, float] | None = None
+    ) -> None:
         self._build_app = build_app
+        self._user_code_resources = user_code_resources or {}
 
     def deploy(
         self,
@@ -99,7 +141,9 @@ class ServeDeployments:
         ``config.version`` changed, else only their number follows ``scaling``."""
         app = self._build_app(
             config,
-            ray_actor_options=replica_options(package_uri, requirements, ram_request, gpu_request),
+            ray_actor_options=replica_options(
+                package_uri, requirements, ram_request, gpu_request, self._user_code_resources
+            ),
             serving=serving_options(scaling, config.max_parallel_executions, new=self._is_new(config.deployment_name)),
         )
         # serve.run waits until the application is RUNNING, which would hold the API's request
@@ -126,7 +170,8 @@ class ServeDeployments:
                 for state, count in deployment.replica_states.items():
                     key = str(getattr(state, "value", state))
                     replicas[key] = replicas.get(key, 0) + count
-            result[name] = AppState(str(getattr(app.status, "value", app.status)), app.message or "", replicas)
+            status = str(getattr(app.status, "value", app.status))
+            result[name] = AppState(status, _failure(app) if status in FAILED else app.message or "", replicas)
         return result
 
     async def run(self, name: str, given: dict[str, Any]) -> Outcome:

@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -25,6 +26,8 @@ from rayline.runtime.worker import ExecutionJob
 logger = logging.getLogger(__name__)
 
 EnvKey = tuple[str, tuple[str, ...]]
+# How long a spare may take to answer before it is handed out (about a millisecond when alive).
+PING_TIMEOUT_S = 1.0
 
 
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
@@ -36,16 +39,31 @@ class SpareWorker:
 
         self._execute = execute
 
-    def ready(self) -> bool:
-        return True
+    def ready(self) -> str:
+        """Its node's id, once it is built."""
+        return ray.get_runtime_context().get_node_id()
 
     def run(self, job: ExecutionJob):
         return self._execute(job)
 
 
+@dataclass(frozen=True)
+class Spare:
+    actor: Any
+    ready: Any  # its ready() call: its node's id, once built
+
+    def node_id(self) -> str | None:
+        """Its node's id, if it was built (known here since then, even once the node is gone)."""
+        try:
+            return ray.get(self.ready, timeout=0)
+        except Exception:
+            return None
+
+
 class SparePool:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, resources: dict[str, float] | None = None) -> None:
         self._capacity = capacity
+        self._resources = dict(resources or {})  # RAYLINE_USER_CODE_RESOURCES
         self._lock = threading.Lock()
         # Spares are ended from a thread of ours: retire() is called from a Ray future's callback,
         # where calling back into Ray can deadlock the process.
@@ -56,29 +74,34 @@ class SparePool:
     def _count(self) -> int:
         return sum(len(spares) for spares in self._spares.values())
 
-    def take(self, key: EnvKey, runtime_env: dict[str, Any]) -> Any | None:
-        """A fresh spare for this environment (then one is started to replace it), or None."""
+    def take(self, key: EnvKey, runtime_env: dict[str, Any]) -> Spare | None:
+        """A fresh spare for this environment that still answers (then one is started to replace
+        it), or None."""
         if self._capacity <= 0:
             return None
-        with self._lock:
-            spares = self._spares.setdefault(key, [])
-            self._spares.move_to_end(key)
-            actor = None
-            while spares and actor is None:
+        while True:
+            with self._lock:
+                spares = self._spares.setdefault(key, [])
+                self._spares.move_to_end(key)
+                if not spares:  # nothing to hand out: start spares now for the next calls
+                    self._refill(key, runtime_env)
+                    return None
                 candidate, ready = spares.pop(0)
-                finished, _ = ray.wait([ready], timeout=0)
-                if finished and not self._is_ready(ready):
-                    ray.kill(candidate)  # its environment failed: the task path will say why
-                    continue
-                actor = candidate
-            if actor is None:  # nothing to hand out: start spares now for the next calls
-                self._refill(key, runtime_env)
-        return actor
+            if self._answers(ready, candidate):
+                return Spare(candidate, ready)
+            # Its environment failed (the task path will say why), or its node or process is gone.
+            self._retired.put((candidate, None, None))
 
     @staticmethod
-    def _is_ready(ready: Any) -> bool:
+    def _answers(ready: Any, actor: Any) -> bool:
+        """True for a spare still being built, or one that answers a ping at once. A spare whose
+        node died is not handed out: its execution would die with it, before it started (Ray
+        takes seconds to tell that a node is gone; the ping tells in at most ``PING_TIMEOUT_S``)."""
+        finished, _ = ray.wait([ready], timeout=0)
+        if not finished:
+            return True  # being built: the execution waits for it
         try:
-            return bool(ray.get(ready, timeout=0))
+            return ray.get(actor.ready.remote(), timeout=PING_TIMEOUT_S) == ray.get(ready, timeout=0)
         except Exception:
             return False
 
@@ -90,7 +113,11 @@ class SparePool:
             if self._count() >= self._capacity and not self._evict_one(key):
                 return
             # @ray.remote makes the class an ActorClass; mypy keeps a decorated class's own type.
-            actor = SpareWorker.options(runtime_env=runtime_env).remote()  # type: ignore[attr-defined]
+            # Spread over the nodes: a node lost takes only its share of the pool, and executions
+            # on spares (which reserve no CPU) do not all land on one node.
+            actor = SpareWorker.options(  # type: ignore[attr-defined]
+                runtime_env=runtime_env, resources=self._resources, scheduling_strategy="SPREAD"
+            ).remote()
             spares.append((actor, actor.ready.remote()))
 
     def _evict_one(self, keep: EnvKey) -> bool:
@@ -112,7 +139,8 @@ class SparePool:
             actor, key, runtime_env = self._retired.get()
             try:
                 ray.kill(actor, no_restart=True)
-                with self._lock:
-                    self._refill(key, runtime_env)
+                if key is not None:  # after its one execution (not a spare found dead)
+                    with self._lock:
+                        self._refill(key, runtime_env)
             except Exception:
                 logger.exception("could not replace a spare worker")

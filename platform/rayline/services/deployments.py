@@ -17,7 +17,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from rayline.config import Settings
 from rayline.domain import deployments as rules
@@ -33,7 +34,7 @@ from rayline.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Plat
 from rayline.services.credentials import SecretBox
 from rayline.services.executions import ExecutionService
 from rayline.services.pipelines import READY, PipelineService, pipeline_specs
-from rayline.store.db import Database
+from rayline.store.db import Database, rowcount
 from rayline.store.executions import add_deployment_log, log_window
 from rayline.store.models import Deployment, DeploymentLog, Pipeline, Pod, utcnow
 from rayline.store.pods import wait_until_no_pod
@@ -145,15 +146,45 @@ class DeploymentService:
         """The deployment, its status refreshed from Serve for a low-latency one."""
         row = self._row(name)
         if row.mode == Mode.LOW_LATENCY and row.is_enabled:
-            status = _status_from_serve(self._serve.states().get(name), row.has_been_up, scaling_of(row))
+            state = self._serve.states().get(name)
+            status = _status_from_serve(state, row.has_been_up, scaling_of(row))
             if status != row.status or (status == rules.UP and not row.has_been_up):
                 with self._db.session() as session:
+                    if status == rules.CREATION_FAILED:
+                        self._tell_failure(session, name, state)
                     current = session.get(Deployment, name)
                     if current is not None:
                         current.status = status
                         current.has_been_up = current.has_been_up or status == rules.UP
                         row = current
         return row
+
+    @staticmethod
+    def _tell_failure(session: Session, name: str, state: Any) -> None:
+        """Log why the pods could not start, once per failure: the reader that moves the row to
+        creation_failed does, in the same transaction, so that whoever sees the status finds the
+        reason in the logs (the SDK shows their last lines)."""
+        moved = session.execute(
+            update(Deployment)
+            .where(
+                Deployment.name == name,
+                Deployment.is_enabled.is_(True),
+                Deployment.status != rules.CREATION_FAILED,
+            )
+            .values(status=rules.CREATION_FAILED)
+        )
+        if rowcount(moved):
+            reason = (getattr(state, "message", "") or "").strip()
+            session.add(
+                DeploymentLog(
+                    deployment_name=name,
+                    timestamp=utcnow(),
+                    stream="stderr",
+                    message=reason or "The pod could not start, and Ray Serve gave no reason.",
+                    pod_id=None,
+                    type="deployment",
+                )
+            )
 
     def list(self) -> list[Deployment]:
         with self._db.session() as session:
@@ -186,7 +217,7 @@ class DeploymentService:
     def logs(
         self, name: str, from_ts: datetime | None, to_ts: datetime | None, limit: int | None
     ) -> builtins.list[DeploymentLog]:
-        self._row(name)
+        self.get(name)  # a low-latency deployment's status, refreshed: a failure found now is logged first
         return log_window(self._db, DeploymentLog, DeploymentLog.deployment_name == name, from_ts, to_ts, limit)
 
     # --- calling -------------------------------------------------------------------------------
@@ -347,6 +378,7 @@ class DeploymentService:
             max_queued_executions=row.max_queued_executions,
             execution_timeout_s=row.execution_timeout_s,
             journal_dir=str(self._settings.home_dir / "journal" / row.name),
+            reply_after_commit=self._settings.reply_after_commit == "always",
             max_file_bytes=self._settings.max_file_bytes,
         )
         try:
@@ -362,6 +394,10 @@ class DeploymentService:
             self._set(row.name, status=rules.CREATION_FAILED)
             self._log(row.name, f"The pod could not be started: {error}", "stderr")
             raise
+        # Serve tries again (a reload, new pod settings, a restart): its next failure is a new one,
+        # logged by get() when it moves the row to creation_failed again.
+        if self._row(row.name).status == rules.CREATION_FAILED:
+            self._set(row.name, status=rules.CREATION_PENDING)
 
     def _set(self, name: str, **values: Any) -> Deployment:
         with self._db.session() as session:

@@ -119,13 +119,19 @@ class PodGateway:
     # --- what a pod does ---------------------------------------------------------------------
 
     def register_pod(
-        self, credential: str, deployment_name: str, pod_id: str, version: int, dead_pods: list[str]
+        self,
+        credential: str,
+        deployment_name: str,
+        pod_id: str,
+        version: int,
+        dead_pods: list[str],
+        node_id: str | None = None,
     ) -> None:
         """A new pod: its row, and the end of what the pods of this deployment that died were
         running (their journals were replayed just before, so finished calls keep their result)."""
         self.check_pod(credential, deployment_name)
         life = pods.life_of(self._db, deployment_name, version)
-        pods.register(self._db, deployment_name, pod_id, version, dead_pods)
+        pods.register(self._db, deployment_name, pod_id, version, dead_pods, node_id)
         if life is not None and life.autoscaled and life.can_standby and life.has_been_up and not life.alive:
             store.add_deployment_log(self._db, deployment_name, f"Woken by a call: starting pod {pod_id}.")
 

@@ -166,14 +166,14 @@ def status_of(db: Database, execution_id: str) -> str | None:
         return session.scalar(select(Execution.status).where(Execution.execution_id == execution_id))
 
 
-def end_unfinished_executions(db: Database, reason: str) -> int:
-    """End as Error every execution still Pending or Running (none can be, on a new cluster)."""
+def end_unfinished_executions(db: Database, reason: str, without_pod: bool = False) -> int:
+    """End as Error every execution still Pending or Running (none can be, on a new cluster);
+    ``without_pod``: only those no warm pod runs (elastic executions and pipeline runs)."""
+    where = [Execution.status.in_(UNFINISHED_STATUSES)]
+    if without_pod:
+        where.append(Execution.pod_id.is_(None))
     with db.session() as session:
-        done = session.execute(
-            update(Execution)
-            .where(Execution.status.in_(UNFINISHED_STATUSES))
-            .values(status=ERROR, end_date=utcnow(), error=reason)
-        )
+        done = session.execute(update(Execution).where(*where).values(status=ERROR, end_date=utcnow(), error=reason))
         return rowcount(done)
 
 

@@ -33,6 +33,7 @@ COLUMNS_ADDED_SINCE = {
     ("deployments", "scale_down_after_s"),
     ("deployments", "standby_after_s"),
     ("pods", "flushed"),
+    ("pods", "node_id"),
 }
 
 

@@ -179,6 +179,8 @@ class Pod(Base):
     deployment_name: Mapped[str] = mapped_column(String(63), index=True)
     version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
+    # The Ray node it runs on: when that node is lost, the control plane ends what it was running.
+    node_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The start of the endpoint token hash the pod checks calls against, so that a rotation can
     # wait until every pod refuses the old token.
     token_fingerprint: Mapped[str | None] = mapped_column(String(16), nullable=True)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from rayline.domain.failures import DEAD_POD_ERROR
 from rayline.domain.statuses import PodStatus
 from rayline.store import environment as environment_store
 from rayline.store.db import Database
@@ -21,35 +22,60 @@ from rayline.store.models import Deployment, Execution, Pod, utcnow
 
 logger = logging.getLogger(__name__)
 
-DEAD_POD_ERROR = "The pod running this execution stopped (crashed or was replaced) before it ended."
+# A pod in these has not reported its end (stopped or failed).
+ALIVE_STATUSES = (PodStatus.PENDING, PodStatus.RUNNING, PodStatus.STOPPING)
 
 
-def register(db: Database, deployment_name: str, pod_id: str, version: int, dead_pods: list[str]) -> None:
+def register(
+    db: Database, deployment_name: str, pod_id: str, version: int, dead_pods: list[str], node_id: str | None = None
+) -> None:
     """A new pod's row; the pods that died marked failed, and what they were running ended."""
     with db.session() as session:
-        for pod in session.scalars(
-            select(Pod).where(Pod.deployment_name == deployment_name, Pod.pod_id.in_(dead_pods))
-        ):
-            pod.status = PodStatus.FAILED
+        _end_pods(session, select(Pod).where(Pod.deployment_name == deployment_name, Pod.pod_id.in_(dead_pods)))
         session.merge(
             Pod(
                 pod_id=pod_id,
                 deployment_name=deployment_name,
                 version=version,
                 status=PodStatus.PENDING,
+                node_id=node_id,
                 started_at=utcnow(),
                 updated_at=utcnow(),
             )
         )
+
+
+def _end_pods(session: Session, query: Any, reason: str = DEAD_POD_ERROR) -> list[Pod]:
+    """The pods ``query`` selects marked failed, and what they were running ended in Error."""
+    ended = list(session.scalars(query))
+    for pod in ended:
+        pod.status, pod.updated_at = PodStatus.FAILED, utcnow()
+    if ended:
         stale = session.scalars(
             select(Execution).where(
-                Execution.deployment_name == deployment_name,
-                Execution.pod_id.in_(dead_pods),
-                Execution.status.in_(UNFINISHED_STATUSES),
+                Execution.pod_id.in_([pod.pod_id for pod in ended]), Execution.status.in_(UNFINISHED_STATUSES)
             )
         )
         for execution in stale:
-            execution.status, execution.end_date, execution.error = ERROR, utcnow(), DEAD_POD_ERROR
+            execution.status, execution.end_date, execution.error = ERROR, utcnow(), reason
+    return ended
+
+
+def alive(db: Database) -> list[tuple[str, str, str | None]]:
+    """(deployment, pod id, node id) of every pod that has not reported its end."""
+    with db.session() as session:
+        rows = session.execute(
+            select(Pod.deployment_name, Pod.pod_id, Pod.node_id).where(Pod.status.in_(ALIVE_STATUSES))
+        )
+        return [(row.deployment_name, row.pod_id, row.node_id) for row in rows]
+
+
+def end_gone(db: Database, pod_ids: list[str], reason: str) -> list[str]:
+    """Pods whose process is gone without reporting it: failed, what they ran ended with ``reason``.
+    Returns the ids of those that were still alive in their rows."""
+    with db.session() as session:
+        query = select(Pod).where(Pod.pod_id.in_(pod_ids), Pod.status.in_(ALIVE_STATUSES))
+        return [pod.pod_id for pod in _end_pods(session, query, reason)]
 
 
 def update(db: Database, deployment_name: str, pod_id: str, fields: dict[str, Any]) -> None:
@@ -148,7 +174,7 @@ def life_of(db: Database, deployment_name: str, version: int) -> PodLife | None:
         alive = _count(
             session,
             Pod.deployment_name == deployment_name,
-            Pod.status.in_((PodStatus.PENDING, PodStatus.RUNNING, PodStatus.STOPPING)),
+            Pod.status.in_(ALIVE_STATUSES),
         )
         return PodLife(
             autoscaled=row.min_pods != row.max_pods,

@@ -87,7 +87,7 @@ def sql_sink(db: Database) -> Sink:
 
 
 def replay_all_orphans(db: Database, root: Path) -> None:
-    """Every deployment's journals (``rayline up``: before it, nothing runs)."""
-    for folder in sorted(root.iterdir()) if root.exists() else []:
-        if folder.is_dir():
-            replay_orphans(sql_sink(db), folder)
+    """Every journal under ``root`` (``rayline up``: before it, nothing runs): each deployment's,
+    in a folder per node (``<deployment>/<node id>/``)."""
+    for folder in sorted({path.parent for path in root.rglob("*.done")}) if root.exists() else []:
+        replay_orphans(sql_sink(db), folder)

@@ -11,8 +11,14 @@ first appended to the replica's journal (one ``os.write``, which outlives the pr
 carry a sequence number; after each commit the last committed number is written beside the
 journal, and the journal moves to a new file once it grows past ``JOURNAL_ROTATE_BYTES`` (an old
 file is removed once all its events are committed). Journal files are held under an exclusive
-``flock``, released by the kernel when the process dies: the next replica of the deployment (and
-``rayline up``) replays the files nobody holds, skipping what was committed.
+``flock``, released by the kernel when the process dies: the next replica of the deployment on
+that node (and ``rayline up``, and the control plane for its own node) replays the files nobody
+holds, skipping what was committed.
+
+A journal is a file of its node: it does not survive the node. Where that matters (a pod on
+another node than the control plane's), the caller waits for ``committed()`` before it answers:
+the writer then commits at once what is queued, so calls that end while a commit is on its way
+share the next one (a group commit).
 
 No SQL here: a pod, which has no database, writes through the control plane, and does not pay
 for SQLAlchemy's import when it starts (a quarter of a second of a wake from standby). SQL is
@@ -29,6 +35,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -151,7 +158,7 @@ class RecordWriter:
         self._sink = sink
         self._journal = Journal(journal_path) if journal_path else None
         self._seq = 0
-        self._queue: queue.Queue[Event | threading.Event | None] = queue.Queue()
+        self._queue: queue.Queue[Event | Future | None] = queue.Queue()
         self._interval_s, self._max_batch = interval_s, max_batch
         self._thread = threading.Thread(target=self._run, name="rayline-record-writer", daemon=True)
         self._thread.start()
@@ -237,10 +244,21 @@ class RecordWriter:
 
     # --- committing ----------------------------------------------------------------------------
 
+    def committed(self) -> Future:
+        """Done once everything recorded before this call is committed (by the sink)."""
+        done: Future = Future()
+        if self._closed:
+            done.set_result(None)
+        else:
+            self._queue.put(done)
+        return done
+
     def flush(self, timeout_s: float = 10.0) -> bool:
-        done = threading.Event()
-        self._queue.put(done)
-        return done.wait(timeout_s)
+        try:
+            self.committed().result(timeout_s)
+            return True
+        except TimeoutError:
+            return False
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Commit what is queued and stop; what is recorded afterwards is dropped."""
@@ -259,13 +277,13 @@ class RecordWriter:
         stopping = False
         while not stopping:
             batch: list[Event] = []
-            markers: list[threading.Event] = []
+            markers: list[Future] = []
             item = self._queue.get()
             deadline = time.monotonic() + self._interval_s  # from the batch's first event
             while True:
                 if item is None:
                     stopping = True
-                elif isinstance(item, threading.Event):
+                elif isinstance(item, Future):
                     markers.append(item)
                 else:
                     batch.append(item)
@@ -280,7 +298,7 @@ class RecordWriter:
             if events and self._journal is not None:
                 self._journal.committed(events[-1]["seq"], events[-1]["generation"])
             for marker in markers:
-                marker.set()
+                marker.set_result(None)
 
     def _commit(self, batch: list[Event]) -> None:
         """Commit the batch; retried, then event by event, so that one bad event (a log line of
