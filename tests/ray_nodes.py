@@ -11,31 +11,19 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rayline.local_platform import processes_in_session
+from rayline.local_platform import processes_in_session, session_pids
 from rayline.ports import free_port
 
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-def _session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == sid and fields[0] != "Z":
-                pids.append(int(entry.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return pids
 
 
 @dataclass
@@ -48,17 +36,12 @@ class RayNode:
     def sid(self) -> int:
         return self.process.pid  # started with start_new_session: it leads its session
 
-    def raylet_pids(self) -> list[int]:
-        return [
-            pid
-            for pid in _session_pids(self.sid)
-            if "raylet" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-        ]
-
     def kill(self) -> None:
-        """The node dies at once: SIGKILL to its raylet, its workers and every process it runs."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.sid, signal.SIGKILL)
+        """The node dies at once: SIGKILL to its raylet, its workers and every process it runs (all
+        of its session, whatever their process group)."""
+        for pid in session_pids(self.sid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(10)
 
@@ -94,6 +77,9 @@ class RayNodes:
         # A loaded 2-core machine can take longer than Ray's default 10 s to register a raylet.
         self.env.update(self.auth_env, RAY_raylet_start_wait_time_s="60", **(env or {}))
         self.nodes: list[RayNode] = []
+        # Ray's session files of this cluster (and its "current cluster" address file, which a bare
+        # ray.init() would attach to) away from /tmp/ray; short, for Ray's socket paths.
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="rl-ray-", dir="/tmp"))
 
     def _start(
         self, name: str, args: list[str], resources: dict[str, float], num_cpus: int, env: dict[str, str] | None
@@ -128,7 +114,7 @@ class RayNodes:
     def start_head(
         self, num_cpus: int = 1, resources: dict[str, float] | None = None, env: dict[str, str] | None = None
     ) -> RayNode:
-        args = ["--head", f"--port={self.port}", "--include-dashboard=false"]
+        args = ["--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.temp_dir}"]
         return self._start("head", args, resources or {}, num_cpus, env)
 
     def add_node(
@@ -172,4 +158,5 @@ class RayNodes:
         left: list[str] = []
         for node in reversed(self.nodes):
             left += node.stop()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
         return left

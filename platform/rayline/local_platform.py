@@ -17,8 +17,8 @@ from rayline.sdk.client import RaylineSdk
 READY_LINE = "Rayline is up."
 
 
-def processes_in_session(sid: int) -> list[str]:
-    """Live processes of the session that `rayline up` leads (Linux /proc)."""
+def session_pids(sid: int) -> list[int]:
+    """Live processes of the process session ``sid`` (Linux /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -26,8 +26,19 @@ def processes_in_session(sid: int) -> list[str]:
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             if int(fields[3]) == sid and fields[0] != "Z":
-                found.append((entry / "cmdline").read_text().replace("\0", " ")[:120])
+                found.append(int(entry.name))
         except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def processes_in_session(sid: int) -> list[str]:
+    """The command lines of the live processes of the session that `rayline up` leads."""
+    found = []
+    for pid in session_pids(sid):
+        try:
+            found.append(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")[:120])
+        except OSError:
             continue
     return found
 

@@ -106,6 +106,7 @@ def call(platform, deployment, x, timeout=30, **inputs):
     )
 
 
+@pytest.mark.periodic
 def test_pipelines_elastic_runs_and_a_warm_pod_on_the_worker_nodes(cluster, sdk, pipeline):
     nodes, platform = cluster
     # A periodic deployment first: its first run is due within a minute, checked at the end.
