@@ -76,9 +76,14 @@ class _Changes:
 class ControlPlane:
     def __init__(self, settings: Settings) -> None:
         from rayline.composition import assemble
-        from rayline.runtime import serve_deployments
+        from rayline.domain.failures import CONTROL_PLANE_GONE_ERROR
+        from rayline.runtime import cluster_state, serve_deployments
         from rayline.runtime.elastic import ElasticRunner
         from rayline.services.platform_secrets import with_platform_secrets
+        from rayline.services.pod_sweeper import PodSweeper
+        from rayline.store.executions import end_unfinished_executions
+        from rayline.store.record_sql import sql_sink
+        from serve_apps.low_latency import POD_DEPLOYMENT
         from serve_apps.low_latency import build as build_pod
 
         settings = with_platform_secrets(settings)
@@ -97,6 +102,9 @@ class ControlPlane:
         )
         self._gateway, self._context = platform.gateway, platform.context
         db, deployments = platform.context.db, platform.context.deployments
+        # Before this control plane starts any: the elastic executions an earlier one left
+        # running ended with it (it owned their Ray tasks), e.g. `rayline up --ray-address` again.
+        end_unfinished_executions(db, CONTROL_PLANE_GONE_ERROR, without_pod=True)
         # SQL is the truth, Serve the runtime: bring back every enabled low-latency deployment.
         threading.Thread(target=deployments.reconcile, name="rayline-reconcile", daemon=True).start()
         # Periodic deployments: each due time is claimed in SQL, so several control planes (or a
@@ -109,34 +117,25 @@ class ControlPlane:
             target=self._expire_files, args=(db, settings.file_retention_s), name="rayline-retention", daemon=True
         ).start()
         # Pods that died without a word (their node lost, their process killed): what they ran ends.
-        sweeper = self._sweeper(db, settings)
-        sweeper.after_control_plane_restart()
-        threading.Thread(target=self._sweep, args=(sweeper,), name="rayline-sweeper", daemon=True).start()
-
-    @staticmethod
-    def _sweeper(db, settings: Settings):
-        from rayline.runtime import cluster_state
-        from rayline.services.pod_sweeper import PodSweeper
-        from rayline.store.record_sql import sql_sink
-        from serve_apps.low_latency import POD_DEPLOYMENT
-
-        return PodSweeper(
+        sweeper = PodSweeper(
             db,
             sql_sink(db),
-            settings.home_dir / "journal",
-            node_id=cluster_state.node_of_this_process()[0],
-            dead_nodes=cluster_state.dead_nodes,
-            pod_is_alive=lambda app, pod_id: cluster_state.replica_is_alive(app, POD_DEPLOYMENT, pod_id),
+            settings.home_dir / "journal",  # this node's: the pods of the head journal there
+            nodes=cluster_state.nodes,
+            live_pods=lambda: cluster_state.live_replicas(POD_DEPLOYMENT),
         )
+        threading.Thread(target=self._sweep, args=(sweeper,), name="rayline-sweeper", daemon=True).start()
 
     def _sweep(self, sweeper) -> None:
         import logging
 
-        while not self._stop.wait(SWEEP_INTERVAL_S):
+        while True:
             try:
                 sweeper.sweep()
             except Exception:  # the database or the GCS may be briefly unavailable: the next round retries
                 logging.getLogger(__name__).warning("could not sweep the pods", exc_info=True)
+            if self._stop.wait(SWEEP_INTERVAL_S):
+                return
 
     def _expire_files(self, db, retention_s: float) -> None:
         """Files of ended executions go once RAYLINE_FILE_RETENTION_S has passed (records stay)."""

@@ -64,8 +64,14 @@ class LowLatencyReplica:
         self._link = ControlPlaneLink(config.control_plane_app, config.credential)
         self._follower = PodFollower(self._link, config.deployment_name, self._pod_id, lambda: self._writer.flush())
         self._node_id, on_head = node_of_this_process()
-        # A journal is a file of this node: pods of other nodes never see it.
-        journals = Path(config.journal_dir) / self._node_id
+        # A journal is a file of this node: in RAYLINE_HOME on the control plane's node (which
+        # replays them too), else in the node's temporary folder (RAYLINE_HOME may not be there,
+        # nor writable by the user code runs as), where pods of other nodes never see it.
+        journals = (
+            Path(config.journal_dir)
+            if on_head
+            else Path(tempfile.gettempdir()) / "rayline-journal" / config.deployment_name
+        )
         # What pods that died on this node had not committed; their ids, to end what they were running.
         dead_pods = replay_orphans(self._write_records, journals)
         self._writer = RecordWriter(self._write_records, journals / f"{self._pod_id}.journal")
@@ -215,7 +221,10 @@ class LowLatencyReplica:
         except BaseException:  # the caller left while sending its body
             engine.slots.leave()
             raise
-        return outcome_response(await engine.run(given, admitted=True))
+        try:
+            return outcome_response(await engine.run(given, admitted=True))
+        except RaylineError as error:  # its records could not be saved: no answer it cannot keep
+            return rayline_error_response(error)
 
     async def run(self, given: Any) -> Outcome:
         """One execution, called through a handle by the control plane (elastic-like calls, the

@@ -85,6 +85,9 @@ class RayNodes:
         self, name: str, args: list[str], resources: dict[str, float], num_cpus: int, env: dict[str, str] | None
     ) -> RayNode:
         log_path = self.root / f"{name}.log"
+        # Each node's own temporary folder, as on machines of their own (pods journal there).
+        node_tmp = self.temp_dir / f"{name}-tmp"
+        node_tmp.mkdir()
         command = [
             RAY,
             "start",
@@ -101,7 +104,7 @@ class RayNodes:
         with open(log_path, "a") as log:
             process = subprocess.Popen(
                 command,
-                env={**self.env, **(env or {})},  # what this node's processes (its workers) see
+                env={**self.env, "TMPDIR": str(node_tmp), **(env or {})},  # what this node's processes see
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -16,6 +16,7 @@ from rayline.domain.io_types import InputSpec, OutputSpec
 from rayline.domain.mappings import normalize_inputs_mapping, normalize_outputs_mapping
 from rayline.domain.outcomes import Busy, Ended, Refused
 from rayline.domain.statuses import ExecutionStatus
+from rayline.errors import Unavailable
 from rayline.execution_context import current_execution_id
 from rayline.runtime.engine import ExecutionEngine
 from rayline.runtime.execution_ids import ExecutionIds
@@ -136,6 +137,13 @@ def test_a_durable_reply_waits_for_the_commit_of_the_executions_records():
         assert made_before == 2 and records.calls[1][0] == "finished"  # its start and its end
         commit.set_result(None)
         assert (await reply).output == {"y": 4}
+
+        failing = asyncio.ensure_future(engine.run({"x": 3}))
+        while len(records.commits) < 2:
+            await asyncio.sleep(0.01)
+        records.commits[1][1].set_exception(OSError("the writer failed"))
+        with pytest.raises(Unavailable, match="could not be saved"):  # never an answer it cannot keep
+            await failing
 
         plain = Records()
         assert (await engine_for(lambda x: {"y": x}, plain).run({"x": 1})).status == SUCCEEDED

@@ -9,10 +9,11 @@ import os
 import threading
 from pathlib import Path
 
-from rayline.domain.failures import DEAD_POD_ERROR
+from rayline.domain.failures import CONTROL_PLANE_GONE_ERROR, DEAD_POD_ERROR
 from rayline.services.pod_sweeper import PodSweeper
 from rayline.store import migrate, pods
 from rayline.store.db import Database
+from rayline.store.executions import end_unfinished_executions
 from rayline.store.models import Deployment, DeploymentLog, Execution, Pod, utcnow
 from rayline.store.record_sql import sql_sink
 from rayline.store.record_writer import RecordWriter
@@ -50,16 +51,17 @@ def status(db: Database, execution_id: str) -> tuple[str, str | None]:
         return row.status, row.error
 
 
-def sweeper(db, tmp_path, dead_nodes=(), alive=(), grace_s=0.0, clock=None) -> PodSweeper:
+NODES = ("head-node", "node-a", "node-b")
+
+
+def sweeper(db, tmp_path, dead_nodes=(), alive=(), grace_s=0.0) -> PodSweeper:
     return PodSweeper(
         db,
         sql_sink(db),
         tmp_path / "journal",
-        node_id="head-node",
-        dead_nodes=lambda: set(dead_nodes),
-        pod_is_alive=lambda deployment, pod_id: pod_id in alive,
+        nodes=lambda: {node: node not in dead_nodes for node in NODES},
+        live_pods=lambda: set(alive),
         node_death_grace_s=grace_s,
-        **({"clock": clock} if clock else {}),
     )
 
 
@@ -75,9 +77,8 @@ def test_a_gone_pod_on_a_node_said_alive_waits_for_ray_to_tell_whether_its_node_
         db,
         sql_sink(db),
         tmp_path / "journal",
-        node_id="head-node",
-        dead_nodes=lambda: set(dead),
-        pod_is_alive=lambda deployment, pod_id: False,  # Serve replaced both
+        nodes=lambda: {node: node not in dead for node in NODES},
+        live_pods=set,  # Serve replaced both
         node_death_grace_s=45,
         clock=lambda: now[0],
     )
@@ -118,19 +119,38 @@ def test_pods_of_a_lost_node_and_dead_pods_end_what_they_ran_and_live_ones_are_l
     assert sweeper(db, tmp_path, dead_nodes={"node-a"}, alive={"fine"}).sweep() == 0  # once
 
 
-def test_a_new_control_plane_ends_the_elastic_executions_of_the_one_before(tmp_path):
+def test_pods_of_a_cluster_started_anew_end_at_once(tmp_path):
+    db = database(tmp_path)
+    pods.register(db, "dep", "old", 1, [], node_id="node-of-the-last-cluster")
+    running(db, "dep-1", "old")
+    assert sweeper(db, tmp_path, grace_s=45).sweep() == 1  # no grace: Ray never knew that node
+    assert status(db, "dep-1") == ("Error", DEAD_POD_ERROR)
+
+
+def test_what_an_earlier_control_plane_ran_ends_and_what_pods_run_goes_on(tmp_path):
     db = database(tmp_path)
     pods.register(db, "dep", "fine", 1, [], node_id="node-b")
     running(db, "pipe-1", None)
     running(db, "dep-1", "fine")
-    assert sweeper(db, tmp_path, alive={"fine"}).after_control_plane_restart() == 1
-    assert status(db, "pipe-1") == ("Error", "The control plane that ran this execution stopped before it ended.")
+    assert end_unfinished_executions(db, CONTROL_PLANE_GONE_ERROR, without_pod=True) == 1
+    assert status(db, "pipe-1") == ("Error", CONTROL_PLANE_GONE_ERROR)
     assert status(db, "dep-1") == ("Running", None)  # its pod lives on
+
+
+def test_the_replica_actor_names_read_are_those_ray_serve_gives():
+    from ray.serve._private.common import DeploymentID, ReplicaID
+
+    from rayline.runtime.cluster_state import replica_id_of
+
+    name = ReplicaID(unique_id="ab12cd34", deployment_id=DeploymentID(name="pipeline", app_name="dep")).to_full_id_str()
+    assert replica_id_of(name, "pipeline") == "ab12cd34"
+    assert replica_id_of(name, "control-plane") is None and replica_id_of("SERVE_CONTROLLER_ACTOR", "pipeline") is None
 
 
 def _answer_then_die(url: str, journal: str) -> None:
     writer = RecordWriter(sql_sink(Database(url)), journal_path=Path(journal), interval_s=60)
     writer.execution_started("dep-9", "pipe", "dep", [], utcnow(), "crashed-here")
+    assert writer.flush()  # Running in SQL: ending it before the replay would lose the answer
     writer.execution_finished("dep-9", "Succeeded", [], None)
     os._exit(1)  # answered (the journal has it) but not committed: the batch waits 60 s
 
@@ -139,7 +159,7 @@ def test_journals_of_pods_that_died_on_the_control_planes_node_are_replayed_befo
     db = database(tmp_path)
     pods.register(db, "dep", "crashed-here", 1, [], node_id="head-node")
     process = multiprocessing.get_context("fork").Process(
-        target=_answer_then_die, args=(db.url, str(tmp_path / "journal" / "dep" / "head-node" / "crashed-here.journal"))
+        target=_answer_then_die, args=(db.url, str(tmp_path / "journal" / "dep" / "crashed-here.journal"))
     )
     process.start()
     process.join(30)

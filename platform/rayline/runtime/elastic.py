@@ -65,6 +65,8 @@ def _platform_error(error: BaseException) -> str:
         return NODE_LOST_ERROR.format(node=node.group(1) if node else "unknown")
     if isinstance(error, (WorkerCrashedError, ActorDiedError)):
         return "The worker process running the execution died (out of memory, or killed)."
+    if isinstance(error, ActorUnavailableError):
+        return "The worker process running the execution could not be reached any more (its node may be lost)."
     if isinstance(error, TaskCancelledError):
         return "The execution was cancelled."
     if isinstance(error, RayTaskError):
@@ -88,8 +90,12 @@ def _spare_node_lost(spare: Spare | None, error: BaseException) -> str | None:
         return None
     deadline = time.monotonic() + (NODE_DEATH_WAIT_S if isinstance(error, ActorUnavailableError) else 0.0)
     while True:
-        if node_id in cluster_state.dead_nodes():
-            return NODE_LOST_ERROR.format(node=node_id)
+        try:
+            if cluster_state.nodes().get(node_id) is False:
+                return NODE_LOST_ERROR.format(node=node_id)
+        except Exception:  # the GCS may be busy with the very loss: the message stays Ray's
+            logger.info("could not ask Ray whether node %s is lost", node_id, exc_info=True)
+            return None
         if time.monotonic() >= deadline:
             return None
         time.sleep(1.0)
@@ -115,8 +121,8 @@ class ElasticRunner:
         # run user code, so they never get the database URL.
         self._execution_credential = execution_credential
         self._spares = SparePool(spare_workers, self._resources)
-        # Four: an execution whose spare became unreachable waits there for Ray to tell if its node is lost.
-        self._recorder = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rayline-record")
+        self._recorder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rayline-record")
+        self._unreachable = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rayline-unreachable")
 
     def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> Future:
         """Start the execution; the returned future is done once it has ended and is recorded."""
@@ -137,8 +143,10 @@ class ElasticRunner:
         timer = threading.Timer(job.timeout_s, self._stop, (timed_out, ref, spare)) if job.timeout_s else None
 
         def record(future: Future) -> None:
-            self._settle(job, future, timed_out.is_set(), spare)
-            recorded.set_result(None)
+            try:
+                self._settle(job, future, timed_out.is_set(), spare)
+            finally:
+                recorded.set_result(None)
 
         def settle(future: Future) -> None:
             # On Ray's callback thread: hand off at once (SQL may wait for a lock; Ray must not).
@@ -146,7 +154,12 @@ class ElasticRunner:
                 timer.cancel()
             if spare is not None:
                 self._spares.retire(spare.actor, key, env)
-            self._recorder.submit(record, future)
+            # A spare that became unreachable: its end waits for Ray to tell whether its node is
+            # lost, on threads of its own, so that other executions' ends are recorded meanwhile.
+            unreachable = (
+                spare is not None and not future.cancelled() and isinstance(future.exception(), ActorUnavailableError)
+            )
+            (self._unreachable if unreachable else self._recorder).submit(record, future)
 
         if timer is not None:
             timer.daemon = True

@@ -30,12 +30,15 @@ from rayline.domain.mappings import gather_inputs
 from rayline.domain.outcomes import Busy, Ended, Outcome, Refused
 from rayline.domain.results import OutputContract, failure_text
 from rayline.domain.statuses import ExecutionStatus
-from rayline.errors import InvalidInput
+from rayline.errors import InvalidInput, Unavailable
 from rayline.execution_context import ExecutionScope, current_scope
 from rayline.runtime.execution_ids import ExecutionIds
 from rayline.runtime.execution_slots import ExecutionSlots
 from rayline.runtime.user_code import call_function, call_kwargs
 from rayline.store.record_writer import utcnow
+
+# How long a durable reply waits for its records' commit (the control plane may be restarting).
+COMMIT_WAIT_S = 60.0
 
 
 class Records(Protocol):
@@ -125,7 +128,14 @@ class ExecutionEngine:
         execution.add_done_callback(self._executions.discard)
         ended = await asyncio.shield(execution)
         if self._durable_replies:
-            await asyncio.shield(asyncio.wrap_future(self._records.committed()))
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._records.committed())), COMMIT_WAIT_S)
+            except Exception as error:  # TimeoutError, or the writer's: no answer it cannot keep
+                raise Unavailable(
+                    f"Execution {ended.execution_id} ended, but its records could not be saved within "
+                    f"{COMMIT_WAIT_S:g} s ({type(error).__name__}); the platform may be restarting. Its "
+                    "record may still appear: look for it with get_pipeline_execution before calling again."
+                ) from None
         return ended
 
     # --- one execution ---------------------------------------------------------------------------

@@ -70,12 +70,16 @@ def alive(db: Database) -> list[tuple[str, str, str | None]]:
         return [(row.deployment_name, row.pod_id, row.node_id) for row in rows]
 
 
-def end_gone(db: Database, pod_ids: list[str], reason: str) -> list[str]:
-    """Pods whose process is gone without reporting it: failed, what they ran ended with ``reason``.
-    Returns the ids of those that were still alive in their rows."""
+def end(db: Database, pod_ids: list[str], reason: str, only_alive: bool) -> list[tuple[str, str]]:
+    """Pods whose process is gone without reporting it: failed, what they ran ended with ``reason``
+    (``only_alive``: unless their row says they ended). Returns their (deployment, pod id)."""
+    if not pod_ids:
+        return []
+    query = select(Pod).where(Pod.pod_id.in_(pod_ids))
+    if only_alive:
+        query = query.where(Pod.status.in_(ALIVE_STATUSES))
     with db.session() as session:
-        query = select(Pod).where(Pod.pod_id.in_(pod_ids), Pod.status.in_(ALIVE_STATUSES))
-        return [pod.pod_id for pod in _end_pods(session, query, reason)]
+        return [(pod.deployment_name, pod.pod_id) for pod in _end_pods(session, query, reason)]
 
 
 def update(db: Database, deployment_name: str, pod_id: str, fields: dict[str, Any]) -> None:

@@ -71,9 +71,11 @@ class Journal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._base = path.with_suffix("")
+        # The first journal file is locked before ``.done`` exists: a replay that finds ``.done``
+        # free still sees, from the journal's lock, that its writer lives (replay_orphans).
+        self.generation, self._size, self._fd = 0, 0, self._open(0)
         self._done_fd = os.open(self._base.with_suffix(".done"), os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._done_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.generation, self._size, self._fd = 0, 0, self._open(0)
         self.files: dict[int, int] = {0: self._fd}  # generation -> fd, until fully committed
         # Held around "append then enqueue" and while rotating, so order is the same in both.
         self.lock = threading.Lock()
@@ -111,22 +113,47 @@ class Journal:
         os.close(self._done_fd)
 
 
+def _held_by_a_live_writer(paths: list[Path]) -> bool:
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+    return False
+
+
 def replay_orphans(sink: Sink, folder: Path) -> list[str]:
     """Apply the uncommitted events of every writer in ``folder`` that is gone; returns their names
-    (the pod ids of the replicas that died)."""
+    (the pod ids of the replicas that died). Several may replay one folder at once (a pod that
+    starts, the control plane's sweep): each writer's files are replayed by one of them."""
     dead = []
     for done_path in sorted(folder.glob("*.done")) if folder.exists() else []:
-        fd = os.open(done_path, os.O_RDONLY)
+        try:
+            fd = os.open(done_path, os.O_RDONLY)
+        except FileNotFoundError:  # replayed by another meanwhile
+            continue
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                continue  # a live writer holds it
-            done = int(done_path.read_text() or 0)
+                continue  # a live writer holds it, or another replay
             files = sorted(folder.glob(f"{done_path.stem}.*.journal"), key=lambda p: int(p.suffixes[-2][1:]))
+            if os.fstat(fd).st_nlink == 0 or _held_by_a_live_writer(files):
+                continue  # replayed (and removed) by another, or a writer still starting
+            done = int(os.pread(fd, 64, 0) or 0)
             events = []
             for path in files:
-                for line in path.read_text().splitlines():
+                try:
+                    lines = path.read_text().splitlines()
+                except FileNotFoundError:
+                    continue
+                for line in lines:
                     try:
                         event = json.loads(line)
                     except ValueError:  # a line cut short by the crash
@@ -160,9 +187,10 @@ class RecordWriter:
         self._seq = 0
         self._queue: queue.Queue[Event | Future | None] = queue.Queue()
         self._interval_s, self._max_batch = interval_s, max_batch
+        self._closed = False
+        self._closing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="rayline-record-writer", daemon=True)
         self._thread.start()
-        self._closed = False
 
     def _put(self, event: Event) -> None:
         if self._closed:  # e.g. the last lines of an execution its pod abandoned when it stopped
@@ -245,12 +273,14 @@ class RecordWriter:
     # --- committing ----------------------------------------------------------------------------
 
     def committed(self) -> Future:
-        """Done once everything recorded before this call is committed (by the sink)."""
+        """Done once everything recorded before this call is committed (by the sink); failed
+        with the error should the writer fail to commit it."""
         done: Future = Future()
-        if self._closed:
-            done.set_result(None)
-        else:
-            self._queue.put(done)
+        with self._closing:  # never queued after close() has queued its end
+            if self._closed:
+                done.set_result(None)
+            else:
+                self._queue.put(done)
         return done
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -263,12 +293,13 @@ class RecordWriter:
     def close(self, timeout_s: float = 10.0) -> None:
         """Commit what is queued and stop; what is recorded afterwards is dropped."""
         committed = self.flush(timeout_s)
-        if self._journal is not None:
-            with self._journal.lock:  # no event between the last flush and the journal's close
+        with self._closing:
+            if self._journal is not None:
+                with self._journal.lock:  # no event between the last flush and the journal's close
+                    self._closed = True
+            else:
                 self._closed = True
-        else:
-            self._closed = True
-        self._queue.put(None)
+            self._queue.put(None)
         self._thread.join(timeout_s)
         if self._journal is not None:
             self._journal.close(remove=committed)
@@ -293,10 +324,19 @@ class RecordWriter:
                     item = self._queue.get(timeout=0 if markers else max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except BaseException as error:  # a bug: what waits is told, and the writer goes on
+                logger.exception("record batch could not be committed")
+                for marker in markers:
+                    marker.set_exception(error)
+                continue
             events = [item for item in batch if "seq" in item]
             if events and self._journal is not None:
-                self._journal.committed(events[-1]["seq"], events[-1]["generation"])
+                try:
+                    self._journal.committed(events[-1]["seq"], events[-1]["generation"])
+                except OSError:  # e.g. a full disk: the records are committed, a replay skips them
+                    logger.exception("could not note a commit in the journal")
             for marker in markers:
                 marker.set_result(None)
 
