@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from rayline.config import Settings, describe_settings_error
+from rayline.domain.names import CONTROL_PLANE_APP
 from rayline.errors import RaylineError
 
 
@@ -58,8 +59,25 @@ def _refuse(error: RaylineError) -> int:
     return 2
 
 
-def _up(args: argparse.Namespace) -> int:
+def _delete_control_plane() -> None:
+    """On an attached cluster, which outlives `rayline up`, a refused start leaves nothing serving:
+    the control plane's Serve application, deployed detached, would go on with the bad setting."""
     from rayline.runtime import cluster
+
+    try:
+        cluster.delete_control_plane()
+    except Exception as error:  # the refusal is still told, last
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(
+            f"rayline up: could not delete the control plane's Serve application {CONTROL_PLANE_APP!r} "
+            f"({first_line}): it may still run on the cluster",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _up(args: argparse.Namespace) -> int:
+    from rayline.runtime import cluster, startup_checks
 
     settings = _settings("up")
     if settings is None:
@@ -69,12 +87,14 @@ def _up(args: argparse.Namespace) -> int:
     # and their secrets from a 0600 file (services/platform_secrets.py).
     for name in [name for name in os.environ if name.startswith("RAYLINE_")]:
         del os.environ[name]
+    attached: startup_checks.RayAddress | None = None  # a cluster that outlives `rayline up`
     if args.ray_address is not None:
         # Before anything is stored: attaching first, a refused driver (no cluster there, or
-        # not its token) has migrated nothing and written no token.
+        # not its token) has migrated nothing and written no token. What ray.init attaches to
+        # is the address checked (RAY_ADDRESS is not read again).
         try:
-            cluster.check_ray_address(args.ray_address)
-            cluster.connect(settings, args.ray_address)
+            attached = startup_checks.check_ray_address(args.ray_address)
+            cluster.connect(settings, attached)
         except RaylineError as error:
             cluster.stop()
             return _refuse(error)
@@ -94,10 +114,17 @@ def _up(args: argparse.Namespace) -> int:
     print(f"Starting Rayline (state in {settings.home_dir})...", flush=True)
     try:  # a refusal is told once everything it started has stopped: it is the last line
         try:
-            address = cluster.start(settings, control_plane, ray_address=args.ray_address)
+            address = cluster.start(settings, control_plane, ray_address=attached)
             address_file.write_text(address + "\n")
             cluster.wait_until_healthy(settings)
-            cluster.check_package_url(settings)
+            try:
+                unchecked = startup_checks.check_package_url(settings)
+            except RaylineError:
+                if attached is not None:
+                    _delete_control_plane()
+                raise
+            if unchecked:
+                print(f"rayline up: {unchecked}", file=sys.stderr, flush=True)
             token_hint = (
                 "the RAYLINE_SDK_TOKEN it was started with"
                 if settings.sdk_token is not None

@@ -12,9 +12,11 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +122,81 @@ def test_auto_resolves_ray_address_as_ray_does_and_says_where_the_address_came_f
     run = rayline(home, "up", "--ray-address", "auto", env={"RAY_ADDRESS": "127.0.0.1:1"})
     assert_refused(run, "127.0.0.1:1", "connection refused", "RAY_ADDRESS", "--ray-address auto")
     assert_nothing_stored(home)
+
+
+def test_an_explicit_ray_address_is_the_one_checked_whatever_ray_address_says(home):
+    run = rayline(home, "up", "--ray-address", "127.0.0.1:1", env={"RAY_ADDRESS": "garbage-host:99999"})
+    last = assert_refused(run, "--ray-address", "127.0.0.1:1", "connection refused", "from --ray-address")
+    assert "garbage" not in run.stderr, last
+    assert_nothing_stored(home)
+
+
+@pytest.fixture
+def listening() -> Iterator[str]:
+    """A host:port something listens on (no Ray there): check_ray_address lets it through."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("given", ["explicit", "auto"])
+def test_ray_init_attaches_to_the_address_checked_and_not_to_ray_address(monkeypatch, tmp_path, listening, given):
+    """Ray reads RAY_ADDRESS for "auto": once resolved, it is taken out of the environment and
+    ray.init gets the address checked; a refusal names where that address came from."""
+    import ray
+
+    from rayline.runtime import cluster, startup_checks
+
+    seen: list[tuple[str, str | None]] = []
+
+    def refuse(address=None, **_):
+        seen.append((address, os.environ.get("RAY_ADDRESS")))
+        raise RuntimeError("Version mismatch")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(cluster, "_prepare_environment", lambda _: None)
+    if given == "explicit":
+        monkeypatch.setenv("RAY_ADDRESS", "garbage-host:99999")
+        resolved = startup_checks.check_ray_address(listening)
+        named = f"--ray-address {listening}"
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", listening)
+        resolved = startup_checks.check_ray_address("auto")
+        named = f"RAY_ADDRESS={listening} (read for --ray-address auto)"
+    assert resolved.address == listening and not resolved.found_locally
+    with pytest.raises(InvalidInput) as info:
+        cluster.connect(Settings(home=tmp_path), resolved)
+    assert seen == [(listening, None)]
+    assert f"at {named} (Version mismatch)" in info.value.message
+
+
+def test_a_cluster_found_on_this_machine_for_auto_gets_rays_token_authentication_as_ray_init_gives_it(
+    monkeypatch, tmp_path, listening
+):
+    """ray.init("auto") turns Ray's token authentication on for a cluster it finds on this
+    machine when a token is here; given that cluster's address instead, it would not."""
+    import ray
+    from ray._private.authentication import authentication_token_setup
+
+    from rayline.runtime import cluster, startup_checks
+
+    calls: list[str] = []
+    monkeypatch.setattr(
+        authentication_token_setup,
+        "maybe_enable_token_auth_if_token_available",
+        lambda warn_if_disabled=True: calls.append("enabled"),
+    )
+
+    def attach(address=None, **_):
+        calls.append(address)
+        raise RuntimeError("stopped here")
+
+    monkeypatch.setattr(ray, "init", attach)
+    monkeypatch.setattr(cluster, "_prepare_environment", lambda _: None)
+    for found_locally, expected in ((True, ["enabled", listening]), (False, [listening])):
+        calls.clear()
+        with pytest.raises(InvalidInput):
+            cluster.connect(Settings(home=tmp_path), startup_checks.RayAddress(listening, listening, found_locally))
+        assert calls == expected
 
 
 # 2. Settings that do not validate: one line per problem, naming the variable; never the value.
@@ -261,3 +338,59 @@ def test_a_package_url_base_that_does_not_reach_the_platform_stops_it_with_one_l
         if processes_in_session(run.sid):  # only while some are left: the group id is still ours
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(run.sid, signal.SIGKILL)
+
+
+# On a cluster that outlives `rayline up` (--ray-address), a refused RAYLINE_PACKAGE_URL_BASE leaves
+# nothing serving: the control plane's Serve application is deleted before the driver leaves. (A
+# real one takes a `ray start --head` cluster; Ray is replaced here.)
+
+
+@pytest.mark.parametrize("attached", [True, False])
+@pytest.mark.parametrize("deleted", [True, False])
+def test_a_refused_package_url_on_an_attached_cluster_deletes_the_control_plane(
+    monkeypatch, tmp_path, capsys, attached, deleted
+):
+    from rayline import cli
+    from rayline.runtime import cluster, startup_checks
+
+    done: list[str] = []
+
+    def delete() -> None:
+        done.append("delete")
+        if not deleted:
+            raise TimeoutError("Some of these applications weren't deleted after 60s: ['rayline']")
+
+    def refuse(_):
+        done.append("check")
+        raise InvalidInput("RAYLINE_PACKAGE_URL_BASE=http://10.0.0.9:8000 does not reach this platform (...)")
+
+    monkeypatch.setattr(startup_checks, "check_ray_address", lambda given: startup_checks.RayAddress(given, given))
+    monkeypatch.setattr(cluster, "connect", lambda *_: done.append("connect"))
+    monkeypatch.setattr(cluster, "start", lambda *_, **__: "10.0.0.5:6379")
+    monkeypatch.setattr(cluster, "wait_until_healthy", lambda _: None)
+    monkeypatch.setattr(startup_checks, "check_package_url", refuse)
+    monkeypatch.setattr(cluster, "delete_control_plane", delete)
+    monkeypatch.setattr(cluster, "stop", lambda: done.append("stop"))
+    monkeypatch.setenv("RAYLINE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RAYLINE_PACKAGE_URL_BASE", "http://10.0.0.9:8000")
+    monkeypatch.setenv("RAYLINE_PACKAGE_TOKEN", "0" * 32)
+    environment = dict(os.environ)  # `rayline up` takes the RAYLINE_* variables out of its environment
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = cli.main(["up", "--ray-address", "10.0.0.5:6379"] if attached else ["up"])
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2
+    assert lines[-1].startswith("rayline up: RAYLINE_PACKAGE_URL_BASE=http://10.0.0.9:8000 does not reach")
+    if attached:
+        assert done == ["connect", "check", "delete", "stop"]
+        assert len(lines) == (1 if deleted else 2), lines
+        if not deleted:
+            assert "could not delete the control plane's Serve application 'rayline'" in lines[0]
+    else:  # the Ray head ends with `rayline up`, and Serve with it
+        assert done == ["check", "stop"]
+        assert len(lines) == 1, lines
