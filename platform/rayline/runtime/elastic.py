@@ -29,7 +29,7 @@ from ray.exceptions import (
 )
 
 from rayline.domain.deployments import timed_out_error
-from rayline.domain.failures import NODE_LOST_ERROR
+from rayline.domain.failures import NODE_DEATH_GRACE_S, NODE_LOST_ERROR
 from rayline.runtime import cluster_state
 from rayline.runtime.environment_errors import runtime_env_failure
 from rayline.runtime.spare_workers import Spare, SparePool
@@ -74,11 +74,6 @@ def _platform_error(error: BaseException) -> str:
     return f"The execution could not run: {type(error).__name__}: {error}"
 
 
-# How long the end of an execution whose spare became unreachable waits for Ray to tell whether
-# its node is lost (Ray's GCS takes seconds to declare a node dead).
-NODE_DEATH_WAIT_S = 30.0
-
-
 def _spare_node_lost(spare: Spare | None, error: BaseException) -> str | None:
     """The error of an execution whose spare worker died with its node, else None. The process
     of a spare on a live node is reported dead at once (ActorDiedError); one whose node is lost
@@ -88,7 +83,7 @@ def _spare_node_lost(spare: Spare | None, error: BaseException) -> str | None:
     node_id = spare.node_id()
     if node_id is None:
         return None
-    deadline = time.monotonic() + (NODE_DEATH_WAIT_S if isinstance(error, ActorUnavailableError) else 0.0)
+    deadline = time.monotonic() + (NODE_DEATH_GRACE_S if isinstance(error, ActorUnavailableError) else 0.0)
     while True:
         try:
             if cluster_state.nodes().get(node_id) is False:

@@ -19,17 +19,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rayline.domain.failures import DEAD_POD_ERROR, NODE_LOST_ERROR
+from rayline.domain.failures import DEAD_POD_ERROR, NODE_DEATH_GRACE_S, NODE_LOST_ERROR
 from rayline.store import executions as store
 from rayline.store import pods
 from rayline.store.db import Database
 from rayline.store.record_writer import Sink, replay_orphans
 
 logger = logging.getLogger(__name__)
-
-# How long a pod whose process is gone may wait for Ray to declare its node lost (Ray's GCS takes
-# up to about 30 s after its last heartbeat) before it is taken for a crashed pod.
-NODE_DEATH_GRACE_S = 45.0
 
 
 class PodSweeper:
