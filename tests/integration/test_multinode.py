@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from rayline import Input, Output, SdkException
-from rayline.local_platform import LocalPlatform
+from rayline.local_platform import LocalPlatform, session_pids
 from tests.integration.conftest import unique, write_folder
 from tests.ray_nodes import RayNodes
 from tests.support import wait_until
@@ -155,14 +155,15 @@ def _constant_x(value):
     return [InputSource("x", constant_value=value), InputSource("seconds", constant_value=0)]
 
 
-def _control_plane_pid() -> int:
-    for entry in Path("/proc").iterdir():
+def _control_plane_pid(head) -> int:
+    """The control plane's process: a worker of the head node (never another platform's)."""
+    for pid in session_pids(head.sid):
         try:
-            if entry.name.isdigit() and b"ServeReplica:rayline:control-plane" in (entry / "cmdline").read_bytes():
-                return int(entry.name)
+            if b"ServeReplica:rayline:control-plane" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
         except OSError:
             continue
-    raise AssertionError("no control plane process")
+    raise AssertionError("no control plane process on the head node")
 
 
 def test_what_a_control_plane_that_died_ran_ends_and_warm_pods_live_on(cluster, sdk, pipeline):
@@ -173,7 +174,7 @@ def test_what_a_control_plane_that_died_ran_ends_and_warm_pods_live_on(cluster, 
     run = sdk.run_pipeline(pipeline, {"x": 1, "seconds": 120}, wait_for_completion=False)
     wait_until(lambda: sdk.get_pipeline_execution(run["execution_id"])["status"] == "Running", 60, "a long run")
 
-    os.kill(_control_plane_pid(), signal.SIGKILL)  # Serve starts another; `rayline up` goes on
+    os.kill(_control_plane_pid(nodes.nodes[0]), signal.SIGKILL)  # Serve starts another; `rayline up` goes on
 
     def ended():
         try:
