@@ -23,7 +23,7 @@ from rayline.domain.failures import DEAD_POD_ERROR, NODE_DEATH_GRACE_S, NODE_LOS
 from rayline.store import executions as store
 from rayline.store import pods
 from rayline.store.db import Database
-from rayline.store.record_writer import Sink, replay_orphans
+from rayline.store.record_writer import Sink, replay_tree
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +82,9 @@ class PodSweeper:
 
     def _replay_journals(self) -> int:
         """What the pods that died on this node journaled is committed, so that their answered
-        calls are not ended; then what they ran ends (replay_orphans only reads the journals no
-        living process holds). Returns how many pods that was."""
-        dead: list[str] = []
-        folders = {path.parent for path in self._journal_root.rglob("*.done")} if self._journal_root.exists() else ()
-        for folder in sorted(folders):
-            dead += replay_orphans(self._sink, folder)
+        calls are not ended; then what they ran ends (a replay only reads the journals no living
+        process holds). Returns how many pods that was."""
+        dead = replay_tree(self._sink, self._journal_root)
         for deployment_name, pod_id in pods.end(self._db, dead, DEAD_POD_ERROR, only_alive=False):
             store.add_deployment_log(
                 self._db,

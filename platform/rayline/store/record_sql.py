@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from rayline.store import executions as store
 from rayline.store.db import Database
 from rayline.store.models import DeploymentLog, Execution, ExecutionLog
-from rayline.store.record_writer import Event, Sink, replay_orphans
+from rayline.store.record_writer import Event, Sink, replay_tree
 
 
 def _decode_times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -87,7 +87,5 @@ def sql_sink(db: Database) -> Sink:
 
 
 def replay_all_orphans(db: Database, root: Path) -> None:
-    """Every journal under ``root`` (``rayline up``: before it, nothing runs): each deployment's,
-    in a folder per node (``<deployment>/<node id>/``)."""
-    for folder in sorted({path.parent for path in root.rglob("*.done")}) if root.exists() else []:
-        replay_orphans(sql_sink(db), folder)
+    """Every deployment's journals under ``root`` (``rayline up``: before it, nothing runs)."""
+    replay_tree(sql_sink(db), root)

@@ -178,6 +178,12 @@ def replay_orphans(sink: Sink, folder: Path) -> list[str]:
     return dead
 
 
+def replay_tree(sink: Sink, root: Path) -> list[str]:
+    """``replay_orphans`` for every folder of journals under ``root`` (one per deployment)."""
+    folders = {path.parent for path in root.rglob("*.done")} if root.exists() else set()
+    return [name for folder in sorted(folders) for name in replay_orphans(sink, folder)]
+
+
 class RecordWriter:
     def __init__(
         self, sink: Sink, journal_path: Path | None = None, interval_s: float = 0.05, max_batch: int = 2000
