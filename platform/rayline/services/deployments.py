@@ -35,7 +35,7 @@ from rayline.services.credentials import SecretBox
 from rayline.services.executions import ExecutionService
 from rayline.services.pipelines import READY, PipelineService, pipeline_specs
 from rayline.store.db import Database, rowcount
-from rayline.store.executions import add_deployment_log, log_window
+from rayline.store.executions import add_deployment_log, deployment_log_line, log_window
 from rayline.store.models import Deployment, DeploymentLog, Pipeline, Pod, utcnow
 from rayline.store.pods import wait_until_no_pod
 
@@ -176,14 +176,7 @@ class DeploymentService:
         if rowcount(moved):
             reason = (getattr(state, "message", "") or "").strip()
             session.add(
-                DeploymentLog(
-                    deployment_name=name,
-                    timestamp=utcnow(),
-                    stream="stderr",
-                    message=reason or "The pod could not start, and Ray Serve gave no reason.",
-                    pod_id=None,
-                    type="deployment",
-                )
+                deployment_log_line(name, reason or "The pod could not start, and Ray Serve gave no reason.", "stderr")
             )
 
     def list(self) -> list[Deployment]:

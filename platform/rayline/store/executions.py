@@ -108,19 +108,21 @@ def finish(
         return rowcount(done) == 1
 
 
-def add_deployment_log(db: Database, deployment_name: str, message: str, stream: str = "stdout") -> None:
+def deployment_log_line(deployment_name: str, message: str, stream: str = "stdout") -> DeploymentLog:
     """One line of a deployment's own log, written by the control plane (not by a pod)."""
+    return DeploymentLog(
+        deployment_name=deployment_name,
+        timestamp=utcnow(),
+        stream=stream,
+        message=message,
+        pod_id=None,
+        type="deployment",
+    )
+
+
+def add_deployment_log(db: Database, deployment_name: str, message: str, stream: str = "stdout") -> None:
     with db.session() as session:
-        session.add(
-            DeploymentLog(
-                deployment_name=deployment_name,
-                timestamp=utcnow(),
-                stream=stream,
-                message=message,
-                pod_id=None,
-                type="deployment",
-            )
-        )
+        session.add(deployment_log_line(deployment_name, message, stream))
 
 
 def append_logs(db: Database, execution_id: str, records: Iterable[tuple[datetime, str, str]]) -> None:
