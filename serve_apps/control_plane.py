@@ -94,9 +94,7 @@ class ControlPlane:
         platform = assemble(
             settings,
             serve_runtime=serve_deployments.ServeDeployments(build_pod, settings.user_code_resources),
-            make_runner=lambda db, credential: ElasticRunner(
-                db, settings.elastic_spare_workers, credential, settings.user_code_resources
-            ),
+            make_runner=lambda db, credential: ElasticRunner(db, credential, settings.user_code_resources),
             on_change=self._changes.notify,
             wake_pods=self._changes.wake,
         )

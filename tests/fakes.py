@@ -109,10 +109,14 @@ class FakeRunner:
         self.threaded = threaded
         self._execution_credential = execution_credential
         self.submissions: list[Submission] = []
+        self.prepared: list[tuple[str, list[str]]] = []
 
     @property
     def jobs(self) -> list[ExecutionJob]:
         return [submission.job for submission in self.submissions]
+
+    def prepare(self, package_uri: str, requirements: list[str]) -> None:
+        self.prepared.append((package_uri, list(requirements)))
 
     def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> Future:
         self.submissions.append(Submission(job, package_uri, list(requirements)))

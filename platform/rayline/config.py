@@ -49,18 +49,13 @@ class Settings(BaseSettings):
         description="How long the file inputs and outputs of an execution are kept after it ends (its record stays).",
     )
     wait_hold_s: float = Field(5.0, description="How long a wait_for_completion request is held.")
-    elastic_spare_workers: int = Field(
-        2,
-        ge=0,
-        description="Fresh workers kept ready for elastic executions, platform-wide (0: start each one on demand).",
-    )
     max_pods_per_deployment: int = Field(
         16, ge=1, description="The highest max_pods a low-latency deployment may ask for (more pods, more Ray workers)."
     )
     user_code_resources: dict[str, float] = Field(
         default_factory=dict,
         description="Custom Ray resources that every process running user code asks for (warm "
-        'pods, elastic executions and their spare workers), as JSON (e.g. {"rayline-user-code": '
+        'pods, elastic executions), as JSON (e.g. {"rayline-user-code": '
         "0.01}): they then run only on the nodes started with them (`ray start --resources`), "
         "e.g. to keep user code off the head node, where the control plane and its secrets are.",
     )

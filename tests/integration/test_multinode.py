@@ -58,7 +58,6 @@ def cluster(tmp_path_factory):
             **nodes.auth_env,
             "RAYLINE_PACKAGE_TOKEN": package_token,
             "RAYLINE_USER_CODE_RESOURCES": json.dumps({USER_CODE: 0.01}),
-            "RAYLINE_ELASTIC_SPARE_WORKERS": "4",
         },
     )
     platform.env["RAYLINE_PACKAGE_URL_BASE"] = platform.url

@@ -310,7 +310,7 @@ def test_an_elastic_execution_past_its_timeout_has_its_worker_stopped(platform, 
         body = response.json()
         assert body["name"] == "ExecutionTimedOut" and "execution_timeout_s=2" in body["message"]
         execution = sdk.get_pipeline_execution(body["execution_id"])
-        assert execution["status"] == "Failed" and "worker process was stopped" in execution["error"]
+        assert execution["status"] == "Failed" and "every process it started, were stopped" in execution["error"]
         assert post(platform, deployment, seconds=0).status_code == 200  # the next call is not affected
     finally:
         sdk.delete_deployment(name)

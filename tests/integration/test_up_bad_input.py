@@ -322,7 +322,6 @@ def test_a_package_url_base_that_does_not_reach_the_platform_stops_it_with_one_l
         env={
             "RAYLINE_PACKAGE_URL_BASE": f"http://127.0.0.1:{nobody}",
             "RAYLINE_PACKAGE_TOKEN": token,
-            "RAYLINE_ELASTIC_SPARE_WORKERS": "0",
         },
         timeout_s=300,
     )

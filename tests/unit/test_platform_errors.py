@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import pytest
 from ray.exceptions import (
-    ActorDiedError,
     NodeDiedError,
     RayTaskError,
     RuntimeEnvSetupError,
@@ -170,9 +169,8 @@ def test_a_lost_node_names_the_node():
 def test_the_other_platform_errors_keep_their_messages():
     died = "The worker process running the execution died (out of memory, or killed)."
     assert _platform_error(WorkerCrashedError()) == died
-    assert _platform_error(ActorDiedError()) == died
     assert _platform_error(TaskCancelledError()) == "The execution was cancelled."
-    task_error = RayTaskError("run_execution", "Traceback...\nKeyError: 'x'", KeyError("x"))
+    task_error = RayTaskError("run_in_child", "Traceback...\nKeyError: 'x'", KeyError("x"))
     assert _platform_error(task_error).startswith("Rayline's worker failed: ")
     assert _platform_error(OSError("disk")) == "The execution could not run: OSError: disk"
 

@@ -2,9 +2,11 @@
 
 ``sys.stdout`` and ``sys.stderr`` are replaced by streams that split writes into lines and send
 each line to the current execution's scope (a context variable), or to a default scope (the
-deployment's log in a warm replica, the one execution in an elastic worker). ``logging``'s
+deployment's log in a warm replica, the one execution in an elastic child). ``logging``'s
 default handler writes to ``sys.stderr`` at each call, so it is captured too. Everything is also
-copied to the original stream, so Ray's worker logs and dashboard keep showing it.
+copied to the original stream, so Ray's worker logs and dashboard keep showing it. An elastic
+child also captures its file descriptors 1 and 2 (``capture_descriptors``): what subprocesses and
+C extensions write there is its execution's too.
 
 Threads do not inherit context variables, so in a warm replica ``follow_executions_into_threads``
 makes a thread started (``threading.Thread``) or a task submitted (``ThreadPoolExecutor``) during
@@ -15,37 +17,55 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import selectors
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Protocol, TextIO
 
 from rayline.execution_context import ExecutionScope, current_scope
 
 _following_threads = False
 
 Record = tuple[datetime, str, str]
+# How long the end of an execution waits for what its descriptors still carry (a process it
+# started, still running, may hold them open: it is stopped with the execution anyway).
+DESCRIPTOR_DRAIN_S = 0.5
+
+
+class Lines(Protocol):
+    def add(self, stream: str, message: str) -> None: ...
 
 
 class LogSink:
     """Collects log records and hands them to ``write`` in batches every ``interval_s``, starting
     ``delay_s`` after it is created: a long execution's logs are readable while it runs, a short
-    one writes nothing itself (its caller records what ``close`` returns)."""
+    one writes nothing itself (its caller records what ``close`` returns). Its thread starts
+    with the first record: an execution that prints nothing costs no thread."""
 
     def __init__(self, write: Callable[[list[Record]], None], interval_s: float = 0.2, delay_s: float = 0.0) -> None:
         self._write = write
         self._pending: list[Record] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._interval_s, self._delay_s = interval_s, delay_s
-        self._thread = threading.Thread(target=self._run, name="rayline-log-sink", daemon=True)
-        self._thread.start()
+        self._interval_s = interval_s
+        self._first_write_at = time.monotonic() + delay_s
+        self._thread: threading.Thread | None = None
 
     def add(self, stream: str, message: str) -> None:
+        self.add_record((datetime.now(UTC), stream, message))
+
+    def add_record(self, record: Record) -> None:
         with self._lock:
-            self._pending.append((datetime.now(UTC), stream, message))
+            self._pending.append(record)
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="rayline-log-sink", daemon=True)
+                self._thread.start()
 
     def flush(self) -> None:
         with self._lock:
@@ -59,7 +79,7 @@ class LogSink:
                 raise
 
     def _run(self) -> None:
-        if self._stop.wait(self._delay_s):
+        if self._stop.wait(max(0.0, self._first_write_at - time.monotonic())):
             return
         while True:
             # A failed batch stays pending: the next flush, or close(), has it. Not logged: this
@@ -71,8 +91,11 @@ class LogSink:
 
     def close(self) -> list[Record]:
         """Stop streaming; returns what was not written yet."""
-        self._stop.set()
-        self._thread.join()
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
         with self._lock:
             rest, self._pending = self._pending, []
         return rest
@@ -121,13 +144,15 @@ def install_routing(default: ExecutionScope) -> tuple[RoutingStream, RoutingStre
 
 
 @contextmanager
-def capture_output(sink: LogSink, execution_id: str) -> Iterator[None]:
-    """Send everything printed in the block to ``sink`` (an elastic worker's one execution),
-    from any thread: the process serves only this execution."""
+def capture_output(sink: Lines, execution_id: str, originals: tuple[TextIO, TextIO] | None = None) -> Iterator[None]:
+    """Send everything printed in the block to ``sink`` (an elastic child's one execution),
+    from any thread: the process serves only this execution. Copies go to ``originals``, by
+    default the streams replaced."""
     scope = ExecutionScope(execution_id, sink.add)
     saved = sys.stdout, sys.stderr
-    sys.stdout = RoutingStream("stdout", saved[0], scope)
-    sys.stderr = RoutingStream("stderr", saved[1], scope)
+    copies = originals or saved
+    sys.stdout = RoutingStream("stdout", copies[0], scope)
+    sys.stderr = RoutingStream("stderr", copies[1], scope)
     token = current_scope.set(scope)
     try:
         yield
@@ -135,6 +160,63 @@ def capture_output(sink: LogSink, execution_id: str) -> Iterator[None]:
         current_scope.reset(token)
         sys.stdout, sys.stderr = saved
         scope.drain()
+
+
+def _pump(pipes: dict[int, tuple[str, int]], emit: Callable[[str, str], None]) -> None:
+    """Read the pipes (read end -> (stream, where to copy)) line by line until each is closed."""
+    partial = dict.fromkeys(pipes, b"")
+    with selectors.DefaultSelector() as selector:
+        for read_end in pipes:
+            selector.register(read_end, selectors.EVENT_READ)
+        while selector.get_map():
+            for key, _ in selector.select():
+                read_end = key.fd
+                stream, copy_to = pipes[read_end]
+                try:
+                    data = os.read(read_end, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    selector.unregister(read_end)
+                    os.close(read_end)
+                    if partial[read_end]:
+                        emit(stream, partial[read_end].decode("utf-8", "replace"))
+                    continue
+                with contextlib.suppress(OSError):
+                    os.write(copy_to, data)
+                *lines, partial[read_end] = (partial[read_end] + data).split(b"\n")
+                for line in lines:
+                    emit(stream, line.decode("utf-8", "replace"))
+
+
+@contextmanager
+def capture_descriptors(emit: Callable[[str, str], None]) -> Iterator[tuple[TextIO, TextIO]]:
+    """Send what is written to file descriptors 1 and 2 in the block (by subprocesses, C
+    extensions, ``sys.__stdout__``) to ``emit`` line by line, copied to where they pointed
+    before. Yields text streams on those former destinations, for Python's own streams to copy
+    to (which ``capture_output`` sends to the sink itself, in order with the rest)."""
+    saved, pipes = [], {}
+    for fd, stream in ((1, "stdout"), (2, "stderr")):
+        original = os.dup(fd)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        saved.append(original)
+        pipes[read_end] = (stream, original)
+    pump = threading.Thread(target=_pump, args=(pipes, emit), name="rayline-descriptors", daemon=True)
+    pump.start()
+    # Not closed: they are the former descriptors themselves (closefd=False), kept for the process.
+    out, err = (open(fd, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False) for fd in saved)  # noqa: SIM115
+    try:
+        yield out, err
+    finally:
+        for text in (sys.__stdout__, sys.__stderr__, out, err):
+            with contextlib.suppress(Exception):
+                if text is not None:
+                    text.flush()
+        for fd, original in zip((1, 2), saved, strict=True):
+            os.dup2(original, fd)  # the pipes' last write ends in this process: the pump sees their end
+        pump.join(DESCRIPTOR_DRAIN_S)
 
 
 def _in_scope(scope: ExecutionScope, function: Callable, *args, **kwargs):

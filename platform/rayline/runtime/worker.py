@@ -1,58 +1,45 @@
-"""What runs inside the fresh worker process of an elastic execution.
+"""What runs inside the forked child of an elastic execution (``rayline.runtime.forks``).
 
-The worker runs the user's code in a private scratch copy of the pipeline's files (Ray extracts
-a package once per node and shares that folder, so files one execution writes must never be seen
-by the next) and returns its result (status, outputs, logs) to the control plane, which records
-it. It holds no database URL nor any platform key: an execution that runs long enough streams its
-logs to the control plane while it runs, with a credential that only allows appending to its own
-logs (``rayline.services.pod_gateway``). A fresh process per execution pays for every import, so
-Serve's client is imported only then.
+The child is a process that never ran anything else: forked from a template that imported this
+module and never any user code. It runs the user's code in a private scratch copy of the
+pipeline's files (Ray extracts a package once per node and shares that folder, so files one
+execution writes must never be seen by the next), sends every line it prints to its worker as
+it is printed (so a child that crashes, or is stopped, keeps its logs up to that point), and
+sends its result (status, outputs, file outputs) at the end. It holds no database URL, platform
+key nor credential: its worker (``rayline.runtime.elastic_task``) records through the control
+plane. This module stays free of Ray: the child is not a Ray worker.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
+import socket
 import sys
 import tempfile
+import threading
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import ray
+from typing import Any
 
 from rayline.domain.files import FileValue, materialize
 from rayline.domain.jobs import ExecutionJob
 from rayline.domain.results import OutputContract, failure_text
 from rayline.domain.statuses import ExecutionStatus
-from rayline.runtime.log_capture import LogSink, Record, capture_output, follow_executions_into_threads
+from rayline.runtime.forks import receive, send
+from rayline.runtime.log_capture import (
+    Lines,
+    Record,
+    capture_descriptors,
+    capture_output,
+    follow_executions_into_threads,
+)
 from rayline.runtime.user_code import call_function, load_function
-
-if TYPE_CHECKING:  # imported on first use only, by _LateLogWriter
-    from rayline.runtime.control_plane_link import ControlPlaneLink
-
-# An execution still running after this long streams its logs to SQL, so they can be read live.
-STREAM_LOGS_AFTER_S = 1.0
-
-
-@contextmanager
-def scratch_copy(source: Path, execution_id: str) -> Iterator[Path]:
-    """A private copy of the pipeline's files as the working directory, removed afterwards."""
-    scratch = Path(tempfile.mkdtemp(prefix=f"rayline-{execution_id}-"))
-    workdir = scratch / "pipeline"
-    shutil.copytree(source, workdir, symlinks=True)
-    previous_cwd, previous_path = os.getcwd(), list(sys.path)
-    os.chdir(workdir)
-    try:
-        yield workdir
-    finally:
-        os.chdir(previous_cwd)
-        sys.path[:] = previous_path
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @dataclass
@@ -65,58 +52,106 @@ class ExecutionResult:
     files: dict[str, FileValue] = field(default_factory=dict)  # file outputs, by pipeline output name
 
 
-class _LateLogWriter:
-    """Streams an execution's logs to the control plane; connects on first use only."""
+@dataclass
+class ChildRequest:
+    """What a worker sends its child: the execution, with no credential in it."""
 
-    def __init__(self, job: ExecutionJob) -> None:
-        self._job = job
-        self._link: ControlPlaneLink | None = None
-
-    def __call__(self, batch: list[Record]) -> None:
-        if not self._job.log_credential:
-            raise RuntimeError("this execution has no credential to stream its logs; they come with its result")
-        if self._link is None:
-            import logging
-
-            from rayline.runtime.control_plane_link import ControlPlaneLink
-
-            # Serve's client announces itself at INFO: not a line of the user's execution.
-            logging.getLogger("ray.serve").setLevel(logging.WARNING)
-
-            self._link = ControlPlaneLink(self._job.control_plane_app, self._job.log_credential, threads=1)
-        self._link.call("append_execution_logs", self._job.execution_id, batch)
+    job: ExecutionJob
+    environment: dict[str, str]  # the whole of os.environ for the execution (the worker's, the platform's)
+    scratch: str  # an empty folder of the worker's, removed by it once the child has ended
 
 
-@ray.remote(max_calls=1, num_cpus=1, max_retries=0)
-def run_execution(job: ExecutionJob) -> ExecutionResult:
-    """An execution as a task: in a fresh process that Ray ends after it (``max_calls=1``)."""
-    return execute(job)
+@contextmanager
+def scratch_copy(source: Path, scratch: Path) -> Iterator[Path]:
+    """A private copy of the pipeline's files, under ``scratch``, as the working directory."""
+    workdir = scratch / "pipeline"
+    shutil.copytree(source, workdir, symlinks=True)
+    previous_cwd, previous_path = os.getcwd(), list(sys.path)
+    os.chdir(workdir)
+    try:
+        yield workdir
+    finally:
+        os.chdir(previous_cwd)
+        sys.path[:] = previous_path
 
 
-def execute(job: ExecutionJob) -> ExecutionResult:
-    """Run one execution; the caller records the result."""
+class _ToWorker:
+    """Sends each line to the worker at once, from any thread of the child."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        self._channel, self._lock = channel, threading.Lock()
+
+    def add(self, stream: str, message: str) -> None:
+        with self._lock, suppress(OSError):  # a worker gone: the child is being stopped
+            send(self._channel, ("log", (datetime.now(UTC), stream, message)))
+
+
+def execute(job: ExecutionJob, scratch: Path, log: Lines, load: Callable[..., Any] = load_function) -> ExecutionResult:
+    """Run one execution in this process; what it prints goes to ``log``."""
     started_at = datetime.now(UTC)
-    follow_executions_into_threads()  # current_execution_id() in the user's threads too
-    os.environ.update(job.environment)  # this process serves no other execution
-    sink = LogSink(_LateLogWriter(job), delay_s=STREAM_LOGS_AFTER_S)
     contract = OutputContract.of(job.outputs, job.outputs_mapping, job.max_file_bytes)
     settled, error = None, None
-    try:
-        with scratch_copy(Path.cwd(), job.execution_id) as workdir, capture_output(sink, job.execution_id):
-            try:
-                inputs = materialize(job.inputs, workdir.parent / "inputs")  # removed with the scratch copy
-                function = load_function(workdir, job.function_path, job.function_name)
-                settled = contract.settle(call_function(function, inputs))
-            except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit too
-                traceback.print_exc()
-                error = failure_text(exc)
-    finally:
-        logs = sink.close()
+    with (
+        scratch_copy(Path.cwd(), scratch) as workdir,
+        capture_descriptors(log.add) as originals,
+        capture_output(log, job.execution_id, originals),
+    ):
+        try:
+            inputs = materialize(job.inputs, scratch / "inputs")
+            function = load(workdir, job.function_path, job.function_name)
+            settled = contract.settle(call_function(function, inputs))
+        except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit too
+            traceback.print_exc()
+            error = failure_text(exc)
     return ExecutionResult(
         status=ExecutionStatus.SUCCEEDED if settled is not None else ExecutionStatus.FAILED,
         started_at=started_at,
         outputs=settled.records if settled is not None else None,
         error=error,
-        logs=logs,
         files=settled.files if settled is not None else {},
     )
+
+
+def prepare_template() -> None:
+    """What every child needs, done once in the template (which runs no user code)."""
+    follow_executions_into_threads()  # current_execution_id() in the user's threads too
+    sys.dont_write_bytecode = True  # a child's compiled files would be removed with it
+
+
+class _Nowhere:
+    def add(self, stream: str, message: str) -> None:
+        pass
+
+
+def warm_up() -> None:
+    """Run Rayline's side of an execution once, on a function of its own (``dict``), in a child
+    waiting for its execution. After a fork, the first write to each page of memory copies it
+    (hundreds of pages for an execution, a few microseconds each): paid here, while the child
+    waits, instead of by the call it is given. Leaves nothing behind: no module is imported, the
+    folder and the thread it uses are gone, the working directory is restored."""
+    job = ExecutionJob("warm-up", "", "", inputs={"y": 1}, outputs=[{"name": "y", "data_type": "number"}])
+    scratch = Path(tempfile.mkdtemp(prefix="rayline-warm-up-"))
+    try:
+        pickle.dumps(execute(job, scratch, _Nowhere(), load=lambda *_: dict), protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_child(channel: socket.socket) -> None:
+    """The forked child's whole life: its execution, then its result to the worker; never returns."""
+    warm_up()
+    request: ChildRequest | None = receive(channel)
+    if request is None:  # the worker went away first
+        os._exit(0)
+    # Only what differs (a copy of the worker's environment, most of it unchanged).
+    for name in set(os.environ) - set(request.environment):
+        del os.environ[name]
+    for name, value in request.environment.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+    result = execute(request.job, Path(request.scratch), _ToWorker(channel))
+    try:
+        send(channel, ("result", result))
+    except Exception as error:  # noqa: BLE001 - e.g. an output that cannot be pickled
+        send(channel, ("result", ExecutionResult(ExecutionStatus.FAILED, result.started_at, error=failure_text(error))))
+    os._exit(0)

@@ -352,6 +352,8 @@ class DeploymentService:
         )
         if low_latency:
             self._start(row, pipeline)
+        else:  # its executions' worker and template start now, not with its first call
+            self._executions.prepare(pipeline)
         return row
 
     def _start(self, row: Deployment, pipeline: Pipeline | None = None) -> None:

@@ -25,10 +25,18 @@ class EnvironmentService:
         self._db = db
         self._box = box
         self._on_change = on_change  # wakes the warm pods, which follow the variables' version
+        # Every elastic execution reads the variables: decrypted once per version, not per call.
+        self._cached: tuple[int, dict[str, str]] | None = None
 
     def current(self) -> dict[str, str]:
         with self._db.session() as session:
-            return store.load(session, self._box.open)
+            version = store.version(session)
+            cached = self._cached
+            if cached is None or cached[0] != version:
+                # Read in the same transaction as the version: what is cached is that version's
+                # or newer (a change is written before its version is bumped).
+                cached = self._cached = (version, store.load(session, self._box.open))
+        return dict(cached[1])
 
     def list(self) -> list[dict[str, str]]:
         return [{"name": name, "value": value} for name, value in sorted(self.current().items())]

@@ -35,7 +35,11 @@ logger = logging.getLogger(__name__)
 
 class Runner(Protocol):
     def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> Future:
-        """Start the execution; the future is done once it has ended and is recorded."""
+        """Start the execution; the future is done once it has ended and is recorded (its result
+        may be the record as it ended, which saves reading it again)."""
+
+    def prepare(self, package_uri: str, requirements: list[str]) -> None:
+        """Get ready to run executions of this environment soon (best effort)."""
 
 
 def parse_json_field(field: str, text: Any, default: Any) -> Any:
@@ -98,6 +102,14 @@ class ExecutionService:
             deployment_name=None,
         )
 
+    def prepare(self, pipeline: Pipeline) -> None:
+        """Have the runner get ready for this pipeline's executions (an elastic deployment of it
+        was created); a failure only means its first execution starts slower."""
+        try:
+            self._runner.prepare(pipeline.package_uri, pipeline.requirements)
+        except Exception:
+            logger.warning("could not prepare a worker for pipeline %s", pipeline.name, exc_info=True)
+
     def run_elastic_deployment(self, deployment: Deployment, inputs: dict[str, Any]) -> Execution:
         """One execution of an elastic deployment, named after it, in a fresh worker; refused
         (503) while ``max_queued_executions`` of its executions are already in flight."""
@@ -151,6 +163,7 @@ class ExecutionService:
             pipeline_name=pipeline.name,
             deployment_name=deployment_name,
             inputs=records,
+            status=store.RUNNING,  # submitted below, at once
         )
         if any(isinstance(value, FileValue) for value in values.values()):
             with self._db.session() as session:
@@ -241,7 +254,9 @@ class ExecutionService:
         ended = self._running.get(execution_id)
         if ended is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ended)), hold_s)
+                recorded = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ended)), hold_s)
+                if isinstance(recorded, Execution):  # the record as its end was committed: no read
+                    return recorded
         row = await asyncio.to_thread(self.get, execution_id)  # its pod commits first, once, if need be
         while row.status not in store.FINAL_STATUSES and loop.time() - began < hold_s:
             await asyncio.sleep(poll_s)

@@ -33,21 +33,24 @@ FINAL_STATUSES = (SUCCEEDED, FAILED, ERROR)
 UNFINISHED_STATUSES = (PENDING, RUNNING)
 
 
+def _bump(session: Session, counter: str, count: int) -> range:
+    last = session.execute(
+        update(Counter).where(Counter.name == counter).values(value=Counter.value + count).returning(Counter.value)
+    ).scalar_one_or_none()
+    if last is None:
+        session.add(Counter(name=counter, value=count))
+        session.flush()  # a first number taken at once by another: IntegrityError here
+        last = count
+    return range(last - count + 1, last + 1)
+
+
 def take_numbers(db: Database, counter: str, count: int = 1) -> range:
     """Atomically take the next ``count`` numbers of a counter (a row lock, or SQLite's write lock,
     serializes takers)."""
     for _ in range(5):
         try:
             with db.session() as session:
-                bumped = session.execute(
-                    update(Counter).where(Counter.name == counter).values(value=Counter.value + count)
-                )
-                if rowcount(bumped) == 0:
-                    session.add(Counter(name=counter, value=count))
-                    last = count
-                else:
-                    last = session.execute(select(Counter.value).where(Counter.name == counter)).scalar_one()
-                return range(last - count + 1, last + 1)
+                return _bump(session, counter, count)
         except IntegrityError:  # two first numbers at once: the loser retries the update
             continue
     raise RuntimeError(f"could not take a number from counter {counter!r}")
@@ -58,21 +61,36 @@ def execution_counter(name_prefix: str) -> str:
 
 
 def create_execution(
-    db: Database, *, name_prefix: str, pipeline_name: str, deployment_name: str | None, inputs: list[dict[str, Any]]
+    db: Database,
+    *,
+    name_prefix: str,
+    pipeline_name: str,
+    deployment_name: str | None,
+    inputs: list[dict[str, Any]],
+    status: str = PENDING,
 ) -> Execution:
-    execution_id = f"{name_prefix}-{take_numbers(db, execution_counter(name_prefix))[0]}"
-    with db.session() as session:
-        row = Execution(
-            execution_id=execution_id,
-            pipeline_name=pipeline_name,
-            deployment_name=deployment_name,
-            status=PENDING,
-            inputs=inputs,
-            outputs=[],
-            created_at=utcnow(),
-        )
-        session.add(row)
-    return row
+    """A new record, numbered after the last of ``name_prefix``, in one transaction. ``status``
+    is Running for an execution started at once (its start date is then now)."""
+    for _ in range(5):
+        try:
+            with db.session() as session:
+                number = _bump(session, execution_counter(name_prefix), 1)[0]
+                now = utcnow()
+                row = Execution(
+                    execution_id=f"{name_prefix}-{number}",
+                    pipeline_name=pipeline_name,
+                    deployment_name=deployment_name,
+                    status=status,
+                    inputs=inputs,
+                    outputs=[],
+                    created_at=now,
+                    start_date=now if status == RUNNING else None,
+                )
+                session.add(row)
+            return row
+        except IntegrityError:  # the first number of a prefix taken twice at once: take the next
+            continue
+    raise RuntimeError(f"could not number an execution of {name_prefix!r}")
 
 
 def mark_running(db: Database, execution_id: str) -> None:
@@ -92,20 +110,29 @@ def finish(
     outputs: list[dict[str, Any]] | None = None,
     error: str | None = None,
     start_date: datetime | None = None,
-) -> bool:
-    """Record the end of an execution, unless it already ended. Returns whether this call did."""
+    logs: Iterable[tuple[datetime, str, str]] = (),
+    files: dict[str, Any] | None = None,
+) -> Execution | None:
+    """Record the end of an execution, unless it already ended, with the last of its ``logs``
+    and its output ``files``, in one transaction. Returns the record as this call ended it, or
+    None when it had ended already."""
     values: dict[str, Any] = {"status": status, "end_date": utcnow(), "error": error}
     if outputs is not None:
         values["outputs"] = outputs
     if start_date is not None:  # when the code really started, as its worker saw it
         values["start_date"] = start_date
+    rows = _log_rows(execution_id, logs)
     with db.session() as session:
-        done = session.execute(
+        if rows:
+            session.execute(insert(ExecutionLog), rows)
+        if files:
+            save_files(session, execution_id, "output", files)
+        return session.scalars(
             update(Execution)
             .where(Execution.execution_id == execution_id, Execution.status.in_(UNFINISHED_STATUSES))
             .values(**values)
-        )
-        return rowcount(done) == 1
+            .returning(Execution)
+        ).one_or_none()
 
 
 def deployment_log_line(deployment_name: str, message: str, stream: str = "stdout") -> DeploymentLog:
@@ -125,11 +152,15 @@ def add_deployment_log(db: Database, deployment_name: str, message: str, stream:
         session.add(deployment_log_line(deployment_name, message, stream))
 
 
-def append_logs(db: Database, execution_id: str, records: Iterable[tuple[datetime, str, str]]) -> None:
-    rows = [
+def _log_rows(execution_id: str, records: Iterable[tuple[datetime, str, str]]) -> list[dict[str, Any]]:
+    return [
         {"execution_id": execution_id, "timestamp": ts, "stream": stream, "message": message}
         for ts, stream, message in records
     ]
+
+
+def append_logs(db: Database, execution_id: str, records: Iterable[tuple[datetime, str, str]]) -> None:
+    rows = _log_rows(execution_id, records)
     if rows:
         with db.session() as session:
             session.execute(insert(ExecutionLog), rows)

@@ -138,7 +138,9 @@ async def call_endpoint(path: str, request: Request, context: AppContext = Depen
             status_code=303,
             headers={"Location": f"/endpoints/v1/{path}/executions/{started}"},
         )
-    return outcome_response(await run_in_threadpool(_ended, context, execution))
+    if returned_files(execution.outputs):  # read from SQL
+        return outcome_response(await run_in_threadpool(_ended, context, execution))
+    return outcome_response(_ended(context, execution))
 
 
 @router.api_route(
