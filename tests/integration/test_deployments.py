@@ -152,7 +152,7 @@ def test_low_latency_logs_rotation_disable_enable_reload(platform, sdk, counter_
     pod = deployment["pods"][0]
     assert pod["status"] == "running" and deployment["version"]["number"] == 1
     assert call(platform, deployment, 1).status_code == 200
-    expected = ("created", "Importing pipeline module main.py", "preloading at import", "Module imported", "started.")
+    expected = ("created", "Importing pipeline module main.py", "preloading at import", "Module imported")
     text = [""]
 
     def all_logged() -> bool:

@@ -153,7 +153,6 @@ class ExecutionEngine:
             execution_id, config.pipeline_name, config.deployment_name, inputs, utcnow(), self._pod_id
         )
         self._unfinished.add(execution_id)
-        self._log(f"Execution {execution_id} started.", "stdout")
         scope = ExecutionScope(
             execution_id, lambda stream, line: self._records.execution_log(execution_id, stream, line)
         )

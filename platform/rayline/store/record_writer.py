@@ -31,9 +31,9 @@ import fcntl
 import json
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -191,7 +191,12 @@ class RecordWriter:
         self._sink = sink
         self._journal = Journal(journal_path) if journal_path else None
         self._seq = 0
-        self._queue: queue.Queue[Event | Future | None] = queue.Queue()
+        # What is recorded, for the writer's thread. The thread is woken by the first item of a
+        # batch only (and at once by a commit waited for), never by each event: waking a thread
+        # per event costs the recording process more than the event itself.
+        self._pending: deque[Event | Future | None] = deque()
+        self._wake = threading.Event()  # something is pending
+        self._urgent = threading.Event()  # someone waits for a commit, or the writer closes
         self._interval_s, self._max_batch = interval_s, max_batch
         self._closed = False
         self._closing = threading.Lock()
@@ -203,13 +208,20 @@ class RecordWriter:
             logger.debug("record writer closed: dropped a %s event", event.get("kind"))
             return
         if self._journal is None:
-            self._queue.put(event)
+            self._enqueue(event)
             return
         with self._journal.lock:
             self._seq += 1
             event["seq"] = self._seq
             event["generation"] = self._journal.append(event)
-            self._queue.put(event)
+            self._enqueue(event)
+
+    def _enqueue(self, item: Event | Future | None, urgent: bool = False) -> None:
+        self._pending.append(item)
+        if urgent:
+            self._urgent.set()
+        if not self._wake.is_set():  # the writer clears it before it takes what is pending
+            self._wake.set()
 
     # --- what callers record -------------------------------------------------------------------
 
@@ -274,7 +286,7 @@ class RecordWriter:
 
     def files(self, execution_id: str, direction: str, files: dict[str, Any]) -> None:
         """Input or output files of an execution: not journaled (too big for a journal line)."""
-        self._queue.put({"kind": "files", "execution_id": execution_id, "direction": direction, "files": files})
+        self._enqueue({"kind": "files", "execution_id": execution_id, "direction": direction, "files": files})
 
     # --- committing ----------------------------------------------------------------------------
 
@@ -286,7 +298,7 @@ class RecordWriter:
             if self._closed:
                 done.set_result(None)
             else:
-                self._queue.put(done)
+                self._enqueue(done, urgent=True)
         return done
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -305,7 +317,7 @@ class RecordWriter:
                     self._closed = True
             else:
                 self._closed = True
-            self._queue.put(None)
+            self._enqueue(None, urgent=True)
         self._thread.join(timeout_s)
         if self._journal is not None:
             self._journal.close(remove=committed)
@@ -313,38 +325,38 @@ class RecordWriter:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            batch: list[Event] = []
-            markers: list[Future] = []
-            item = self._queue.get()
-            deadline = time.monotonic() + self._interval_s  # from the batch's first event
-            while True:
-                if item is None:
-                    stopping = True
-                elif isinstance(item, Future):
-                    markers.append(item)
-                else:
-                    batch.append(item)
-                if stopping or len(batch) >= self._max_batch:
-                    break
-                try:
-                    item = self._queue.get(timeout=0 if markers else max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
+            self._wake.wait()
+            self._wake.clear()
+            # A batch is what is recorded within interval_s of its first event, unless a commit is
+            # waited for (then at once).
+            self._urgent.wait(self._interval_s)
+            self._urgent.clear()
+            items: list[Event | Future | None] = []
+            while self._pending:
+                items.append(self._pending.popleft())
+            batch = [item for item in items if isinstance(item, dict)]
+            markers = [item for item in items if isinstance(item, Future)]
+            stopping = None in items
             try:
-                self._commit(batch)
+                for start in range(0, len(batch), self._max_batch):
+                    chunk = batch[start : start + self._max_batch]
+                    self._commit(chunk)
+                    self._note_committed(chunk)
             except BaseException as error:  # a bug: what waits is told, and the writer goes on
                 logger.exception("record batch could not be committed")
                 for marker in markers:
                     marker.set_exception(error)
                 continue
-            events = [item for item in batch if "seq" in item]
-            if events and self._journal is not None:
-                try:
-                    self._journal.committed(events[-1]["seq"], events[-1]["generation"])
-                except OSError:  # e.g. a full disk: the records are committed, a replay skips them
-                    logger.exception("could not note a commit in the journal")
             for marker in markers:
                 marker.set_result(None)
+
+    def _note_committed(self, batch: list[Event]) -> None:
+        events = [item for item in batch if "seq" in item]
+        if events and self._journal is not None:
+            try:
+                self._journal.committed(events[-1]["seq"], events[-1]["generation"])
+            except OSError:  # e.g. a full disk: the records are committed, a replay skips them
+                logger.exception("could not note a commit in the journal")
 
     def _commit(self, batch: list[Event]) -> None:
         """Commit the batch; retried, then event by event, so that one bad event (a log line of
