@@ -6,8 +6,7 @@
   Serve's default proxy): p50/p99 of sequential calls (wrk, 1 connection) and requests/s with 16 connections
   (wrk, 2 threads), from a separate process. After the load, every request must have its
   execution record.
-- elastic: the same pipeline, a fresh process per call: sporadic calls (one every 0.5 s, and one
-  every 1.5 s) and back-to-back bursts.
+- (elastic endpoints: benchmarks/elastic_latency.py.)
 - time from create_deployment to `up` for a low_latency deployment.
 
 With ``--no-ha-proxy`` the platform runs Serve's default proxy (``RAYLINE_HA_PROXY=false``), so
@@ -17,7 +16,7 @@ Needs `wrk` (Debian package; `make bench` installs it).
 With ``--reply-after-commit`` pods answer once each call's records are committed, as pods off
 the control plane's node always do (what the durability of their answers costs).
 
-Usage: python benchmarks/endpoint_latency.py [--no-ha-proxy] [--skip-elastic] [--reply-after-commit]
+Usage: python benchmarks/endpoint_latency.py [--no-ha-proxy] [--reply-after-commit]
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import json
 import re
 import shutil
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,30 +104,9 @@ def deploy_raw_serve(platform: LocalPlatform) -> str:
     return f"{platform.url}/raw"
 
 
-def timed_calls(client: httpx.Client, url: str, count: int, pause_s: float) -> list[float]:
-    samples = []
-    for i in range(count):
-        began = time.perf_counter()
-        response = client.post(url, json={"x": i})
-        samples.append((time.perf_counter() - began) * 1000)
-        response.raise_for_status()
-        time.sleep(pause_s)
-    return samples
-
-
-def summary(samples: list[float]) -> dict:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered), 1),
-        "p99_ms": round(ordered[-1] if len(ordered) < 100 else ordered[int(len(ordered) * 0.99)], 1),
-        "calls": len(ordered),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--no-ha-proxy", action="store_true", help="Serve's default proxy instead of HAProxy")
-    parser.add_argument("--skip-elastic", action="store_true", help="measure low_latency only")
     parser.add_argument(
         "--reply-after-commit",
         action="store_true",
@@ -214,21 +191,6 @@ def main() -> None:
                 "create_to_up_s": [round(s, 2) for s in create_s],
             }
 
-            if not args.skip_elastic:
-                elastic = sdk.create_deployment("double", "elastic", "endpoint", mode="elastic")
-                with httpx.Client(
-                    headers={"Authorization": f"EndpointToken {elastic['endpoint_token']}"}, timeout=120
-                ) as client:
-                    url = f"{platform.url}/endpoints/elastic"
-                    timed_calls(client, url, 3, 1.0)
-                    every_1_5 = timed_calls(client, url, 20, 1.5)
-                    every_0_5 = timed_calls(client, url, 30, 0.5)
-                    bursts = timed_calls(client, url, 20, 0.0)
-                result["elastic"] = {
-                    "one_call_every_1_5_s": summary(every_1_5),
-                    "one_call_every_0_5_s": summary(every_0_5),
-                    "back_to_back": summary(bursts),
-                }
         finally:
             left = platform.stop()
             bare.terminate()

@@ -11,7 +11,7 @@
     sequential calls (wrk, 1 connection).
 - How late a timed-out call is answered: seconds past an `execution_timeout_s` of 1 s until the
   504, for a function that would run 10 s, in a low_latency pod (`def`: its thread runs on;
-  `async def`: cancelled) and elastic (its worker process stopped). The tests check only that the
+  `async def`: cancelled) and elastic (its process group stopped). The tests check only that the
   504 comes after the timeout and before the function would have ended.
 
 Needs `wrk` (`make bench` installs it). Usage: python benchmarks/parallel_throughput.py

@@ -22,7 +22,8 @@ HERE = Path(__file__).resolve().parent
 RUNS = {
     "run_pipeline": ["run_pipeline_latency.py"],
     "endpoints_haproxy": ["endpoint_latency.py"],
-    "endpoints_default_proxy": ["endpoint_latency.py", "--no-ha-proxy", "--skip-elastic"],
+    "endpoints_default_proxy": ["endpoint_latency.py", "--no-ha-proxy"],
+    "elastic": ["elastic_latency.py"],
     "parallel": ["parallel_throughput.py"],
     "autoscaling": ["autoscaling.py"],
     "model_and_capacity": ["model_and_capacity.py"],

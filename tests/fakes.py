@@ -122,7 +122,6 @@ class FakeRunner:
         self.submissions.append(Submission(job, package_uri, list(requirements)))
         if self._execution_credential is not None:
             job.log_credential = self._execution_credential(job.execution_id, (job.timeout_s or CREDENTIAL_TTL_S) + 60)
-        store.mark_running(self.db, job.execution_id)
         recorded: Future = Future()
         if not self.threaded:
             self._record(job, self._execute(job, capture=True))

@@ -177,7 +177,9 @@ class ElasticRunner:
             else:
                 status, message = store.ERROR, _platform_error(error)
         try:
-            row = store.finish(self._db, execution_id, status, error=message, logs=[(utcnow(), "stderr", message)])
+            row = store.finish(
+                self._db, execution_id, status, error=message, ending_log=[(utcnow(), "stderr", message)]
+            )
             if row is not None:
                 logger.warning("execution %s ended in %s: %s", execution_id, status, message)
             return row

@@ -27,7 +27,7 @@ import ray
 from rayline.domain.deployments import timed_out_error
 from rayline.domain.jobs import ExecutionJob
 from rayline.domain.statuses import ExecutionStatus
-from rayline.runtime.forks import TemplateGone, fork_server, receive, send
+from rayline.runtime.forks import TemplateGone, UnexpectedMessage, fork_server, receive, send
 from rayline.runtime.log_capture import LogSink, Record
 from rayline.runtime.worker import ChildRequest, ExecutionResult
 
@@ -37,16 +37,32 @@ if TYPE_CHECKING:  # imported on first use only, by _LateLogWriter
 # An execution still running after this long streams its logs to SQL, so they can be read live.
 STREAM_LOGS_AFTER_S = 1.0
 STOPPED = "; its process, and every process it started, were stopped."
-# The scratch folders of ended executions, removed by one thread of this worker.
-_removals: queue.SimpleQueue[str] = queue.SimpleQueue()
+# The most a child may send in one message (a file output is at most max_file_bytes).
+MESSAGE_MARGIN_BYTES = 16 * 1024**2
 
 
-def _remove_scratch_folders() -> None:
-    while True:
-        shutil.rmtree(_removals.get(), ignore_errors=True)
+class _ScratchRemoval:
+    """Removes the scratch folders of ended executions, on one thread of the worker, off the
+    answer's path (a folder may hold whatever the user's code wrote)."""
+
+    def __init__(self) -> None:
+        self._folders: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, folder: str) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rayline-scratch-removal", daemon=True)
+                self._thread.start()
+        self._folders.put(folder)
+
+    def _run(self) -> None:
+        while True:
+            shutil.rmtree(self._folders.get(), ignore_errors=True)
 
 
-threading.Thread(target=_remove_scratch_folders, name="rayline-scratch-removal", daemon=True).start()
+_removals = _ScratchRemoval()
 
 
 class _LateLogWriter:
@@ -55,6 +71,10 @@ class _LateLogWriter:
     def __init__(self, job: ExecutionJob) -> None:
         self._job = job
         self._link: ControlPlaneLink | None = None
+
+    def close(self) -> None:
+        if self._link is not None:
+            self._link.close()
 
     def __call__(self, batch: list[Record]) -> None:
         if not self._job.log_credential:
@@ -66,6 +86,13 @@ class _LateLogWriter:
             logging.getLogger("ray.serve").setLevel(logging.WARNING)
             self._link = ControlPlaneLink(self._job.control_plane_app, self._job.log_credential, threads=1)
         self._link.call("append_execution_logs", self._job.execution_id, batch)
+
+
+def _log_record(payload: Any) -> Record:
+    timestamp, stream, message = payload
+    if not isinstance(timestamp, datetime) or stream not in ("stdout", "stderr") or not isinstance(message, str):
+        raise UnexpectedMessage("a child sent a log line that is not one")
+    return timestamp, stream, message
 
 
 def crash_error(wait_status: int) -> str:
@@ -86,7 +113,8 @@ def run_in_child(job: ExecutionJob) -> ExecutionResult:
     """Run the execution in a child forked from this worker's template; its result, or the
     Error or Failed result of a child that crashed or ran past ``execution_timeout_s``."""
     started_at = datetime.now(UTC)
-    sink = LogSink(_LateLogWriter(job), delay_s=STREAM_LOGS_AFTER_S)
+    writer = _LateLogWriter(job)
+    sink = LogSink(writer, delay_s=STREAM_LOGS_AFTER_S)
     scratch = tempfile.mkdtemp(prefix=f"rayline-{job.execution_id}-")
     result: ExecutionResult | None = None
     failure: tuple[str, str] | None = None
@@ -97,26 +125,33 @@ def run_in_child(job: ExecutionJob) -> ExecutionResult:
             # the template's; no credential: the child records nothing itself.
             request = ChildRequest(replace(job, log_credential=""), {**os.environ, **job.environment}, scratch)
             deadline = time.monotonic() + job.timeout_s if job.timeout_s else None
+            largest = job.max_file_bytes * max(1, len(job.outputs)) + MESSAGE_MARGIN_BYTES
             try:
                 send(child.channel, request)
-                while (message := receive(child.channel, deadline)) is not None:
+                while (message := receive(child.channel, deadline, largest)) is not None:
                     kind, payload = message
-                    if kind == "result":  # its last message: its exit is not waited for
-                        result = payload
+                    if kind == "result" and isinstance(payload, ExecutionResult):
+                        result, child.finished = payload, True  # its last message: it exits by itself
                         break
-                    sink.add_record(payload)
+                    sink.add_record(_log_record(payload))
             except TimeoutError:
-                child.kill()
                 failure = (ExecutionStatus.FAILED, timed_out_error(job.timeout_s or 0, STOPPED))
-            except OSError:  # the child closed its channel while being written to: it crashed
-                child.kill()
+            except Exception as error:  # noqa: BLE001 - whatever it sent, the child is stopped
+                # Its channel broke (it crashed while being written to), or its user code wrote
+                # to the channel: what it sends cannot be trusted any more.
+                failure = (ExecutionStatus.ERROR, f"The execution's process could not be followed any more: {error}.")
             if result is None:
+                child.kill()  # if it still runs (its channel closed, or it ran past its timeout)
                 status = child.wait()
+                died_by_itself = os.WIFSIGNALED(status) and os.WTERMSIG(status) != signal.SIGKILL
+                if failure is not None and failure[0] == ExecutionStatus.ERROR and died_by_itself:
+                    failure = None  # e.g. a segmentation fault while it was sending: its signal says more
     except TemplateGone as error:
         failure = (ExecutionStatus.ERROR, f"The execution could not run to its end: {error}.")
     finally:
         logs = sink.close()
-        _removals.put(scratch)  # off the answer's path: the folder may hold what the user's code wrote
+        writer.close()
+        _removals.put(scratch)
     if result is not None and failure is None:
         result.logs = logs
         return result

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import io
 import json
 import os
 import pickle
@@ -59,7 +60,11 @@ def _receive_exactly(channel: socket.socket, size: int, deadline: float | None) 
     chunks, missing = [], size
     while missing:
         if deadline is not None:
-            channel.settimeout(max(deadline - time.monotonic(), 0.001))
+            # Checked before each read: a child that prints without pause always has data waiting.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("past the deadline")
+            channel.settimeout(remaining)
         chunk = channel.recv(min(missing, 1 << 20))
         if not chunk:
             return None
@@ -68,13 +73,59 @@ def _receive_exactly(channel: socket.socket, size: int, deadline: float | None) 
     return b"".join(chunks)
 
 
-def receive(channel: socket.socket, deadline: float | None = None) -> Any | None:
-    """The next message, or None at end of file; ``TimeoutError`` past ``deadline`` (monotonic)."""
+class UnexpectedMessage(ValueError):
+    """A child sent what no child of Rayline's sends (its user code wrote to the channel)."""
+
+
+class _ResultUnpickler(pickle.Unpickler):
+    """Rebuilds only what a child sends (its log lines and its result): a child runs user code,
+    and its worker serves the next executions, so nothing it sends may run code there."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED or (module == "builtins" and name in _BUILTINS):
+            return super().find_class(module, name)
+        raise UnexpectedMessage(f"a child sent an object of {module}.{name}")
+
+
+_BUILTINS = {
+    "dict",
+    "list",
+    "tuple",
+    "set",
+    "frozenset",
+    "str",
+    "bytes",
+    "bytearray",
+    "int",
+    "float",
+    "bool",
+    "complex",
+}
+_ALLOWED = {
+    ("datetime", "datetime"),
+    ("datetime", "timezone"),
+    ("datetime", "timedelta"),
+    ("rayline.runtime.worker", "ExecutionResult"),
+    ("rayline.domain.files", "FileValue"),
+    ("rayline.domain.statuses", "ExecutionStatus"),
+}
+
+
+def receive(
+    channel: socket.socket, deadline: float | None = None, max_bytes: int | None = None, trusted: bool = False
+) -> Any | None:
+    """The next message, or None at end of file; ``TimeoutError`` past ``deadline`` (monotonic).
+    From a child (not ``trusted``), only the objects a child sends, of at most ``max_bytes``."""
     header = _receive_exactly(channel, _LENGTH.size, deadline)
     if header is None:
         return None
-    data = _receive_exactly(channel, _LENGTH.unpack(header)[0], deadline)
-    return None if data is None else pickle.loads(data)
+    size = _LENGTH.unpack(header)[0]
+    if max_bytes is not None and size > max_bytes:
+        raise UnexpectedMessage(f"a child sent a message of {size} bytes, more than {max_bytes}")
+    data = _receive_exactly(channel, size, deadline)
+    if data is None:
+        return None
+    return pickle.loads(data) if trusted else _ResultUnpickler(io.BytesIO(data)).load()
 
 
 # --- the worker's side ----------------------------------------------------------------------
@@ -86,6 +137,7 @@ class Child:
     def __init__(self, pid: int, channel: socket.socket, control: socket.socket) -> None:
         self.pid, self.channel, self._control = pid, channel, control
         self.waited = False
+        self.finished = False  # its result came in: it exits by itself, without being waited for
 
     def kill(self) -> None:
         """Stop the child and every process of its group."""
@@ -131,30 +183,51 @@ class ForkServer:
         self._control = ours
         return ours
 
+    def _fork(self) -> Child:
+        if self._unwaited is not None:
+            unwaited, self._unwaited = self._unwaited, None
+            with contextlib.suppress(TemplateGone, OSError):  # a template that died is started again
+                unwaited.wait()
+        control = self._ensure_started()
+        try:
+            control.send(b"fork")
+            # Not inherited by what this worker starts (MSG_CMSG_CLOEXEC).
+            answer, fds, _, _ = socket.recv_fds(control, 64, 1, socket.MSG_CMSG_CLOEXEC)
+        except OSError as error:
+            raise TemplateGone(f"the process template of this worker stopped: {error}") from error
+        if not answer.startswith(b"pid:") or not fds:
+            raise TemplateGone("the process template of this worker stopped before forking")
+        return Child(int(answer[4:]), socket.socket(fileno=fds[0]), control)
+
     @contextlib.contextmanager
     def fork(self):
         """A new child (one at a time per template). Its end is awaited before the next one: by
-        ``Child.wait``, or here, at the next fork."""
+        ``Child.wait``, or at the next fork for a child whose result came in. A child left
+        otherwise (its worker's code failed, or was interrupted) is stopped here."""
         with self._lock:
-            if self._unwaited is not None:
-                unwaited, self._unwaited = self._unwaited, None
-                with contextlib.suppress(TemplateGone, OSError):  # a template that died is started again
-                    unwaited.wait()
-            control = self._ensure_started()
             try:
-                control.send(b"fork")
-                answer, fds, _, _ = socket.recv_fds(control, 64, 1)
-            except OSError as error:
-                raise TemplateGone(f"the process template of this worker stopped: {error}") from error
-            if not answer.startswith(b"pid:") or not fds:
-                raise TemplateGone("the process template of this worker stopped before forking")
-            child = Child(int(answer[4:]), socket.socket(fileno=fds[0]), control)
+                child = self._fork()
+            except TemplateGone:  # it died since it was last used: once more, with a new one
+                self._abandon()
+                child = self._fork()
             try:
                 yield child
             finally:
                 child.channel.close()
                 if not child.waited:
-                    self._unwaited = child
+                    if child.finished:
+                        self._unwaited = child
+                    else:
+                        child.kill()
+                        with contextlib.suppress(TemplateGone, OSError):
+                            child.wait()
+
+    def _abandon(self) -> None:
+        """Forget the template (ended if it still runs): the next fork starts another."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
 
     def start(self) -> int:
         """Start the template now (it takes a fraction of a second); its pid."""

@@ -76,23 +76,42 @@ def scratch_copy(source: Path, scratch: Path) -> Iterator[Path]:
 
 
 class _ToWorker:
-    """Sends each line to the worker at once, from any thread of the child."""
+    """Sends each line to the worker at once, from any thread of the child, then the result,
+    its last message (what is printed after it, by a thread still running, is dropped)."""
 
     def __init__(self, channel: socket.socket) -> None:
         self._channel, self._lock = channel, threading.Lock()
+        self._ended = False
 
     def add(self, stream: str, message: str) -> None:
         with self._lock, suppress(OSError):  # a worker gone: the child is being stopped
-            send(self._channel, ("log", (datetime.now(UTC), stream, message)))
+            if not self._ended:
+                send(self._channel, ("log", (datetime.now(UTC), stream, message)))
+
+    def end(self, result: ExecutionResult) -> None:
+        with self._lock:
+            self._ended = True
+            try:
+                send(self._channel, ("result", result))
+            except (pickle.PicklingError, TypeError, AttributeError) as error:  # e.g. an unpicklable output
+                failed = ExecutionResult(ExecutionStatus.FAILED, result.started_at, error=failure_text(error))
+                send(self._channel, ("result", failed))
 
 
-def execute(job: ExecutionJob, scratch: Path, log: Lines, load: Callable[..., Any] = load_function) -> ExecutionResult:
-    """Run one execution in this process; what it prints goes to ``log``."""
+def execute(
+    job: ExecutionJob,
+    scratch: Path,
+    log: Lines,
+    load: Callable[..., Any] = load_function,
+    package: Path | None = None,
+) -> ExecutionResult:
+    """Run one execution in this process, in a copy of ``package`` (the working directory, where
+    Ray extracted the pipeline's package); what it prints goes to ``log``."""
     started_at = datetime.now(UTC)
     contract = OutputContract.of(job.outputs, job.outputs_mapping, job.max_file_bytes)
     settled, error = None, None
     with (
-        scratch_copy(Path.cwd(), scratch) as workdir,
+        scratch_copy(package or Path.cwd(), scratch) as workdir,
         capture_descriptors(log.add) as originals,
         capture_output(log, job.execution_id, originals),
     ):
@@ -132,7 +151,9 @@ def warm_up() -> None:
     job = ExecutionJob("warm-up", "", "", inputs={"y": 1}, outputs=[{"name": "y", "data_type": "number"}])
     scratch = Path(tempfile.mkdtemp(prefix="rayline-warm-up-"))
     try:
-        pickle.dumps(execute(job, scratch, _Nowhere(), load=lambda *_: dict), protocol=pickle.HIGHEST_PROTOCOL)
+        (scratch / "package").mkdir()  # an empty package: the pipeline's files are copied once, for its execution
+        result = execute(job, scratch / "run", _Nowhere(), load=lambda *_: dict, package=scratch / "package")
+        pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -140,7 +161,7 @@ def warm_up() -> None:
 def run_child(channel: socket.socket) -> None:
     """The forked child's whole life: its execution, then its result to the worker; never returns."""
     warm_up()
-    request: ChildRequest | None = receive(channel)
+    request: ChildRequest | None = receive(channel, trusted=True)  # from the worker
     if request is None:  # the worker went away first
         os._exit(0)
     # Only what differs (a copy of the worker's environment, most of it unchanged).
@@ -149,9 +170,6 @@ def run_child(channel: socket.socket) -> None:
     for name, value in request.environment.items():
         if os.environ.get(name) != value:
             os.environ[name] = value
-    result = execute(request.job, Path(request.scratch), _ToWorker(channel))
-    try:
-        send(channel, ("result", result))
-    except Exception as error:  # noqa: BLE001 - e.g. an output that cannot be pickled
-        send(channel, ("result", ExecutionResult(ExecutionStatus.FAILED, result.started_at, error=failure_text(error))))
+    to_worker = _ToWorker(channel)
+    to_worker.end(execute(request.job, Path(request.scratch), to_worker))
     os._exit(0)

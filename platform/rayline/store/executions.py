@@ -7,9 +7,9 @@ plane's crash report can race).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +30,7 @@ PENDING, RUNNING, SUCCEEDED, FAILED, ERROR = (
     ExecutionStatus.ERROR,
 )
 FINAL_STATUSES = (SUCCEEDED, FAILED, ERROR)
+T = TypeVar("T")
 UNFINISHED_STATUSES = (PENDING, RUNNING)
 
 
@@ -44,16 +45,22 @@ def _bump(session: Session, counter: str, count: int) -> range:
     return range(last - count + 1, last + 1)
 
 
-def take_numbers(db: Database, counter: str, count: int = 1) -> range:
-    """Atomically take the next ``count`` numbers of a counter (a row lock, or SQLite's write lock,
-    serializes takers)."""
+def _numbered(db: Database, counter: str, count: int, write: Callable[[Session, range], T]) -> T:
+    """``write(session, numbers)`` in the transaction that takes the next ``count`` numbers of
+    ``counter`` (a row lock, or SQLite's write lock, serializes takers); retried when two first
+    numbers of a counter are taken at once (the loser tries again)."""
     for _ in range(5):
         try:
             with db.session() as session:
-                return _bump(session, counter, count)
-        except IntegrityError:  # two first numbers at once: the loser retries the update
+                return write(session, _bump(session, counter, count))
+        except IntegrityError:
             continue
     raise RuntimeError(f"could not take a number from counter {counter!r}")
+
+
+def take_numbers(db: Database, counter: str, count: int = 1) -> range:
+    """Atomically take the next ``count`` numbers of a counter."""
+    return _numbered(db, counter, count, lambda session, numbers: numbers)
 
 
 def execution_counter(name_prefix: str) -> str:
@@ -71,35 +78,23 @@ def create_execution(
 ) -> Execution:
     """A new record, numbered after the last of ``name_prefix``, in one transaction. ``status``
     is Running for an execution started at once (its start date is then now)."""
-    for _ in range(5):
-        try:
-            with db.session() as session:
-                number = _bump(session, execution_counter(name_prefix), 1)[0]
-                now = utcnow()
-                row = Execution(
-                    execution_id=f"{name_prefix}-{number}",
-                    pipeline_name=pipeline_name,
-                    deployment_name=deployment_name,
-                    status=status,
-                    inputs=inputs,
-                    outputs=[],
-                    created_at=now,
-                    start_date=now if status == RUNNING else None,
-                )
-                session.add(row)
-            return row
-        except IntegrityError:  # the first number of a prefix taken twice at once: take the next
-            continue
-    raise RuntimeError(f"could not number an execution of {name_prefix!r}")
 
-
-def mark_running(db: Database, execution_id: str) -> None:
-    with db.session() as session:
-        session.execute(
-            update(Execution)
-            .where(Execution.execution_id == execution_id, Execution.status == PENDING)
-            .values(status=RUNNING, start_date=utcnow())
+    def add(session: Session, numbers: range) -> Execution:
+        now = utcnow()
+        row = Execution(
+            execution_id=f"{name_prefix}-{numbers[0]}",
+            pipeline_name=pipeline_name,
+            deployment_name=deployment_name,
+            status=status,
+            inputs=inputs,
+            outputs=[],
+            created_at=now,
+            start_date=now if status == RUNNING else None,
         )
+        session.add(row)
+        return row
+
+    return _numbered(db, execution_counter(name_prefix), 1, add)
 
 
 def finish(
@@ -112,27 +107,30 @@ def finish(
     start_date: datetime | None = None,
     logs: Iterable[tuple[datetime, str, str]] = (),
     files: dict[str, Any] | None = None,
+    ending_log: Iterable[tuple[datetime, str, str]] = (),
 ) -> Execution | None:
-    """Record the end of an execution, unless it already ended, with the last of its ``logs``
-    and its output ``files``, in one transaction. Returns the record as this call ended it, or
-    None when it had ended already."""
+    """Record the end of an execution, unless it already ended, in one transaction with the last
+    of its ``logs`` and its output ``files`` (kept either way: its worker's own), and with
+    ``ending_log`` only when this call ends it (the line that tells why it ended). Returns the
+    record as this call ended it, or None when it had ended already."""
     values: dict[str, Any] = {"status": status, "end_date": utcnow(), "error": error}
     if outputs is not None:
         values["outputs"] = outputs
     if start_date is not None:  # when the code really started, as its worker saw it
         values["start_date"] = start_date
-    rows = _log_rows(execution_id, logs)
     with db.session() as session:
-        if rows:
-            session.execute(insert(ExecutionLog), rows)
-        if files:
-            save_files(session, execution_id, "output", files)
-        return session.scalars(
+        ended = session.scalars(
             update(Execution)
             .where(Execution.execution_id == execution_id, Execution.status.in_(UNFINISHED_STATUSES))
             .values(**values)
             .returning(Execution)
         ).one_or_none()
+        rows = _log_rows(execution_id, [*logs, *(ending_log if ended is not None else ())])
+        if rows:
+            session.execute(insert(ExecutionLog), rows)
+        if files:
+            save_files(session, execution_id, "output", files)
+        return ended
 
 
 def deployment_log_line(deployment_name: str, message: str, stream: str = "stdout") -> DeploymentLog:

@@ -211,6 +211,8 @@ class RecordWriter:
             self._enqueue(event)
             return
         with self._journal.lock:
+            if self._closed:  # closed meanwhile (close() sets it under this lock): its files are gone
+                return
             self._seq += 1
             event["seq"] = self._seq
             event["generation"] = self._journal.append(event)
