@@ -9,7 +9,9 @@ import time
 
 import pytest
 
+from rayline.domain.io_types import OutputSpec
 from rayline.domain.jobs import ExecutionJob
+from rayline.domain.mappings import normalize_outputs_mapping
 from rayline.domain.statuses import ExecutionStatus
 from rayline.runtime import elastic_task
 from rayline.runtime.forks import ForkServer
@@ -94,3 +96,16 @@ def test_a_template_that_died_is_started_again(server):
     server._process.wait()
     assert elastic_task.run_in_child(_job("two")).status == ExecutionStatus.SUCCEEDED
     assert server.start() != first
+
+
+def test_outputs_come_back_as_plain_json_values(server, tmp_path):
+    (tmp_path / "package" / "arrays.py").write_text(
+        "class Number(float):\n    pass\n\n\ndef run(mode):\n    return {'y': [Number(1.5), 2]}\n"
+    )
+    job = _job("x")
+    job.function_path, job.outputs = "arrays.py", [{"name": "y", "data_type": "array"}]
+    job.outputs_mapping = normalize_outputs_mapping([OutputSpec("y", "array")], None, "run")
+    result = elastic_task.run_in_child(job)
+    assert result.status == ExecutionStatus.SUCCEEDED, result
+    (record,) = result.outputs
+    assert record["value"] == [1.5, 2] and type(record["value"][0]) is float

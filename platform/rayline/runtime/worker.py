@@ -12,6 +12,7 @@ plane. This module stays free of Ray: the child is not a Ray worker.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -92,8 +93,12 @@ class _ToWorker:
         with self._lock:
             self._ended = True
             try:
+                # As plain JSON values (what the record keeps): the worker rebuilds nothing else,
+                # e.g. no NumPy scalar in an array output.
+                if result.outputs is not None:
+                    result.outputs = json.loads(json.dumps(result.outputs))
                 send(self._channel, ("result", result))
-            except (pickle.PicklingError, TypeError, AttributeError) as error:  # e.g. an unpicklable output
+            except (TypeError, ValueError, pickle.PicklingError, AttributeError) as error:
                 failed = ExecutionResult(ExecutionStatus.FAILED, result.started_at, error=failure_text(error))
                 send(self._channel, ("result", failed))
 
