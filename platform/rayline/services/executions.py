@@ -192,7 +192,9 @@ class ExecutionService:
     def get(self, execution_id: str, flush: bool = True) -> Execution:
         with self._db.session() as session:
             row = store.get(session, execution_id)
-        if row is None and flush:
+        # Missing, or not ended yet: its pod may have answered it and not committed its end.
+        stale = row is None or (row.status in store.UNFINISHED_STATUSES and row.deployment_name is not None)
+        if stale and flush:
             name, _, number = execution_id.rpartition("-")
             if number.isdigit() and self._flush_pods(Deployment.name == name):
                 with self._db.session() as session:

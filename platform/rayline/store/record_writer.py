@@ -196,7 +196,9 @@ class RecordWriter:
         # per event costs the recording process more than the event itself.
         self._pending: deque[Event | Future | None] = deque()
         self._wake = threading.Event()  # something is pending
-        self._urgent = threading.Event()  # someone waits for a commit, or the writer closes
+        self._urgent = threading.Event()  # a commit is waited for (set again by each new one)
+        self._waited_for = 0  # commits waited for and not yet taken by the writer (markers, the end)
+        self._counting = threading.Lock()
         self._interval_s, self._max_batch = interval_s, max_batch
         self._closed = False
         self._closing = threading.Lock()
@@ -219,6 +221,9 @@ class RecordWriter:
             self._enqueue(event)
 
     def _enqueue(self, item: Event | Future | None, urgent: bool = False) -> None:
+        if urgent:
+            with self._counting:
+                self._waited_for += 1
         self._pending.append(item)
         if urgent:
             self._urgent.set()
@@ -330,12 +335,18 @@ class RecordWriter:
             self._wake.wait()
             self._wake.clear()
             # A batch is what is recorded within interval_s of its first event, unless a commit is
-            # waited for (then at once).
-            self._urgent.wait(self._interval_s)
-            self._urgent.clear()
+            # waited for (then at once). A flag left set by a commit already taken is no reason to
+            # cut a batch short: that could part an execution's start from its end.
+            deadline = time.monotonic() + self._interval_s
+            while not self._waited_for and (remaining := deadline - time.monotonic()) > 0:
+                self._urgent.wait(remaining)
+                self._urgent.clear()
             items: list[Event | Future | None] = []
             while self._pending:
                 items.append(self._pending.popleft())
+            taken = sum(1 for item in items if item is None or isinstance(item, Future))
+            with self._counting:
+                self._waited_for -= taken
             batch = [item for item in items if isinstance(item, dict)]
             markers = [item for item in items if isinstance(item, Future)]
             stopping = None in items
