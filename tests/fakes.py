@@ -148,8 +148,8 @@ class FakeRunner:
             except TimeoutError:
                 assert job.timeout_s is not None
                 message = timed_out_error(job.timeout_s, "; its worker process was stopped.")
-                if store.finish(self.db, job.execution_id, store.FAILED, error=message):
-                    store.append_logs(self.db, job.execution_id, [(utcnow(), "stderr", message)])
+                why = [(utcnow(), "stderr", message)]
+                store.finish(self.db, job.execution_id, store.FAILED, error=message, ending_log=why)
             else:
                 self._record(job, ended)
         except BaseException as error:  # a failure to record: the test sees it on the future
@@ -191,11 +191,7 @@ class FakeRunner:
         )
 
     def _record(self, job: ExecutionJob, result: _Result) -> None:
-        """ElasticRunner._settle, for a worker that returned its result."""
-        store.append_logs(self.db, job.execution_id, result.logs)
-        if result.files:
-            with self.db.session() as session:
-                store.save_files(session, job.execution_id, "output", result.files)
+        """ElasticRunner._settle, for a worker that returned its result: one transaction."""
         store.finish(
             self.db,
             job.execution_id,
@@ -203,6 +199,8 @@ class FakeRunner:
             outputs=result.outputs,
             error=result.error,
             start_date=result.started_at,
+            logs=result.logs,
+            files=result.files,
         )
 
 
