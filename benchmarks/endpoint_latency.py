@@ -1,11 +1,13 @@
 """Endpoint deployments against their baselines, measured side by side in one run (JSON out).
 
 - low_latency: a trivial pipeline behind `POST /endpoints/<path>` (endpoint token checked,
-  execution recorded with its logs) against a bare uvicorn + FastAPI JSON endpoint on the same
-  machine, and against a raw Ray Serve deployment behind the same Serve HTTP entry (HAProxy, or
-  Serve's default proxy): p50/p99 of sequential calls (wrk, 1 connection) and requests/s with 16 connections
-  (wrk, 2 threads), from a separate process. After the load, every request must have its
-  execution record.
+  execution recorded with its logs), as `def double(x)` and as `async def double(x)`, against a
+  bare uvicorn + FastAPI JSON endpoint on the same machine, and against raw Ray Serve deployments
+  behind the same Serve HTTP entry (HAProxy, or Serve's default proxy): one that answers on its
+  event loop (`async def __call__`), and one that runs a `def double(x)` in a thread, as a warm
+  pod runs a `def` function (like for like). p50/p99 of sequential calls (wrk, 1 connection)
+  and requests/s with 16 connections (wrk, 2 threads), from a separate process. After the load,
+  every request must have its execution record.
 - (elastic endpoints: benchmarks/elastic_latency.py.)
 - time from create_deployment to `up` for a low_latency deployment.
 
@@ -83,8 +85,9 @@ def wrk(
     }
 
 
-def deploy_raw_serve(platform: LocalPlatform) -> str:
-    """A trivial Serve deployment on the platform's cluster, behind the same HTTP entry."""
+def deploy_raw_serve(platform: LocalPlatform) -> tuple[str, str]:
+    """Trivial Serve deployments on the platform's cluster, behind the same HTTP entry: one that
+    answers on its event loop, one that runs a ``def`` function in a thread (URLs, in that order)."""
     import os
 
     os.environ["RAY_AUTH_MODE"] = "token"  # read at import: the cluster uses Ray's token auth
@@ -99,9 +102,27 @@ def deploy_raw_serve(platform: LocalPlatform) -> str:
             body = await request.json()
             return {"execution_id": "raw", "output": {"y": body["x"]}}
 
+    def double(x):
+        return {"y": x * 2}
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    class RawDef:
+        def __init__(self):
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._thread = ThreadPoolExecutor(1)
+
+        async def __call__(self, request):
+            import asyncio
+
+            body = await request.json()
+            output = await asyncio.get_running_loop().run_in_executor(self._thread, double, body["x"])
+            return {"execution_id": "raw", "output": output}
+
     serve.run(Raw.bind(), name="bench-raw-serve", route_prefix="/raw")
+    serve.run(RawDef.bind(), name="bench-raw-serve-def", route_prefix="/raw-def")
     ray.shutdown()
-    return f"{platform.url}/raw"
+    return f"{platform.url}/raw", f"{platform.url}/raw-def"
 
 
 def main() -> None:
@@ -127,7 +148,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rayline-bench-") as tmp:
         folder = Path(tmp)
         (folder / "pipeline").mkdir()
-        (folder / "pipeline" / "main.py").write_text("def double(x):\n    return {'y': x * 2}\n")
+        (folder / "pipeline" / "main.py").write_text(
+            "def double(x):\n    return {'y': x * 2}\n\n\nasync def double_async(x):\n    return {'y': x * 2}\n"
+        )
         (folder / "bare.py").write_text(textwrap.dedent(BARE_APP))
         bare_port = free_port()
         bare = subprocess.Popen(
@@ -153,41 +176,57 @@ def main() -> None:
                 create_s.append(time.perf_counter() - began)
             for i in (1, 2):
                 sdk.delete_deployment(f"warm-{i}")
-            raw_url = deploy_raw_serve(platform)
-            warm = sdk.get_deployment("warm-0")
-            warm_url = f"{platform.url}/endpoints/{warm['endpoint_url_path']}"
-            bare_url = f"http://127.0.0.1:{bare_port}/e"
+            sdk.create_pipeline(
+                "double-async",
+                "main.py",
+                "double_async",
+                container_config={"local_folder": str(folder / "pipeline")},
+                inputs=[Input("x", "number")],
+                outputs=[Output("y", "number")],
+            )
+            sdk.create_deployment("double-async", "warm-async", "endpoint", mode="low_latency")
+            raw_url, raw_def_url = deploy_raw_serve(platform)
+            targets: dict[str, tuple[str, str | None]] = {
+                "bare_uvicorn": (f"http://127.0.0.1:{bare_port}/e", None),
+                "raw_serve": (raw_url, None),
+                "raw_serve_def_in_thread": (raw_def_url, None),
+            }
+            for name in ("warm-0", "warm-async"):
+                warm = sdk.get_deployment(name)
+                label = "low_latency" if name == "warm-0" else "low_latency_async"
+                targets[label] = (f"{platform.url}/endpoints/{warm['endpoint_url_path']}", warm["endpoint_token"])
             for _ in range(50):  # all warmed up
-                httpx.post(bare_url, json={"x": 1})
-                httpx.post(raw_url, json={"x": 1})
-                httpx.post(
-                    warm_url, json={"x": 1}, headers={"Authorization": f"EndpointToken {warm['endpoint_token']}"}
-                )
+                for url, token in targets.values():
+                    httpx.post(url, json={"x": 1}, headers={"Authorization": f"EndpointToken {token}"} if token else {})
 
-            sequential = {
-                "bare_uvicorn": wrk(bare_url, None, 1, 1, 10, folder),
-                "raw_serve": wrk(raw_url, None, 1, 1, 10, folder),
-                "low_latency": wrk(warm_url, warm["endpoint_token"], 1, 1, 10, folder),
-            }
-            concurrent = {
-                "bare_uvicorn": wrk(bare_url, None, 16, 2, 10, folder),
-                "raw_serve": wrk(raw_url, None, 16, 2, 10, folder),
-                "low_latency": wrk(warm_url, warm["endpoint_token"], 16, 2, 10, folder),
-            }
+            sequential = {label: wrk(url, token, 1, 1, 10, folder) for label, (url, token) in targets.items()}
+            concurrent = {label: wrk(url, token, 16, 2, 10, folder) for label, (url, token) in targets.items()}
             time.sleep(1.5)
+            records = {}
             with sqlite3.connect(platform.home / "rayline.db") as db:
-                recorded = db.execute("SELECT COUNT(*) FROM executions WHERE deployment_name = 'warm-0'").fetchone()[0]
-            sent = 50 + sequential["low_latency"]["requests"] + concurrent["low_latency"]["requests"]
+                for name, label in (("warm-0", "low_latency"), ("warm-async", "low_latency_async")):
+                    recorded = db.execute("SELECT COUNT(*) FROM executions WHERE deployment_name = ?", (name,))
+                    sent = 50 + sequential[label]["requests"] + concurrent[label]["requests"]
+                    records[name] = {"requests_answered": sent, "executions_recorded": recorded.fetchone()[0]}
+
+            def ratios(ours: str, base: str) -> dict:
+                return {
+                    "p50": round(sequential[ours]["p50_ms"] / sequential[base]["p50_ms"], 2),
+                    "requests_per_s_16": round(
+                        concurrent[ours]["requests_per_s"] / concurrent[base]["requests_per_s"], 2
+                    ),
+                }
+
             result["low_latency"] = {
                 "sequential": sequential,
                 "concurrent_16": concurrent,
+                "def_vs_raw_serve": ratios("low_latency", "raw_serve"),
+                "def_vs_raw_serve_def_in_thread": ratios("low_latency", "raw_serve_def_in_thread"),
+                "async_vs_raw_serve": ratios("low_latency_async", "raw_serve"),
                 "p50_ratio_vs_bare_uvicorn": round(
                     sequential["low_latency"]["p50_ms"] / sequential["bare_uvicorn"]["p50_ms"], 2
                 ),
-                "p50_ratio_vs_raw_serve": round(
-                    sequential["low_latency"]["p50_ms"] / sequential["raw_serve"]["p50_ms"], 2
-                ),
-                "records": {"requests_answered": sent, "executions_recorded": recorded},
+                "records": records,
                 "create_to_up_s": [round(s, 2) for s in create_s],
             }
 

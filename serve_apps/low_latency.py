@@ -55,6 +55,10 @@ POD_DEPLOYMENT = "pipeline"
 REFUSALS_IN_FLIGHT = 16
 # How long a pod that goes waits for the calls it has, when its deployment has no execution_timeout_s.
 DRAIN_WITHOUT_TIMEOUT_S = 300.0
+# How long a pod's records wait to share a batch to the control plane. Each batch is a Serve
+# call, a few milliseconds of the pod's CPU; readers never wait for it (reading an execution, or
+# listing them, has its pods commit first) and the journal keeps what is not sent yet.
+RECORD_BATCH_S = 0.25
 
 
 class LowLatencyReplica:
@@ -74,7 +78,9 @@ class LowLatencyReplica:
         )
         # What pods that died on this node had not committed; their ids, to end what they were running.
         dead_pods = replay_orphans(self._write_records, journals)
-        self._writer = RecordWriter(self._write_records, journals / f"{self._pod_id}.journal")
+        self._writer = RecordWriter(
+            self._write_records, journals / f"{self._pod_id}.journal", interval_s=RECORD_BATCH_S
+        )
         # Off the control plane's node, a journal dies with the node: calls are answered once
         # their records are committed (see benchmarks/ for the cost).
         self._durable_replies = config.reply_after_commit or not on_head
@@ -243,6 +249,9 @@ def build(config: ReplicaConfig, *, ray_actor_options: dict[str, Any], serving: 
         max_ongoing_requests=config.max_parallel_executions + config.max_queued_executions + REFUSALS_IN_FLIGHT,
         ray_actor_options=ray_actor_options,
         health_check_period_s=5,
+        # Every call is an execution record with its logs; Serve's access log line per request in
+        # Ray's log files would say it again, at a tenth of the pod's time per call (profiled).
+        logging_config={"enable_access_log": False},
         # A pod that goes (scaled down, replaced, disabled) first finishes the calls it has.
         graceful_shutdown_timeout_s=(config.execution_timeout_s or DRAIN_WITHOUT_TIMEOUT_S) + 5,
         **serving,

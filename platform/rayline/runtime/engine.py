@@ -34,7 +34,7 @@ from rayline.errors import InvalidInput, Unavailable
 from rayline.execution_context import ExecutionScope, current_scope
 from rayline.runtime.execution_ids import ExecutionIds
 from rayline.runtime.execution_slots import ExecutionSlots
-from rayline.runtime.user_code import call_function, call_kwargs
+from rayline.runtime.user_code import argument_filler, call_function
 from rayline.store.record_writer import utcnow
 
 # How long a durable reply waits for its records' commit (the control plane may be restarting).
@@ -80,6 +80,7 @@ class ExecutionEngine:
         # outlive its node): what a caller was answered survives the node.
         self._durable_replies = durable_replies
         self._function = function
+        self._fill = argument_filler(function)
         self._records = records
         self._ids = ids
         self._pod_id = pod_id
@@ -229,11 +230,11 @@ class ExecutionEngine:
         loop = asyncio.get_running_loop()
         if self.is_coroutine:
             return loop.create_task(self._await_function(values), context=context)
-        return loop.run_in_executor(self._threads, context.run, call_function, self._function, values)
+        return loop.run_in_executor(self._threads, context.run, call_function, self._function, values, self._fill)
 
     async def _await_function(self, values: dict[str, Any]) -> Any:
         # Called inside the task, so that wrong arguments fail the execution like any user error.
-        return await self._function(**call_kwargs(self._function, values))
+        return await self._function(**self._fill(values))
 
     def _time_out(self, call: asyncio.Future, execution_id: str, timeout_s: float) -> str:
         if self.is_coroutine:

@@ -21,7 +21,9 @@ from rayline.runtime.control_plane_link import ControlPlaneLink
 logger = logging.getLogger(__name__)
 
 FOLLOW_HOLD_S = 10.0  # an idle pod asks the control plane about its deployment once per hold
-LOAD_REPORT_S = 0.2  # how often running/waiting counts are reported, when they changed
+# How often running/waiting counts are reported, when they changed (for get_deployment's pods;
+# Serve's autoscaler has its own metrics). Each report is a Serve call from a busy pod.
+LOAD_REPORT_S = 0.5
 
 
 class PodFollower:

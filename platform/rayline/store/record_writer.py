@@ -64,6 +64,10 @@ def _encode(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+# One encoder for every journal line: json.dumps with options builds a new one at each call.
+_JOURNAL_LINE = json.JSONEncoder(default=_encode, separators=(",", ":"))
+
+
 class Journal:
     """Append-only event files of one writer (``<name>.<generation>.journal``), exclusively
     locked while it lives, and ``<name>.done``, the sequence number of its last committed event."""
@@ -87,7 +91,7 @@ class Journal:
 
     def append(self, event: Event) -> int:
         """Write one event (the caller holds ``lock``); returns the generation it went to."""
-        line = (json.dumps(event, default=_encode, separators=(",", ":")) + "\n").encode()
+        line = (_JOURNAL_LINE.encode(event) + "\n").encode()
         if self._size + len(line) > JOURNAL_ROTATE_BYTES and self._size:
             self.generation += 1
             self._fd, self._size = self._open(self.generation), 0
