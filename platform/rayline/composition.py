@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from rayline.api.context import AppContext
 from rayline.config import Settings
 from rayline.domain.access_tokens import AccessTokens
+from rayline.domain.signed_urls import UrlSigner
 from rayline.services.credentials import load_sdk_token_hash, load_secret_box
+from rayline.services.data_store import DataStoreService, ObjectStorage
 from rayline.services.deployments import DeploymentService, ServeRuntime
 from rayline.services.environment import EnvironmentService
 from rayline.services.executions import ExecutionService, Runner
@@ -81,5 +83,21 @@ def assemble(
         environment=environment,
         sdk_token_hash=sdk_token_hash,
         access_tokens=AccessTokens(secret_key, sdk_token_hash, settings.access_token_ttl_s),
+        data_store=DataStoreService(
+            _object_storage(settings, UrlSigner(secret_key)),
+            settings.max_data_store_object_bytes,
+            settings.data_store_url_ttl_s,
+        ),
     )
     return Assembled(context, gateway, Scheduler(db, deployments.start_scheduled))
+
+
+def _object_storage(settings: Settings, signer: UrlSigner) -> ObjectStorage:
+    """The data store's backend: S3 for an s3:// RAYLINE_DATA_STORE_URL, else a folder of home."""
+    if settings.data_store_url:
+        from rayline.store.data_store_s3 import S3Storage
+
+        return S3Storage(settings.data_store_url)
+    from rayline.store.data_store_folder import FolderStorage
+
+    return FolderStorage(settings.home_dir / "data-store", signer)

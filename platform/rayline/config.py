@@ -48,6 +48,15 @@ class Settings(BaseSettings):
         gt=0,
         description="How long the file inputs and outputs of an execution are kept after it ends (its record stays).",
     )
+    data_store_url: str | None = Field(
+        None,
+        description="Where the data store keeps objects: unset, a folder under home; s3://bucket/prefix "
+        "for S3 (endpoint, keys and region from the usual AWS_* variables).",
+    )
+    max_data_store_object_bytes: int = Field(5 * 1024**3, gt=0, description="Largest object of the data store.")
+    data_store_url_ttl_s: float = Field(
+        900.0, gt=0, le=7 * 24 * 3600, description="How long a signed data store URL (upload, part, download) is valid."
+    )
     wait_hold_s: float = Field(5.0, description="How long a wait_for_completion request is held.")
     max_pods_per_deployment: int = Field(
         16, ge=1, description="The highest max_pods a low-latency deployment may ask for (more pods, more Ray workers)."
@@ -112,6 +121,16 @@ class Settings(BaseSettings):
             if not amount > 0:
                 raise ValueError(f"RAYLINE_USER_CODE_RESOURCES[{name!r}] must be above 0 (a share of the resource).")
         return value
+
+    @field_validator("data_store_url")
+    @classmethod
+    def _data_store_url_is_s3(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from rayline.store.data_store_s3 import parse_s3_url
+
+        parse_s3_url(value.strip())  # its ValueError names the variable and the shape
+        return value.strip()
 
     @field_validator("package_url_base")
     @classmethod

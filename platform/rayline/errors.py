@@ -49,6 +49,13 @@ class Unauthorized(RaylineError):
         self.scheme = scheme  # what WWW-Authenticate asks for
 
 
+class Forbidden(RaylineError):
+    """A credential that is valid in shape but does not allow this (a signed URL that expired, was
+    altered, or is for another object)."""
+
+    name = "AccessDenied"
+
+
 class PlatformFailure(RaylineError):
     """Rayline itself (or Ray under it) failed; the user's request was fine."""
 

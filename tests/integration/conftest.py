@@ -24,7 +24,11 @@ class Platform(LocalPlatform):
 def platform(tmp_path_factory):
     instance = Platform(
         tmp_path_factory.mktemp("rayline-home"),
-        extra_env={"RAYLINE_MAX_UPLOAD_BYTES": "2000000", "RAYLINE_MAX_FILE_BYTES": "1000000"},
+        extra_env={
+            "RAYLINE_MAX_UPLOAD_BYTES": "2000000",
+            "RAYLINE_MAX_FILE_BYTES": "1000000",
+            "RAYLINE_MAX_DATA_STORE_OBJECT_BYTES": "3000000",
+        },
     )
     instance.start()
     yield instance

@@ -164,9 +164,13 @@ def test_bodies_within_the_limit_go_through(server):
 
 
 def test_routes_get_the_limit_of_what_they_carry():
-    settings = SimpleNamespace(max_upload_bytes=50 * MiB, max_file_bytes=20 * MiB)
+    settings = SimpleNamespace(max_upload_bytes=50 * MiB, max_file_bytes=20 * MiB, max_data_store_object_bytes=64 * MiB)
     limit_for = body_limits(settings, "/api/v1")
     assert limit_for("POST", "/api/v1/pipelines").max_bytes == 51 * MiB
+    # The data store's signed uploads carry objects: their own limit (plus the form's fields).
+    for method, path in (("POST", "/api/v1/data-store/signed/upload"), ("PUT", "/api/v1/data-store/signed/part")):
+        assert limit_for(method, path).max_bytes == 65 * MiB
+        assert "RAYLINE_MAX_DATA_STORE_OBJECT_BYTES" in limit_for(method, path).problem(70 * MiB)
     assert "RAYLINE_MAX_UPLOAD_BYTES" in limit_for("POST", "/api/v1/pipelines").problem(60 * MiB)
     for path in (
         "/api/v1/pipelines/p/run",
@@ -270,7 +274,13 @@ class AccessTokens:
 
 @pytest.fixture
 def app():
-    settings = SimpleNamespace(max_upload_bytes=2 * MiB, max_file_bytes=MiB, wait_hold_s=5.0, endpoint_wait_s=1.0)
+    settings = SimpleNamespace(
+        max_upload_bytes=2 * MiB,
+        max_file_bytes=MiB,
+        max_data_store_object_bytes=4 * MiB,
+        wait_hold_s=5.0,
+        endpoint_wait_s=1.0,
+    )
     context = AppContext(
         settings=settings,
         db=None,
@@ -280,6 +290,7 @@ def app():
         environment=Environment(),
         sdk_token_hash=hash_token(SDK_TOKEN),
         access_tokens=AccessTokens(),
+        data_store=None,
     )
     return create_app(context)
 

@@ -17,10 +17,12 @@ def test_memory_sizes():
 
 def test_resources_map_to_ray_and_nothing_is_reserved_by_default():
     bare = replica_options("file:///p.zip", [], None, None)
-    # The package token Ray's agent downloads packages with is blanked for the user's code.
+    # The package token Ray's agent downloads packages with, and the AWS keys of an S3 data store,
+    # are blanked for the user's code.
+    hidden = {"RAY_RUNTIME_ENV_BEARER_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
     assert bare == {
         "num_cpus": 0,
-        "runtime_env": {"working_dir": "file:///p.zip", "env_vars": {"RAY_RUNTIME_ENV_BEARER_TOKEN": ""}},
+        "runtime_env": {"working_dir": "file:///p.zip", "env_vars": dict.fromkeys(hidden, "")},
     }
     sized = replica_options("file:///p.zip", ["six"], "1GiB", 1)
     assert sized["memory"] == 1024**3 and sized["num_gpus"] == 1 and sized["num_cpus"] == 0

@@ -15,6 +15,7 @@ from rayline.api.errors import UnexpectedErrors, error_responses, install_error_
 from rayline.api.limits import RequestGuard, body_limits
 from rayline.api.routes import (
     auth,
+    data_store,
     deployments,
     endpoints,
     environment_variables,
@@ -29,8 +30,8 @@ API_PREFIX = "/api/v1"
 DOCS_URL, OPENAPI_URL = f"{API_PREFIX}/docs", f"{API_PREFIX}/openapi.json"
 # The /api/v1 routes open without the SDK token: health, auth/refresh (it takes the SDK token in
 # its body), the 501s (craft-ai-sdk calls environment-info without a token), and packages (its own
-# token check).
-OPEN_ROUTERS = (health.router, auth.router, unsupported.router, packages.router)
+# token check), and the data store's signed URLs (the signature is their credential).
+OPEN_ROUTERS = (health.router, auth.router, unsupported.router, packages.router, data_store.signed_router)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -77,6 +78,7 @@ def create_app(context: AppContext) -> FastAPI:
     protected.include_router(executions.router)
     protected.include_router(deployments.router)
     protected.include_router(environment_variables.router)
+    protected.include_router(data_store.router)
     app.include_router(protected)
     app.include_router(endpoints.router, responses=unexpected)  # endpoint-token routes, outside /api/v1
     # Body limits and the SDK token, before any body is read (see rayline.api.limits); outside

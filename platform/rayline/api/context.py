@@ -8,6 +8,7 @@ from fastapi import Request
 
 from rayline.config import Settings
 from rayline.domain.access_tokens import AccessTokens
+from rayline.services.data_store import DataStoreService
 from rayline.services.deployments import DeploymentService
 from rayline.services.environment import EnvironmentService
 from rayline.services.executions import ExecutionService
@@ -25,6 +26,7 @@ class AppContext:
     environment: EnvironmentService
     sdk_token_hash: str
     access_tokens: AccessTokens
+    data_store: DataStoreService
 
 
 def get_context(request: Request) -> AppContext:

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 ERROR_DESCRIPTIONS = {
     400: "A bad field, parameter or body: the message names it and the fix.",
     401: "Missing or invalid token (``WWW-Authenticate`` says which scheme).",
+    403: "A signed data store URL that expired, was altered, or is for another object.",
     404: "No such resource.",
     409: "A duplicate, or the resource's state forbids it now.",
     413: "The body is over its limit (1 MiB for JSON, RAYLINE_MAX_UPLOAD_BYTES for pipelines, "

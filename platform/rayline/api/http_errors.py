@@ -16,6 +16,7 @@ from rayline.domain.outcomes import Busy, Ended, Outcome, Refused
 STATUS = {
     errors.InvalidInput: 400,
     errors.Unauthorized: 401,
+    errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.AlreadyExists: 409,
     errors.Conflict: 409,

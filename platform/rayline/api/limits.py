@@ -78,6 +78,12 @@ def body_limits(settings, api_prefix: str) -> Callable[[str, str], BodyLimit]:
         "a request carrying inputs (RAYLINE_MAX_FILE_BYTES)",
         "Send smaller files, or raise RAYLINE_MAX_FILE_BYTES on the platform.",
     )
+    data_store = BodyLimit(
+        settings.max_data_store_object_bytes + FORM_OVERHEAD_BYTES,
+        f"a data store object (RAYLINE_MAX_DATA_STORE_OBJECT_BYTES, {settings.max_data_store_object_bytes})",
+        "Split the object, or raise RAYLINE_MAX_DATA_STORE_OBJECT_BYTES on the platform.",
+    )
+    signed = {("POST", f"{api_prefix}/data-store/signed/upload"), ("PUT", f"{api_prefix}/data-store/signed/part")}
     prefix = re.escape(api_prefix)
     file_routes = re.compile(
         rf"{prefix}/pipelines/[^/]+/run|{prefix}/deployments/[^/]+/executions"
@@ -86,6 +92,8 @@ def body_limits(settings, api_prefix: str) -> Callable[[str, str], BodyLimit]:
 
     def limit_for(method: str, path: str) -> BodyLimit:
         path = path.rstrip("/")
+        if (method, path) in signed:
+            return data_store
         if method == "POST":
             if path == f"{api_prefix}/pipelines":
                 return upload

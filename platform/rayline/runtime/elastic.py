@@ -52,7 +52,11 @@ TASKS_KEPT = 256
 
 # Ray's runtime-env agent downloads packages with the node's RAY_RUNTIME_ENV_BEARER_TOKEN (the
 # package token); the worker processes that run user code get it blanked (Ray cannot unset it).
-_HIDDEN_FROM_USER_CODE = {"RAY_RUNTIME_ENV_BEARER_TOKEN": ""}
+# So are the AWS keys the control plane may hold for an S3 data store (inherited from the node).
+_HIDDEN_FROM_USER_CODE = {
+    name: ""
+    for name in ("RAY_RUNTIME_ENV_BEARER_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+}
 
 
 def runtime_env(package_uri: str, requirements: list[str]) -> dict[str, Any]:

@@ -775,6 +775,111 @@ class RaylineSdk:
     def delete_environment_variable(self, environment_variable_name: str) -> dict:
         return self._request("DELETE", f"/environment-variables/{environment_variable_name}")
 
+    # --- Data store ------------------------------------------------------------------------------
+    # The platform answers signed URLs; the bytes go to them directly (S3 itself with an S3 data
+    # store), without the SDK token. Objects from _MULTIPART_THRESHOLD bytes on go in parts.
+
+    _MULTIPART_THRESHOLD = 100_000_000
+    _MULTIPART_PART_SIZE = 38 * 256 * 1024
+
+    def _signed(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """A request to a signed URL: no Authorization header (S3 would refuse the URL with one)."""
+        try:
+            with httpx.Client(timeout=self._client.timeout, transport=self._transport) as bare:
+                response = bare.request(method, url, **kwargs)
+        except httpx.TransportError as error:
+            raise SdkException(
+                f"Could not reach the data store at {url.split('?')[0]} ({error}).", name="RequestError"
+            ) from error
+        if response.status_code >= 400:
+            code, message = "DataStoreError", response.text[:500]
+            try:
+                import xml.etree.ElementTree as ElementTree
+
+                fields = {node.tag: node.text for node in ElementTree.fromstring(response.text)}
+                code, message = fields.get("Code") or code, fields.get("Message") or message
+            except ElementTree.ParseError:
+                pass
+            raise SdkException(message, status_code=response.status_code, name=code)
+        return response
+
+    def upload_data_store_object(
+        self, filepath_or_buffer: str | os.PathLike | io.IOBase, object_path_in_datastore: str
+    ) -> None:
+        """Store a file (a path, or a binary file object) at ``object_path_in_datastore``."""
+        if isinstance(filepath_or_buffer, (str, os.PathLike)):
+            with open(filepath_or_buffer, "rb") as file:
+                return self.upload_data_store_object(file, object_path_in_datastore)
+        if not hasattr(filepath_or_buffer, "read"):
+            raise ValueError("filepath_or_buffer must be a file path or a binary file object (open(path, 'rb')).")
+        buffer = filepath_or_buffer
+        start = buffer.tell() if hasattr(buffer, "tell") else 0
+        first = buffer.read(self._MULTIPART_THRESHOLD)
+        if isinstance(first, str):
+            raise ValueError("filepath_or_buffer must be opened in binary mode ('rb'), not text mode.")
+        if len(first) < self._MULTIPART_THRESHOLD:
+            target = self._request("GET", "/data-store/upload", params={"path_to_object": object_path_in_datastore})
+            self._signed("POST", target["signed_url"], data=target["fields"], files={"file": ("object", first)})
+            return None
+        buffer.seek(start)
+        base = "/data-store/upload/multipart"
+        upload = self._request("POST", base, json={"path_to_object": object_path_in_datastore})
+        parts, number = [], 0
+        while chunk := buffer.read(self._MULTIPART_PART_SIZE):
+            number += 1
+            target = self._request(
+                "POST",
+                f"{base}/part",
+                json={
+                    "path_to_object": object_path_in_datastore,
+                    "multipart_upload_configuration": upload,
+                    "chunk_size": self._MULTIPART_PART_SIZE,
+                    "part_number": number,
+                },
+            )
+            answer = self._signed("PUT", target["signed_url"], content=chunk, headers=target.get("headers") or {})
+            parts.append({"number": number, "metadata": answer.headers.get("ETag")})
+        self._request(
+            "POST",
+            f"{base}/end",
+            json={"path_to_object": object_path_in_datastore, "multipart_upload_configuration": upload, "parts": parts},
+        )
+        return None
+
+    def download_data_store_object(
+        self, object_path_in_datastore: str, filepath_or_buffer: str | os.PathLike | io.IOBase
+    ) -> None:
+        """Write the object's bytes to a file path, or to a binary file object."""
+        url = self._request("POST", "/data-store/download", json={"path_to_object": object_path_in_datastore})
+        content = self._signed("GET", url["signed_url"]).content
+        if isinstance(filepath_or_buffer, (str, os.PathLike)):
+            Path(filepath_or_buffer).write_bytes(content)
+        elif hasattr(filepath_or_buffer, "write"):
+            filepath_or_buffer.write(content)
+        else:
+            raise ValueError("filepath_or_buffer must be a file path or a binary file object (open(path, 'wb')).")
+
+    def iter_data_store_objects(self, folder_path: str | None = None):
+        """Every object (under ``folder_path``): ``{"path", "last_modified", "size"}``, page by page."""
+        params: dict[str, str] = {"folder_path": folder_path} if folder_path else {}
+        while True:
+            page = self._request("GET", "/data-store/list", params=params)
+            yield from page["items"]
+            if page.get("continuation_token") is None:
+                return
+            params["continuation_token"] = page["continuation_token"]
+
+    def list_data_store_objects(self, folder_path: str | None = None) -> list[dict]:
+        return list(self.iter_data_store_objects(folder_path))
+
+    def get_data_store_object_information(self, object_path_in_datastore: str) -> dict:
+        """``{"path", "last_modified", "size"}`` (size in bytes)."""
+        return self._request("POST", "/data-store/information", json={"path_to_object": object_path_in_datastore})
+
+    def delete_data_store_object(self, object_path_in_datastore: str) -> dict:
+        """``{"path"}`` of the object deleted."""
+        return self._request("DELETE", "/data-store/delete", json={"path_to_object": object_path_in_datastore})
+
 
 def _execution_status(response: httpx.Response) -> str:
     """What an answer of a waiting route says of its execution: a 307 means not ended yet."""

@@ -26,14 +26,6 @@ UNSUPPORTED = [
     (["PUT"], "/metrics/single-value/{name}", "pipeline metrics"),
     (["GET", "POST"], "/metrics/list-values", "pipeline metrics"),
     (["POST"], "/metrics/list-values/{name}", "pipeline metrics"),
-    (["POST"], "/data-store/information", "the data store (use file inputs and outputs)"),
-    (["GET"], "/data-store/list", "the data store (use file inputs and outputs)"),
-    (["GET"], "/data-store/upload", "the data store (use file inputs and outputs)"),
-    (["POST"], "/data-store/upload/multipart", "the data store (use file inputs and outputs)"),
-    (["POST"], "/data-store/upload/multipart/part", "the data store (use file inputs and outputs)"),
-    (["POST"], "/data-store/upload/multipart/end", "the data store (use file inputs and outputs)"),
-    (["POST"], "/data-store/download", "the data store (use file inputs and outputs)"),
-    (["DELETE"], "/data-store/delete", "the data store (use file inputs and outputs)"),
 ]
 
 

@@ -1,0 +1,222 @@
+"""The data store in a folder of the control plane's node (``RAYLINE_HOME/data-store``), the
+default backend (``rayline.services.data_store``).
+
+Objects are files under ``objects/``, at their path. Uploads are written to ``tmp/`` and moved
+into place once complete (a reader never sees half an object; a failed upload leaves nothing);
+the parts of a multipart upload wait under ``uploads/<id>/`` until its end joins them. Signed
+URLs point to the control plane's ``/api/v1/data-store/signed/...`` routes, which call
+``receive_upload``, ``part_writer`` and ``object_file`` here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlencode
+
+from rayline.domain.data_store import ObjectInformation
+from rayline.domain.signed_urls import UrlSigner
+from rayline.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+
+SIGNED_PREFIX = "/api/v1/data-store/signed"
+_COPY_CHUNK = 1024 * 1024
+
+
+class BoundedFile:
+    """A file being received into ``tmp/``: at most ``max_bytes``, its MD5 kept (the part's ETag),
+    moved to its place by ``commit``, removed by ``abort``."""
+
+    def __init__(self, folder: Path, max_bytes: int) -> None:
+        fd, name = tempfile.mkstemp(dir=folder, prefix="incoming-")
+        self.path, self._file, self._max = Path(name), os.fdopen(fd, "wb"), max_bytes
+        self.size, self._md5 = 0, hashlib.md5(usedforsecurity=False)
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self._max:
+            self.abort()
+            raise PayloadTooLarge(
+                f"The object is over {self._max} bytes, the most the data store takes "
+                "(RAYLINE_MAX_DATA_STORE_OBJECT_BYTES); nothing was stored."
+            )
+        self._file.write(chunk)
+        self._md5.update(chunk)
+
+    @property
+    def etag(self) -> str:
+        return f'"{self._md5.hexdigest()}"'
+
+    def commit(self, target: Path) -> None:
+        self._file.close()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                raise IsADirectoryError(target)
+            os.replace(self.path, target)
+        except (NotADirectoryError, IsADirectoryError, FileExistsError):
+            self.abort()
+            raise Conflict(
+                "This path and another object's clash: one of them would be a folder of the other "
+                "(e.g. 'a' and 'a/b'). Choose another path, or delete the other object first."
+            ) from None
+
+    def abort(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class FolderStorage:
+    def __init__(self, root: Path, signer: UrlSigner) -> None:
+        self._objects, self._uploads, self._tmp = root / "objects", root / "uploads", root / "tmp"
+        for folder in (self._objects, self._uploads, self._tmp):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._signer = signer
+
+    def _file(self, path: str) -> Path:
+        return self._objects.joinpath(*path.split("/"))
+
+    def _url(self, base_url: str, route: str, signature: str) -> str:
+        return f"{base_url.rstrip('/')}{SIGNED_PREFIX}/{route}?{urlencode({'signature': signature})}"
+
+    # --- signed URLs ---------------------------------------------------------------------------
+
+    def upload_target(self, path: str, max_bytes: int, ttl_s: float, base_url: str) -> dict[str, Any]:
+        policy = self._signer.sign("upload", path, ttl_s, max=max_bytes)
+        return {
+            "signed_url": f"{base_url.rstrip('/')}{SIGNED_PREFIX}/upload",
+            "fields": {"key": path, "policy": policy},
+        }
+
+    def start_multipart(self, path: str, max_bytes: int) -> dict[str, Any]:
+        upload_id = secrets.token_hex(16)
+        folder = self._uploads / upload_id
+        folder.mkdir(mode=0o700)
+        (folder / "upload.json").write_text(json.dumps({"path": path, "max": max_bytes}))
+        return {"upload_id": upload_id}
+
+    def _upload_folder(self, path: str, upload: dict[str, Any]) -> tuple[Path, int]:
+        upload_id = upload.get("upload_id")
+        folder = self._uploads / upload_id if isinstance(upload_id, str) and upload_id.isalnum() else None
+        if folder is None or not (folder / "upload.json").exists():
+            raise NotFound("No such multipart upload: start one with POST /data-store/upload/multipart.")
+        meta = json.loads((folder / "upload.json").read_text())
+        if meta["path"] != path:
+            raise InvalidInput(f"This multipart upload is for {meta['path']!r}, not {path!r}.")
+        return folder, meta["max"]
+
+    def part_target(
+        self, path: str, upload: dict[str, Any], part_number: int, ttl_s: float, base_url: str
+    ) -> dict[str, Any]:
+        self._upload_folder(path, upload)
+        signature = self._signer.sign("part", path, ttl_s, upload=upload["upload_id"], part=part_number)
+        return {"signed_url": self._url(base_url, "part", signature), "headers": {}}
+
+    def end_multipart(self, path: str, upload: dict[str, Any], parts: list[tuple[int, str | None]]) -> int:
+        folder, max_bytes = self._upload_folder(path, upload)
+        incoming = BoundedFile(self._tmp, max_bytes)
+        try:
+            for number, etag in parts:
+                part = folder / f"{number}.part"
+                if not part.exists():
+                    raise InvalidInput(
+                        f"Part {number} of this upload was never uploaded: PUT it to its signed URL first."
+                    )
+                if etag is not None and etag != (folder / f"{number}.etag").read_text():
+                    raise InvalidInput(f"Part {number}'s ETag is not the one its upload answered; upload it again.")
+                with part.open("rb") as source:
+                    while chunk := source.read(_COPY_CHUNK):
+                        incoming.write(chunk)
+        except BaseException:
+            incoming.abort()
+            raise
+        incoming.commit(self._file(path))
+        shutil.rmtree(folder, ignore_errors=True)
+        return incoming.size
+
+    def download_url(self, path: str, ttl_s: float, base_url: str) -> str:
+        return self._url(base_url, "object", self._signer.sign("download", path, ttl_s))
+
+    # --- what the signed routes do -------------------------------------------------------------
+
+    def receive_upload(self, policy: str, key: str, source: BinaryIO) -> None:
+        claims = self._signer.check(policy, "upload")
+        if key != claims["path"]:
+            raise Forbidden(f"This upload's policy is for {claims['path']!r}, not for the key {key!r}.")
+        incoming = BoundedFile(self._tmp, int(claims.get("max", 0)))
+        try:
+            while chunk := source.read(_COPY_CHUNK):
+                incoming.write(chunk)
+        except BaseException:
+            incoming.abort()
+            raise
+        incoming.commit(self._file(claims["path"]))
+
+    def part_writer(self, signature: str) -> tuple[BoundedFile, Path]:
+        """Where a part's bytes go, and the file it becomes once complete (``commit``)."""
+        claims = self._signer.check(signature, "part")
+        folder, max_bytes = self._upload_folder(claims["path"], {"upload_id": claims.get("upload")})
+        return BoundedFile(self._tmp, max_bytes), folder / f"{int(claims['part'])}.part"
+
+    @staticmethod
+    def commit_part(incoming: BoundedFile, target: Path) -> str:
+        incoming.commit(target)
+        target.with_suffix(".etag").write_text(incoming.etag)
+        return incoming.etag
+
+    def object_file(self, signature: str) -> tuple[str, Path]:
+        claims = self._signer.check(signature, "download")
+        file = self._file(claims["path"])
+        if not file.is_file():
+            raise NotFound(f"No object {claims['path']!r} in the data store.")
+        return claims["path"], file
+
+    # --- objects -------------------------------------------------------------------------------
+
+    def information(self, path: str) -> ObjectInformation | None:
+        file = self._file(path)
+        try:
+            stat = file.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not file.is_file():
+            return None
+        return _information(path, stat)
+
+    def list(
+        self, prefix: str, continuation_token: str | None, limit: int
+    ) -> tuple[list[ObjectInformation], str | None]:
+        start = self._objects.joinpath(*prefix.rstrip("/").split("/")) if prefix else self._objects
+        paths = []
+        for folder, _, files in os.walk(start):
+            relative = Path(folder).relative_to(self._objects).as_posix()
+            for name in files:
+                path = name if relative == "." else f"{relative}/{name}"
+                if continuation_token is None or path > continuation_token:
+                    paths.append(path)
+        paths.sort()
+        page = paths[:limit]
+        items = [info for path in page if (info := self.information(path)) is not None]
+        return items, (page[-1] if len(paths) > limit else None)
+
+    def delete(self, path: str) -> None:
+        file = self._file(path)
+        file.unlink(missing_ok=True)
+        for parent in file.parents:  # folders left empty go too, as S3 has no folders
+            if parent == self._objects:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+
+def _information(path: str, stat: os.stat_result) -> ObjectInformation:
+    modified = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat()
+    return {"path": path, "last_modified": modified, "size": stat.st_size}
