@@ -27,6 +27,7 @@ RUNS = {
     "parallel": ["parallel_throughput.py"],
     "autoscaling": ["autoscaling.py"],
     "model_and_capacity": ["model_and_capacity.py"],
+    "data_store": ["data_store_throughput.py"],
 }
 
 
