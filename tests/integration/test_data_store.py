@@ -90,7 +90,8 @@ def test_an_upload_replaces_the_object_and_a_failed_one_leaves_it_whole(sdk):
 
 
 @pytest.mark.parametrize(
-    "path", ["../escape.txt", "/etc/passwd", "a/../../b", "a//b", "a/./b", "nul\x00byte", "back\\slash", "x" * 1025]
+    "path",
+    ["../escape.txt", "/etc/passwd", "a/../../b", "a//b", "a/./b", "nul\x00byte", "back\\slash", "x" * 1025, "y" * 256],
 )
 def test_bad_paths_are_refused_with_the_field_named_and_nothing_written(sdk, api, path):
     before = sdk.list_data_store_objects()
@@ -136,6 +137,8 @@ def test_signed_urls_need_no_token_but_an_altered_or_expired_one_is_refused(sdk,
         upload["signed_url"], data={**upload["fields"], "key": f"{path}.evil"}, files={"file": ("f", b"evil")}
     )
     assert hijack.status_code == 403
+    unsigned = httpx.post(upload["signed_url"].split("?")[0], data=upload["fields"], files={"file": ("f", b"x")})
+    assert unsigned.status_code == 403  # refused before its body is read
     assert [item["path"] for item in sdk.list_data_store_objects(path.split("/")[0])] == [path]
 
     from rayline.domain.signed_urls import UrlSigner

@@ -13,6 +13,7 @@ from typing import TypedDict
 from rayline.errors import InvalidInput
 
 MAX_PATH_BYTES = 1024
+MAX_PART_BYTES = 255  # a file name, on the folder backend
 _SHAPE = "a relative path such as 'folder/file.csv' (parts separated by '/', no '..', '.' or empty part)"
 
 
@@ -28,8 +29,11 @@ def object_path(value: object, field: str = "path_to_object") -> str:
         raise InvalidInput(f"{field} must not contain NUL or other control characters; give {_SHAPE}.")
     if value.startswith("/") or "\\" in value:
         raise InvalidInput(f"{field} {value!r} must be {_SHAPE}, not absolute and without backslashes.")
-    if any(part in ("", ".", "..") for part in value.split("/")):
+    parts = value.split("/")
+    if any(part in ("", ".", "..") for part in parts):
         raise InvalidInput(f"{field} {value!r} must be {_SHAPE}.")
+    if any(len(part.encode()) > MAX_PART_BYTES for part in parts):
+        raise InvalidInput(f"{field}: each part of a path (between '/') is at most {MAX_PART_BYTES} bytes long.")
     return value
 
 

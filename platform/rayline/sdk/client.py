@@ -835,6 +835,12 @@ class RaylineSdk:
                     "multipart_upload_configuration": upload,
                     "chunk_size": self._MULTIPART_PART_SIZE,
                     "part_number": number,
+                    # A short part is the last: the object's size, for the platform's size check.
+                    **(
+                        {"size": (number - 1) * self._MULTIPART_PART_SIZE + len(chunk)}
+                        if len(chunk) < self._MULTIPART_PART_SIZE
+                        else {}
+                    ),
                 },
             )
             answer = self._signed("PUT", target["signed_url"], content=chunk, headers=target.get("headers") or {})

@@ -29,7 +29,9 @@ class ObjectStorage(Protocol):
     def part_target(
         self, path: str, upload: dict[str, Any], part_number: int, ttl_s: float, base_url: str
     ) -> dict[str, Any]: ...
-    def end_multipart(self, path: str, upload: dict[str, Any], parts: list[tuple[int, str | None]]) -> int: ...
+    def end_multipart(
+        self, path: str, upload: dict[str, Any], parts: list[tuple[int, str | None]], max_bytes: int
+    ) -> None: ...
     def download_url(self, path: str, ttl_s: float, base_url: str) -> str: ...
     def information(self, path: str) -> ObjectInformation | None: ...
     def list(
@@ -38,7 +40,7 @@ class ObjectStorage(Protocol):
     def delete(self, path: str) -> None: ...
 
 
-def _too_large(size: int, max_bytes: int) -> PayloadTooLarge:
+def too_large(size: int, max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"The object would be {size} bytes; the data store takes objects of at most {max_bytes} bytes "
         "(RAYLINE_MAX_DATA_STORE_OBJECT_BYTES). Split it, or raise the limit on the platform."
@@ -69,9 +71,11 @@ class DataStoreService:
         if isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size > 0:
             # Parts before this one are chunk_size each: refuse the part that would go past the limit.
             given = body.get("size")
-            size = given if isinstance(given, int) else number * chunk_size
+            size = (
+                given if isinstance(given, int) and not isinstance(given, bool) and given >= 0 else number * chunk_size
+            )
             if size > self.max_object_bytes:
-                raise _too_large(size, self.max_object_bytes)
+                raise too_large(size, self.max_object_bytes)
         return self.storage.part_target(path, upload, number, self._ttl_s, base_url)
 
     def end_multipart(self, body: dict[str, Any]) -> None:
@@ -90,10 +94,7 @@ class DataStoreService:
         numbers = [number for number, _ in numbered]
         if numbers != list(range(1, len(numbers) + 1)):
             raise InvalidInput(f"parts must be numbered 1, 2, 3... in order, each once; got {numbers}.")
-        size = self.storage.end_multipart(path, upload, numbered)
-        if size > self.max_object_bytes:  # S3's part URLs cannot bound a part: what ended too large goes
-            self.storage.delete(path)
-            raise _too_large(size, self.max_object_bytes)
+        self.storage.end_multipart(path, upload, numbered, self.max_object_bytes)
 
     def download_url(self, path: Any, base_url: str) -> str:
         checked = object_path(path)
@@ -123,6 +124,9 @@ class DataStoreService:
 
 def _upload_of(body: dict[str, Any]) -> dict[str, Any]:
     upload = body.get("multipart_upload_configuration")
-    if not isinstance(upload, dict) or not upload:
-        raise InvalidInput("multipart_upload_configuration must be what POST /data-store/upload/multipart answered.")
+    if not isinstance(upload, dict) or not isinstance(upload.get("upload_id"), str) or not upload["upload_id"]:
+        raise InvalidInput(
+            "multipart_upload_configuration must be what POST /data-store/upload/multipart answered "
+            "(with its upload_id)."
+        )
     return upload

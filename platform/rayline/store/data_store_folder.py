@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,6 +30,11 @@ SIGNED_PREFIX = "/api/v1/data-store/signed"
 _COPY_CHUNK = 1024 * 1024
 
 
+def _chunks(source: BinaryIO) -> Iterator[bytes]:
+    while chunk := source.read(_COPY_CHUNK):
+        yield chunk
+
+
 class BoundedFile:
     """A file being received into ``tmp/``: at most ``max_bytes``, its MD5 kept (the part's ETag),
     moved to its place by ``commit``, removed by ``abort``."""
@@ -37,6 +43,15 @@ class BoundedFile:
         fd, name = tempfile.mkstemp(dir=folder, prefix="incoming-")
         self.path, self._file, self._max = Path(name), os.fdopen(fd, "wb"), max_bytes
         self.size, self._md5 = 0, hashlib.md5(usedforsecurity=False)
+
+    def fill(self, chunks) -> None:
+        """Write every chunk (an iterable of bytes); nothing is left behind if it fails."""
+        try:
+            for chunk in chunks:
+                self.write(chunk)
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -53,19 +68,30 @@ class BoundedFile:
     def etag(self) -> str:
         return f'"{self._md5.hexdigest()}"'
 
-    def commit(self, target: Path) -> None:
+    def commit(self, target: Path, create_folders: bool = True) -> None:
+        """Move the file to ``target`` (its folders made when ``create_folders``), or remove it."""
         self._file.close()
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.is_dir():
-                raise IsADirectoryError(target)
-            os.replace(self.path, target)
+            for attempt in (1, 2):
+                try:
+                    if create_folders:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                    if target.is_dir():
+                        raise IsADirectoryError(target)
+                    os.replace(self.path, target)
+                    return
+                except FileNotFoundError:  # a delete removed a folder left empty meanwhile: once more
+                    if attempt == 2 or not create_folders:
+                        raise
         except (NotADirectoryError, IsADirectoryError, FileExistsError):
             self.abort()
             raise Conflict(
                 "This path and another object's clash: one of them would be a folder of the other "
                 "(e.g. 'a' and 'a/b'). Choose another path, or delete the other object first."
             ) from None
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self) -> None:
         self._file.close()
@@ -88,11 +114,9 @@ class FolderStorage:
     # --- signed URLs ---------------------------------------------------------------------------
 
     def upload_target(self, path: str, max_bytes: int, ttl_s: float, base_url: str) -> dict[str, Any]:
-        policy = self._signer.sign("upload", path, ttl_s, max=max_bytes)
-        return {
-            "signed_url": f"{base_url.rstrip('/')}{SIGNED_PREFIX}/upload",
-            "fields": {"key": path, "policy": policy},
-        }
+        # The grant is in the URL, not in the form, so that it is checked before the body is read.
+        signature = self._signer.sign("upload", path, ttl_s, max=max_bytes)
+        return {"signed_url": self._url(base_url, "upload", signature), "fields": {"key": path}}
 
     def start_multipart(self, path: str, max_bytes: int) -> dict[str, Any]:
         upload_id = secrets.token_hex(16)
@@ -118,44 +142,53 @@ class FolderStorage:
         signature = self._signer.sign("part", path, ttl_s, upload=upload["upload_id"], part=part_number)
         return {"signed_url": self._url(base_url, "part", signature), "headers": {}}
 
-    def end_multipart(self, path: str, upload: dict[str, Any], parts: list[tuple[int, str | None]]) -> int:
-        folder, max_bytes = self._upload_folder(path, upload)
-        incoming = BoundedFile(self._tmp, max_bytes)
+    def end_multipart(
+        self, path: str, upload: dict[str, Any], parts: list[tuple[int, str | None]], max_bytes: int
+    ) -> None:
+        folder, started_with = self._upload_folder(path, upload)
+        # Claimed first: a part that arrives from now on finds no upload, and a second end neither.
+        claimed = folder.with_name(f"{folder.name}.ending")
+        try:
+            folder.rename(claimed)
+        except FileNotFoundError:
+            raise NotFound("This multipart upload has just ended (or is ending).") from None
+        incoming = BoundedFile(self._tmp, min(max_bytes, started_with))
         try:
             for number, etag in parts:
-                part = folder / f"{number}.part"
+                part = claimed / f"{number}.part"
                 if not part.exists():
                     raise InvalidInput(
                         f"Part {number} of this upload was never uploaded: PUT it to its signed URL first."
                     )
-                if etag is not None and etag != (folder / f"{number}.etag").read_text():
+                if etag is not None and etag != (claimed / f"{number}.etag").read_text():
                     raise InvalidInput(f"Part {number}'s ETag is not the one its upload answered; upload it again.")
                 with part.open("rb") as source:
-                    while chunk := source.read(_COPY_CHUNK):
-                        incoming.write(chunk)
+                    incoming.fill(_chunks(source))
+            incoming.commit(self._file(path))
+        except InvalidInput:
+            incoming.abort()
+            claimed.rename(folder)  # its parts may be uploaded again, and the end asked again
+            raise
         except BaseException:
             incoming.abort()
+            shutil.rmtree(claimed, ignore_errors=True)
             raise
-        incoming.commit(self._file(path))
-        shutil.rmtree(folder, ignore_errors=True)
-        return incoming.size
+        shutil.rmtree(claimed, ignore_errors=True)
 
     def download_url(self, path: str, ttl_s: float, base_url: str) -> str:
         return self._url(base_url, "object", self._signer.sign("download", path, ttl_s))
 
     # --- what the signed routes do -------------------------------------------------------------
 
-    def receive_upload(self, policy: str, key: str, source: BinaryIO) -> None:
-        claims = self._signer.check(policy, "upload")
+    def upload_grant(self, signature: str) -> dict[str, Any]:
+        """The claims of an upload URL, checked before its body is read."""
+        return self._signer.check(signature, "upload")
+
+    def receive_upload(self, claims: dict[str, Any], key: str, source: BinaryIO) -> None:
         if key != claims["path"]:
-            raise Forbidden(f"This upload's policy is for {claims['path']!r}, not for the key {key!r}.")
+            raise Forbidden(f"This upload URL is for {claims['path']!r}, not for the key {key!r}.")
         incoming = BoundedFile(self._tmp, int(claims.get("max", 0)))
-        try:
-            while chunk := source.read(_COPY_CHUNK):
-                incoming.write(chunk)
-        except BaseException:
-            incoming.abort()
-            raise
+        incoming.fill(_chunks(source))
         incoming.commit(self._file(claims["path"]))
 
     def part_writer(self, signature: str) -> tuple[BoundedFile, Path]:
@@ -166,8 +199,14 @@ class FolderStorage:
 
     @staticmethod
     def commit_part(incoming: BoundedFile, target: Path) -> str:
-        incoming.commit(target)
-        target.with_suffix(".etag").write_text(incoming.etag)
+        """The part in its upload's folder, its ETag written first (an end that sees the part sees
+        its ETag); an upload that ended meanwhile is not made again."""
+        try:
+            target.with_suffix(".etag").write_text(incoming.etag)
+            incoming.commit(target, create_folders=False)
+        except FileNotFoundError:
+            incoming.abort()
+            raise NotFound("This multipart upload has ended (or was never started); start a new one.") from None
         return incoming.etag
 
     def object_file(self, signature: str) -> tuple[str, Path]:

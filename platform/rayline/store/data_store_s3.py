@@ -71,24 +71,35 @@ class S3Storage:
         )
         return {"signed_url": url, "headers": {}}
 
-    def end_multipart(self, path: str, upload: dict[str, Any], parts: list[tuple[int, str | None]]) -> int:
+    def end_multipart(
+        self, path: str, upload: dict[str, Any], parts: list[tuple[int, str | None]], max_bytes: int
+    ) -> None:
         from botocore.exceptions import ClientError
+
+        from rayline.services.data_store import too_large
 
         if any(etag is None for _, etag in parts):
             raise InvalidInput("Each of parts needs 'metadata': the ETag S3 answered to its PUT.")
+        upload_id = upload["upload_id"]
+        try:
+            listed = self._s3.list_parts(Bucket=self._bucket, Key=self._key(path), UploadId=upload_id, MaxParts=10_000)
+        except ClientError as error:
+            raise InvalidInput(f"No such multipart upload: {error.response.get('Error', {}).get('Message')}") from None
+        size = sum(part["Size"] for part in listed.get("Parts", []))
+        if size > max_bytes:  # S3's part URLs cannot bound a part: refused before it replaces anything
+            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key(path), UploadId=upload_id)
+            raise too_large(size, max_bytes)
         try:
             self._s3.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=self._key(path),
-                UploadId=upload.get("upload_id"),
+                UploadId=upload_id,
                 MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]},
             )
         except ClientError as error:
             raise InvalidInput(
                 f"S3 refused to join the parts: {error.response.get('Error', {}).get('Message')}"
             ) from None
-        found = self.information(path)
-        return found["size"] if found else 0
 
     def download_url(self, path: str, ttl_s: float, base_url: str) -> str:
         return self._s3.generate_presigned_url(

@@ -117,21 +117,25 @@ def _folder(context: AppContext) -> FolderStorage:
     return storage
 
 
-@signed_router.post(SIGNED_PREFIX.removeprefix("/api/v1") + "/upload")
-async def signed_upload(request: Request, context: AppContext = Depends(get_context)) -> Response:
+_SIGNED = SIGNED_PREFIX.removeprefix("/api/v1")  # the routers are mounted under /api/v1
+
+
+@signed_router.post(f"{_SIGNED}/upload")
+async def signed_upload(request: Request, signature: str = "", context: AppContext = Depends(get_context)) -> Response:
     try:
         storage = _folder(context)
-        form = await request.form(max_files=1, max_fields=16)
-        key, policy, file = form.get("key"), form.get("policy"), form.get("file")
-        if not isinstance(key, str) or not isinstance(policy, str) or isinstance(file, str) or file is None:
-            raise InvalidInput("POST the fields the platform answered (key, policy) and the object as 'file'.")
-        await run_in_threadpool(storage.receive_upload, policy, key, file.file)
+        claims = storage.upload_grant(signature)  # before the body is read: no grant, nothing read
+        async with request.form(max_files=1, max_fields=16) as form:
+            key, file = form.get("key"), form.get("file")
+            if not isinstance(key, str) or isinstance(file, str) or file is None:
+                raise InvalidInput("POST the fields the platform answered (key) and the object as 'file'.")
+            await run_in_threadpool(storage.receive_upload, claims, key, file.file)
     except RaylineError as error:
         return _s3_error(error)
     return Response(status_code=204)
 
 
-@signed_router.put(SIGNED_PREFIX.removeprefix("/api/v1") + "/part")
+@signed_router.put(f"{_SIGNED}/part")
 async def signed_part(request: Request, signature: str = "", context: AppContext = Depends(get_context)) -> Response:
     try:
         incoming, target = _folder(context).part_writer(signature)
@@ -141,13 +145,13 @@ async def signed_part(request: Request, signature: str = "", context: AppContext
         except BaseException:
             incoming.abort()
             raise
-        etag = FolderStorage.commit_part(incoming, target)
+        etag = await run_in_threadpool(FolderStorage.commit_part, incoming, target)
     except RaylineError as error:
         return _s3_error(error)
     return Response(status_code=200, headers={"ETag": etag})
 
 
-@signed_router.get(SIGNED_PREFIX.removeprefix("/api/v1") + "/object")
+@signed_router.get(f"{_SIGNED}/object")
 def signed_object(signature: str = "", context: AppContext = Depends(get_context)) -> Response:
     try:
         path, file = _folder(context).object_file(signature)
