@@ -203,7 +203,6 @@ def test_elastic_endpoints_periodic_deployments_and_environment_variables(platfo
 @pytest.mark.parametrize(
     "call",
     [
-        lambda craft: craft.list_data_store_objects(),
         lambda craft: craft.get_resource_metrics(datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC)),
         lambda craft: craft.list_pipeline_templates(),
         lambda craft: craft.get_metrics(),
