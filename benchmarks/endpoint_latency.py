@@ -161,14 +161,15 @@ def main() -> None:
         platform.start()
         try:
             sdk = platform.sdk()
-            sdk.create_pipeline(
-                "double",
-                "main.py",
-                "double",
-                container_config={"local_folder": str(folder / "pipeline")},
-                inputs=[Input("x", "number")],
-                outputs=[Output("y", "number")],
-            )
+            for pipeline, function in (("double", "double"), ("double-async", "double_async")):
+                sdk.create_pipeline(
+                    pipeline,
+                    "main.py",
+                    function,
+                    container_config={"local_folder": str(folder / "pipeline")},
+                    inputs=[Input("x", "number")],
+                    outputs=[Output("y", "number")],
+                )
             create_s = []
             for i in range(3):
                 began = time.perf_counter()
@@ -176,14 +177,6 @@ def main() -> None:
                 create_s.append(time.perf_counter() - began)
             for i in (1, 2):
                 sdk.delete_deployment(f"warm-{i}")
-            sdk.create_pipeline(
-                "double-async",
-                "main.py",
-                "double_async",
-                container_config={"local_folder": str(folder / "pipeline")},
-                inputs=[Input("x", "number")],
-                outputs=[Output("y", "number")],
-            )
             sdk.create_deployment("double-async", "warm-async", "endpoint", mode="low_latency")
             raw_url, raw_def_url = deploy_raw_serve(platform)
             targets: dict[str, tuple[str, str | None]] = {

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -54,9 +55,9 @@ class BoundedFile:
             raise
 
     def write(self, chunk: bytes) -> None:
+        """One chunk more; past ``max_bytes``, PayloadTooLarge (the caller aborts, as on any failure)."""
         self.size += len(chunk)
         if self.size > self._max:
-            self.abort()
             raise PayloadTooLarge(
                 f"The object is over {self._max} bytes, the most the data store takes "
                 "(RAYLINE_MAX_DATA_STORE_OBJECT_BYTES); nothing was stored."
@@ -221,12 +222,10 @@ class FolderStorage:
     def information(self, path: str) -> ObjectInformation | None:
         file = self._file(path)
         try:
-            stat = file.stat()
+            found = file.stat()
         except (FileNotFoundError, NotADirectoryError):
             return None
-        if not file.is_file():
-            return None
-        return _information(path, stat)
+        return _information(path, found) if stat.S_ISREG(found.st_mode) else None
 
     def list(
         self, prefix: str, continuation_token: str | None, limit: int
@@ -256,6 +255,6 @@ class FolderStorage:
                 break
 
 
-def _information(path: str, stat: os.stat_result) -> ObjectInformation:
-    modified = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat()
-    return {"path": path, "last_modified": modified, "size": stat.st_size}
+def _information(path: str, found: os.stat_result) -> ObjectInformation:
+    modified = datetime.fromtimestamp(found.st_mtime, UTC).isoformat()
+    return {"path": path, "last_modified": modified, "size": found.st_size}
