@@ -10,11 +10,18 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from rayline.errors import InvalidInput
+from rayline.errors import InvalidInput, PayloadTooLarge
 
 MAX_PATH_BYTES = 1024
 MAX_PART_BYTES = 255  # a file name, on the folder backend
 _SHAPE = "a relative path such as 'folder/file.csv' (parts separated by '/', no '..', '.' or empty part)"
+
+
+def too_large(size: int, max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The object would be {size} bytes; the data store takes objects of at most {max_bytes} bytes "
+        "(RAYLINE_MAX_DATA_STORE_OBJECT_BYTES). Split it, or raise the limit on the platform."
+    )
 
 
 def object_path(value: object, field: str = "path_to_object") -> str:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from rayline.domain.data_store import ObjectInformation, folder_prefix, object_path
-from rayline.errors import InvalidInput, NotFound, PayloadTooLarge
+from rayline.domain.data_store import ObjectInformation, folder_prefix, object_path, too_large
+from rayline.errors import InvalidInput, NotFound
 
 # Objects per page of list_data_store_objects (the client follows continuation_token).
 LIST_PAGE = 1000
@@ -38,13 +38,6 @@ class ObjectStorage(Protocol):
         self, prefix: str, continuation_token: str | None, limit: int
     ) -> tuple[list[ObjectInformation], str | None]: ...
     def delete(self, path: str) -> None: ...
-
-
-def too_large(size: int, max_bytes: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"The object would be {size} bytes; the data store takes objects of at most {max_bytes} bytes "
-        "(RAYLINE_MAX_DATA_STORE_OBJECT_BYTES). Split it, or raise the limit on the platform."
-    )
 
 
 class DataStoreService:

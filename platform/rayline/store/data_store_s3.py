@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from rayline.domain.data_store import ObjectInformation
+from rayline.domain.data_store import ObjectInformation, too_large
 from rayline.errors import InvalidInput
 
 S3_URL_SHAPE = "RAYLINE_DATA_STORE_URL must be s3://<bucket> or s3://<bucket>/<prefix> (e.g. s3://my-bucket/rayline)."
@@ -39,9 +39,13 @@ class S3Storage:
     def _key(self, path: str) -> str:
         return self._prefix + path
 
+    @staticmethod
+    def _error(error: Exception, field: str) -> str | None:
+        """``Code`` or ``Message`` of what S3 answered (a botocore ClientError)."""
+        return getattr(error, "response", {}).get("Error", {}).get(field)
+
     def _missing(self, error: Exception) -> bool:
-        code = getattr(error, "response", {}).get("Error", {}).get("Code")
-        return code in ("404", "NoSuchKey", "NotFound")
+        return self._error(error, "Code") in ("404", "NoSuchKey", "NotFound")
 
     def upload_target(self, path: str, max_bytes: int, ttl_s: float, base_url: str) -> dict[str, Any]:
         post = self._s3.generate_presigned_post(
@@ -76,15 +80,13 @@ class S3Storage:
     ) -> None:
         from botocore.exceptions import ClientError
 
-        from rayline.services.data_store import too_large
-
         if any(etag is None for _, etag in parts):
             raise InvalidInput("Each of parts needs 'metadata': the ETag S3 answered to its PUT.")
         upload_id = upload["upload_id"]
         try:
             listed = self._s3.list_parts(Bucket=self._bucket, Key=self._key(path), UploadId=upload_id, MaxParts=10_000)
         except ClientError as error:
-            raise InvalidInput(f"No such multipart upload: {error.response.get('Error', {}).get('Message')}") from None
+            raise InvalidInput(f"No such multipart upload: {self._error(error, 'Message')}") from None
         size = sum(part["Size"] for part in listed.get("Parts", []))
         if size > max_bytes:  # S3's part URLs cannot bound a part: refused before it replaces anything
             self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key(path), UploadId=upload_id)
@@ -97,9 +99,7 @@ class S3Storage:
                 MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]},
             )
         except ClientError as error:
-            raise InvalidInput(
-                f"S3 refused to join the parts: {error.response.get('Error', {}).get('Message')}"
-            ) from None
+            raise InvalidInput(f"S3 refused to join the parts: {self._error(error, 'Message')}") from None
 
     def download_url(self, path: str, ttl_s: float, base_url: str) -> str:
         return self._s3.generate_presigned_url(
