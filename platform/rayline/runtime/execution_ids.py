@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 ID_BLOCK = 100
 # A pod that used its last block within a second takes twice as many numbers next time, up to
 # this: a busy pod asks for numbers about once a second (each ask is a Serve call, milliseconds
-# of its CPU), a quiet one leaves small gaps in the numbering when it stops.
+# of its CPU). Its next refill after 10 s without one takes ID_BLOCK again; until then a pod that
+# stops after a burst leaves a gap of up to MAX_ID_BLOCK and a half in the numbering.
 MAX_ID_BLOCK = 1000
 WAIT_S = 60.0  # how long a call waits for a block before it fails
 
