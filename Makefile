@@ -9,7 +9,7 @@ SUM := $(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 PLATFORM_STAMP := $(VENV)/.installed-platform-$(SUM)
 TEST_STAMP := $(VENV)/.installed-test-$(SUM)
 
-.PHONY: up test test-unit lint install install-test postgres bench clean
+.PHONY: up test test-unit lint install install-test postgres chromium bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ up: install
 	$(BIN)/rayline up
 
 ## Install what the tests need, run the static checks, then the whole suite.
-test: install-test postgres lint
+test: install-test postgres chromium lint
 	$(BIN)/python -m pytest
 
 ## The quick loop: install what the tests need, then only the tests that start no platform (every
@@ -63,6 +63,17 @@ postgres:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "PostgreSQL is not installed and this is not root: its tests will skip (apt-get install postgresql)."; fi; \
+	fi
+
+## Debian's Chromium, for the web console's browser tests (tests/integration/test_console.py drives
+## it headless with Playwright for Python, from the test extra, through its executable_path: no
+## `playwright install`, which would download a browser build of its own). Installed when missing
+## and when run as root, as in CI; elsewhere those tests skip and say how to enable them.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium is not installed and this is not root: the console's browser tests will skip (apt-get install chromium)."; fi; \
 	fi
 
 ## The benchmark suite, each figure beside its baseline measured in the same run (JSON out, also

@@ -28,6 +28,7 @@ RUNS = {
     "autoscaling": ["autoscaling.py"],
     "model_and_capacity": ["model_and_capacity.py"],
     "data_store": ["data_store_throughput.py"],
+    "console": ["console_pages.py"],
 }
 
 

@@ -79,8 +79,10 @@ class ControlPlane:
         from rayline.domain.failures import CONTROL_PLANE_GONE_ERROR
         from rayline.runtime import cluster_state, serve_deployments
         from rayline.runtime.elastic import ElasticRunner
+        from rayline.runtime.node_metrics import RayNodeMetrics
         from rayline.services.platform_secrets import with_platform_secrets
         from rayline.services.pod_sweeper import PodSweeper
+        from rayline.services.resource_metrics import ResourceSampler
         from rayline.store.executions import end_unfinished_executions
         from rayline.store.record_sql import sql_sink
         from serve_apps.low_latency import POD_DEPLOYMENT
@@ -94,7 +96,9 @@ class ControlPlane:
         platform = assemble(
             settings,
             serve_runtime=serve_deployments.ServeDeployments(build_pod, settings.user_code_resources),
-            make_runner=lambda db, credential: ElasticRunner(db, credential, settings.user_code_resources),
+            make_runner=lambda db, credential: ElasticRunner(
+                db, credential, settings.user_code_resources, settings.user_code_url
+            ),
             on_change=self._changes.notify,
             wake_pods=self._changes.wake,
         )
@@ -123,6 +127,11 @@ class ControlPlane:
             live_pods=lambda: cluster_state.live_replicas(POD_DEPLOYMENT),
         )
         threading.Thread(target=self._sweep, args=(sweeper,), name="rayline-sweeper", daemon=True).start()
+        # What each Ray node uses, from its own metrics agent, for GET /api/v1/resource-metrics.
+        sampler = ResourceSampler(
+            platform.context.resource_metrics, RayNodeMetrics(), settings.resource_metrics_interval_s
+        )
+        threading.Thread(target=sampler.run, args=(self._stop,), name="rayline-resource-metrics", daemon=True).start()
 
     def _sweep(self, sweeper) -> None:
         import logging

@@ -37,7 +37,7 @@ from rayline.domain.outcomes import Outcome
 from rayline.domain.statuses import PodStatus
 from rayline.domain.tokens import ENDPOINT_TOKEN_REFUSED, bearer_of, token_matches
 from rayline.errors import InvalidInput, NotFound, PayloadTooLarge, RaylineError, Unauthorized, Unavailable
-from rayline.execution_context import ExecutionScope
+from rayline.execution_context import ExecutionScope, expose_to_craft_ai_sdk
 from rayline.runtime.cluster_state import node_of_this_process
 from rayline.runtime.control_plane_link import ControlPlaneLink
 from rayline.runtime.engine import ExecutionEngine
@@ -110,7 +110,11 @@ class LowLatencyReplica:
                 "stderr",
             )
         self._follower.follow(hold_s=0)
-        self._follower.apply_environment()  # module-level code may read it too
+        # How the user code's SDK clients reach the API (its metrics, the data store), before the
+        # environment variables (the user's own CRAFT_AI_* win), which module-level code may read.
+        os.environ.update(config.code_environment)
+        expose_to_craft_ai_sdk()
+        self._follower.apply_environment()
         self._engine = ExecutionEngine(
             config,
             self._import(),

@@ -132,6 +132,7 @@ def _up(args: argparse.Namespace) -> int:
             )
             print(
                 "\nRayline is up.\n"
+                f"  Web console:     {settings.environment_url}/  (sign in with the SDK token)\n"
                 f"  Environment URL: {settings.environment_url}\n"
                 f"  API docs:        {settings.environment_url}/api/v1/docs\n"
                 f"  Ray dashboard:   http://{settings.dashboard_host}:{settings.dashboard_port}\n"

@@ -14,14 +14,18 @@ from dataclasses import dataclass
 from rayline.api.context import AppContext
 from rayline.config import Settings
 from rayline.domain.access_tokens import AccessTokens
+from rayline.domain.code_credentials import code_environment
 from rayline.domain.signed_urls import UrlSigner
+from rayline.services.code_access import CodeAccess
 from rayline.services.credentials import load_sdk_token_hash, load_secret_box
 from rayline.services.data_store import DataStoreService, ObjectStorage
 from rayline.services.deployments import DeploymentService, ServeRuntime
 from rayline.services.environment import EnvironmentService
 from rayline.services.executions import ExecutionService, Runner
+from rayline.services.metrics import MetricsService
 from rayline.services.pipelines import PipelineService
 from rayline.services.pod_gateway import PodGateway
+from rayline.services.resource_metrics import ResourceMetricsService
 from rayline.services.scheduler import Scheduler
 from rayline.store.db import Database
 
@@ -70,10 +74,14 @@ def assemble(
         box,
         serve_runtime,
         pod_credential=gateway.pod_credential,
+        code_environment=lambda name: code_environment(
+            settings.user_code_url, gateway.credentials.for_deployment(name)
+        ),
         on_change=on_change,
     )
     # Read once: the SDK token changes only through `rayline up`, which redeploys the control plane.
     sdk_token_hash = load_sdk_token_hash(db)
+    code_access = CodeAccess(db, gateway.credentials)
     context = AppContext(
         settings=settings,
         db=db,
@@ -88,6 +96,9 @@ def assemble(
             settings.max_data_store_object_bytes,
             settings.data_store_url_ttl_s,
         ),
+        resource_metrics=ResourceMetricsService(db, settings.resource_metrics_retention_s),
+        code_access=code_access,
+        metrics=MetricsService(db, code_access),
     )
     return Assembled(context, gateway, Scheduler(db, deployments.start_scheduled))
 

@@ -48,6 +48,17 @@ class Settings(BaseSettings):
         gt=0,
         description="How long the file inputs and outputs of an execution are kept after it ends (its record stays).",
     )
+    resource_metrics_interval_s: float = Field(
+        15.0,
+        ge=0.5,
+        description="How often the control plane samples what each Ray node uses (CPU, RAM, disk, "
+        "network, GPUs) from the node's metrics agent, for GET /api/v1/resource-metrics.",
+    )
+    resource_metrics_retention_s: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="How long resource samples are kept in SQL (older ones are deleted as new ones come).",
+    )
     data_store_url: str | None = Field(
         None,
         description="Where the data store keeps objects: unset, a folder under home; s3://bucket/prefix "
@@ -96,6 +107,14 @@ class Settings(BaseSettings):
         "tokens /auth/refresh issues (craft-ai-sdk refreshes them before they expire); "
         "at most 24 h: an access token cannot be revoked before it expires, except by "
         "changing the SDK token or the secret key.",
+    )
+
+    console_session_ttl_s: float = Field(
+        8 * 3600.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="How long a sign-in to the web console at / lasts (at most 7 days); a new SDK "
+        "token ends every session.",
     )
 
     @field_validator("access_token_ttl_s", mode="wrap")
@@ -194,6 +213,11 @@ class Settings(BaseSettings):
     @property
     def environment_url(self) -> str:
         return f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def user_code_url(self) -> str:
+        """The API's URL as the processes running user code reach it (their SDK clients)."""
+        return self.package_url_base or self.environment_url
 
     @property
     def platform_secrets_path(self) -> Path:

@@ -28,6 +28,7 @@ def platform(tmp_path_factory):
             "RAYLINE_MAX_UPLOAD_BYTES": "2000000",
             "RAYLINE_MAX_FILE_BYTES": "1000000",
             "RAYLINE_MAX_DATA_STORE_OBJECT_BYTES": "3000000",
+            "RAYLINE_RESOURCE_METRICS_INTERVAL_S": "1",  # tests/integration/test_resource_metrics.py
         },
     )
     instance.start()

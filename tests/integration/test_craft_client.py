@@ -4,7 +4,7 @@ Our own RaylineSdk drives the same routes in the other integration tests.
 """
 
 import warnings
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import jwt
@@ -203,9 +203,8 @@ def test_elastic_endpoints_periodic_deployments_and_environment_variables(platfo
 @pytest.mark.parametrize(
     "call",
     [
-        lambda craft: craft.get_resource_metrics(datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC)),
         lambda craft: craft.list_pipeline_templates(),
-        lambda craft: craft.get_metrics(),
+        lambda craft: craft.get_vector_database_credentials(),
         lambda craft: craft.get_user("someone"),
     ],
 )

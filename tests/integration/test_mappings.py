@@ -181,7 +181,7 @@ def test_bad_mappings_are_refused_at_creation_and_nothing_is_created(sdk, pipeli
     for mapping, fragment in (
         ([InputSource("count", constant_value="seven")], "does not match the input's data_type"),
         ([InputSource("nope", constant_value=1)], "not declared by the pipeline"),
-        ([InputSource("text", datastore_path="a/b")], "no data store"),
+        ([InputSource("text", datastore_path="a/b")], "maps a file input"),
     ):
         with pytest.raises(SdkException) as info:
             sdk.create_deployment(pipeline, name, "endpoint", inputs_mapping=mapping)

@@ -15,6 +15,7 @@ import secrets
 import signal
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -58,6 +59,7 @@ def cluster(tmp_path_factory):
             **nodes.auth_env,
             "RAYLINE_PACKAGE_TOKEN": package_token,
             "RAYLINE_USER_CODE_RESOURCES": json.dumps({USER_CODE: 0.01}),
+            "RAYLINE_RESOURCE_METRICS_INTERVAL_S": "1",
         },
     )
     platform.env["RAYLINE_PACKAGE_URL_BASE"] = platform.url
@@ -165,6 +167,26 @@ def _control_plane_pid(head) -> int:
         except OSError:
             continue
     raise AssertionError("no control plane process on the head node")
+
+
+def test_resource_metrics_have_a_series_for_each_node(sdk):
+    """The control plane, on the head, reads each node's own metrics agent: a worker series for
+    each of the three nodes, the head among them."""
+    start = datetime.now(UTC) - timedelta(minutes=10)
+
+    def every_node_twice():  # a network rate needs two samples of a node
+        answer = sdk.get_resource_metrics(start, datetime.now(UTC))
+        metrics = answer["metrics"]
+        seen = [{s["metric"]["worker"] for s in metrics[name]} for name in ("cpu_usage", "network_input_usage")]
+        return answer if all(len(workers) == 3 for workers in seen) else None
+
+    answer = wait_until(every_node_twice, 60, "resource samples of the three nodes", interval_s=0.5)
+    for name, series in answer["metrics"].items():
+        assert len({s["metric"]["worker"] for s in series}) == 3, name
+        assert [s["metric"]["is_head"] for s in series].count(True) == 1, name
+        if name in ("cpu_usage", "disk_usage", "ram_usage"):  # percent; the network's are bytes per second
+            assert all(0 <= value <= 100 for s in series for _, value in s["values"]), name
+    assert answer["additional_data"]["total_ram"] > 0 and answer["additional_data"]["total_disk"] > 0
 
 
 def test_what_a_control_plane_that_died_ran_ends_and_warm_pods_live_on(cluster, sdk, pipeline):

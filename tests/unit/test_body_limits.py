@@ -291,6 +291,9 @@ def app():
         sdk_token_hash=hash_token(SDK_TOKEN),
         access_tokens=AccessTokens(),
         data_store=None,
+        resource_metrics=None,
+        code_access=None,
+        metrics=None,
     )
     return create_app(context)
 

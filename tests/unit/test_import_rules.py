@@ -7,6 +7,7 @@ is a decision, not an accident.
   they are handed) and without ``serve_apps``.
 - ``rayline.runtime``: what runs on Ray, never ``serve_apps``, which is built on it (the
   composition root hands the Serve applications in).
+- ``rayline.console``, the web console: pages over the services, never Ray nor ``serve_apps``.
 - ``serve_apps.low_latency``, the warm pod: no SQLAlchemy (it has no database).
 - ``rayline.sdk``: test_sdk_surface.py checks that ``import rayline``, which imports every module
   of the SDK, loads neither Ray nor the server.
@@ -37,6 +38,8 @@ RULES: dict[str, tuple[frozenset[str], bool]] = {
     "domain": (frozenset({"ray", "sqlalchemy", "fastapi", "starlette"}), True),
     "services": (frozenset({"ray", "serve_apps"}), False),
     "runtime": (frozenset({"serve_apps"}), True),
+    # The web console: pages over the services, served by the control plane; never Ray itself.
+    "console": (frozenset({"ray", "serve_apps"}), True),
 }
 
 # Run as `python -c PROBE <package> <blocked,packages>`: imports the package and every module under

@@ -87,7 +87,7 @@ def test_environment_variables_and_null_feed_inputs():
         ([{"pipeline_input_name": "count", "constant_value": "3"}], "endpoint", "does not match the input's data_type"),
         ([{"pipeline_input_name": "text", "constant_value": "a", "is_null": True}], "endpoint", "exactly one source"),
         ([{"pipeline_input_name": "text"}], "endpoint", "exactly one source"),
-        ([{"pipeline_input_name": "text", "datastore_path": "a/b"}], "endpoint", "no data store"),
+        ([{"pipeline_input_name": "text", "datastore_path": "a/b"}], "endpoint", "maps a file input"),
         ([{"pipeline_input_name": "text", "endpoint_input_name": "x"}], "run", "only endpoint deployments"),
         (
             [{"pipeline_input_name": "count", "environment_variable_name": "N"}],
@@ -205,3 +205,41 @@ def test_form_keys_become_lists_only_for_exactly_0_to_n_minus_1():
     assert unflatten([("inputs[00]", "x")]) == {"inputs": {"00": "x"}}
     assert unflatten([("a[²]", "x")]) == {"a": {"²": "x"}}
     assert unflatten([("a[1]", "x")]) == {"a": {"1": "x"}}
+
+
+FILE_INPUTS = parse_input_specs([{"name": "source", "data_type": "file"}])
+FILE_OUTPUTS = parse_output_specs([{"name": "report", "data_type": "file"}, {"name": "n", "data_type": "number"}])
+
+
+def test_a_data_store_file_input_is_read_when_the_execution_starts_and_its_output_written_there():
+    from rayline.domain.files import DataStoreFile, FileValue
+    from rayline.domain.mappings import kept_files, returned_files, to_data_store
+
+    inputs = normalize_inputs_mapping(
+        FILE_INPUTS, [{"pipeline_input_name": "source", "datastore_path": "in/a.csv"}], "periodic"
+    )
+    values, records = gather_inputs(inputs, {}, {})
+    assert values == {"source": DataStoreFile("in/a.csv")}
+    assert records[0]["mapping_type"] == "datastore" and records[0]["mapping_value"] == {"datastore_path": "in/a.csv"}
+    outputs = normalize_outputs_mapping(
+        FILE_OUTPUTS,
+        [
+            {"pipeline_output_name": "report", "datastore_path": "out/r.csv"},
+            {"pipeline_output_name": "n", "is_null": True},
+        ],
+        "periodic",
+    )
+    produced = {"report": FileValue("r.csv", b"a,b"), "n": 1}
+    returned, records = place_outputs(outputs, produced)
+    assert returned == {} and records[0]["value"] == {"filename": "r.csv", "size": 3}
+    assert to_data_store(outputs, produced) == {"out/r.csv": produced["report"]}
+    assert kept_files(records, produced) == {} and returned_files(records) == {}
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"), [("../x", "datastore_path"), ("/x", "datastore_path"), ("a\x00b", "control"), (3, "required")]
+)
+def test_a_bad_datastore_path_is_refused_naming_the_mapping(path, fragment):
+    with pytest.raises(InvalidInput, match=fragment) as info:
+        normalize_inputs_mapping(FILE_INPUTS, [{"pipeline_input_name": "source", "datastore_path": path}], "endpoint")
+    assert "inputs_mapping['source']" in info.value.message

@@ -35,6 +35,8 @@ def test_a_database_made_just_before_migrations_is_adopted_and_upgraded(any_data
     with db.engine.begin() as connection:  # without what migrations added since
         for table, column in migrate.COLUMNS_ADDED_SINCE:
             connection.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        for index in migrate.INDEXES_ADDED_SINCE:
+            connection.execute(text(f"DROP INDEX {index}"))
     with db.session() as session:
         session.add(Execution(execution_id="kept-1", pipeline_name="p", status="Succeeded", inputs=[], outputs=[]))
     migrate.upgrade(db)

@@ -78,7 +78,8 @@ MEMORY_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([bB]|[kKmMgG][iI]?[bB]?)?\s*$"
 INPUT_SOURCE_SCHEMA: JsonSchema = {
     "type": "object",
     "description": "Where one input comes from (craft-ai-sdk's InputSource): exactly one of endpoint_input_name, "
-    "constant_value, environment_variable_name or is_null=true; checked against the pipeline's declared inputs.",
+    "constant_value, environment_variable_name, datastore_path (file inputs) or is_null=true; checked against the "
+    "pipeline's declared inputs.",
     "properties": {
         "pipeline_input_name": {"type": "string"},
         "endpoint_input_name": {"type": ["string", "null"], "pattern": IDENTIFIER_PATTERN},
@@ -87,19 +88,25 @@ INPUT_SOURCE_SCHEMA: JsonSchema = {
         "is_null": {"type": ["boolean", "null"]},
         "is_required": {"type": ["boolean", "null"]},
         "default_value": {},
-        "datastore_path": {"type": "null", "description": "Not supported: Rayline has no data store."},
+        "datastore_path": {
+            "type": ["string", "null"],
+            "description": "A file input read from this path of the data store when the execution starts.",
+        },
     },
     "required": ["pipeline_input_name"],
 }
 OUTPUT_DESTINATION_SCHEMA: JsonSchema = {
     "type": "object",
-    "description": "Where one output goes (craft-ai-sdk's OutputDestination): endpoint_output_name or "
-    "is_null=true; checked against the pipeline's declared outputs.",
+    "description": "Where one output goes (craft-ai-sdk's OutputDestination): endpoint_output_name, "
+    "datastore_path (file outputs) or is_null=true; checked against the pipeline's declared outputs.",
     "properties": {
         "pipeline_output_name": {"type": "string"},
         "endpoint_output_name": {"type": ["string", "null"], "pattern": IDENTIFIER_PATTERN},
         "is_null": {"type": ["boolean", "null"]},
-        "datastore_path": {"type": "null", "description": "Not supported: Rayline has no data store."},
+        "datastore_path": {
+            "type": ["string", "null"],
+            "description": "A file output written to this path of the data store when the execution ends.",
+        },
     },
     "required": ["pipeline_output_name"],
 }

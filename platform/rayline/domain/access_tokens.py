@@ -15,8 +15,11 @@ import time
 
 import jwt
 
+from rayline.errors import Unauthorized
+
 ALGORITHM = "HS256"
 ISSUER = "rayline"
+SDK_SUBJECT = "sdk"  # the SDK token's holder: every route
 
 
 class AccessTokens:
@@ -30,25 +33,41 @@ class AccessTokens:
         ).digest()
         self.ttl_s = ttl_s
 
-    def issue(self) -> str:
+    def issue(self, subject: str = SDK_SUBJECT, expires_at: int | None = None) -> str:
+        """An access token for the SDK token's holder, or for an execution's code (``subject``:
+        ``rayline.domain.code_credentials.CodeScope.subject``), valid ``ttl_s`` at most and never
+        past ``expires_at`` (that of the credential it was exchanged for)."""
         now = int(time.time())
-        return jwt.encode(
-            {"iss": ISSUER, "sub": "sdk", "iat": now, "exp": now + int(self.ttl_s)}, self._key, algorithm=ALGORITHM
-        )
+        expires = now + int(self.ttl_s) if expires_at is None else min(now + int(self.ttl_s), expires_at)
+        return jwt.encode({"iss": ISSUER, "sub": subject, "iat": now, "exp": expires}, self._key, algorithm=ALGORITHM)
+
+    def read(self, token: str) -> tuple[str, int]:
+        """(subject, expiry) of a valid access token; Unauthorized, saying why, otherwise."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "iss", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized(
+                "The access token has expired; get a new one from POST /api/v1/auth/refresh (clients do it for you)."
+            ) from None
+        except jwt.InvalidTokenError:
+            raise Unauthorized(
+                "Invalid access token: it was not issued by this platform (or was altered, or issued for an "
+                "SDK token that has since changed); get a new one from POST /api/v1/auth/refresh."
+            ) from None
+        return str(claims["sub"]), int(claims["exp"])
 
     def problem(self, token: str) -> str | None:
         """Why ``token`` is not a valid access token, or None when it is."""
         try:
-            jwt.decode(
-                token, self._key, algorithms=[ALGORITHM], issuer=ISSUER, options={"require": ["exp", "iat", "iss"]}
-            )
-        except jwt.ExpiredSignatureError:
-            return "The access token has expired; get a new one from POST /api/v1/auth/refresh (clients do it for you)."
-        except jwt.InvalidTokenError:
-            return (
-                "Invalid access token: it was not issued by this platform (or was altered, or issued for an "
-                "SDK token that has since changed); get a new one from POST /api/v1/auth/refresh."
-            )
+            self.read(token)
+        except Unauthorized as refusal:
+            return refusal.message
         return None
 
 

@@ -280,6 +280,9 @@ class ReplicaConfig:
     credential: str
     route_prefix: str | None  # None: a periodic deployment, called by the scheduler only
     version: int
+    # What the pods set in os.environ for their user code: the API's URL and a credential that only
+    # records this deployment's executions' metrics and uses the data store (code_credentials).
+    code_environment: dict[str, str] = field(default_factory=dict)
     outputs: list[dict[str, Any]] = field(default_factory=list)  # the pipeline's declared outputs
     inputs_mapping: list[dict[str, Any]] = field(default_factory=list)  # normalized (rayline.domain.mappings)
     outputs_mapping: list[dict[str, Any]] = field(default_factory=list)

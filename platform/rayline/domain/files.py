@@ -24,6 +24,14 @@ class FileValue:
         return {"filename": self.filename, "size": len(self.data)}
 
 
+@dataclass(frozen=True)
+class DataStoreFile:
+    """A file input mapped to the data store (``datastore_path``): the process that runs the
+    execution reads it when the execution starts, with the execution's credential."""
+
+    path: str
+
+
 class FormText(str):
     """A text field of a form, whose type the input it feeds decides (see ``mappings.from_form``)."""
 

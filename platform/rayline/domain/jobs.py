@@ -22,4 +22,6 @@ class ExecutionJob:
     environment: dict[str, str] = field(default_factory=dict)  # the platform's environment variables
     max_file_bytes: int = 50 * 1024**2  # the largest file output
     log_credential: str = ""  # appends to this execution's logs only, until it ends (set by the runner)
+    # The API's URL, the execution's id and its credential, for its user code (code_credentials).
+    code_environment: dict[str, str] = field(default_factory=dict)
     control_plane_app: str = CONTROL_PLANE_APP

@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rayline.domain.data_store import object_path
 from rayline.domain.environment import check_name as check_variable_name
-from rayline.domain.files import FileValue, FormText
+from rayline.domain.files import DataStoreFile, FileValue, FormText
 from rayline.domain.io_types import InputSpec, OutputSpec, type_error
 from rayline.errors import InvalidInput
 
@@ -33,8 +34,8 @@ _MAPPING_TYPES = {
     "constant_value": "constant",
     "environment_variable_name": "environment_variable",
     "is_null": "is_null",
+    "datastore_path": "datastore",
 }
-_NO_DATA_STORE = "datastore_path is not supported: Rayline has no data store; pass files as file inputs and outputs."
 
 
 def _given(item: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
@@ -79,7 +80,7 @@ def normalize_inputs_mapping(specs: list[InputSpec], raw: Any, rule: str) -> lis
         "inputs_mapping",
         "pipeline_input_name",
         declared,
-        "a constant, an environment variable or null" if rule == "periodic" else None,
+        "a constant, an environment variable, a datastore_path or null" if rule == "periodic" else None,
     )
     mapping = []
     for spec in specs:
@@ -117,11 +118,11 @@ def _input_source(spec: InputSpec, item: dict[str, Any], rule: str) -> dict[str,
     if len(sources) != 1:
         raise InvalidInput(
             f"{where} needs exactly one source: endpoint_input_name, constant_value, "
-            f"environment_variable_name or is_null=True (got {', '.join(sources) or 'none'})."
+            f"environment_variable_name, datastore_path or is_null=True (got {', '.join(sources) or 'none'})."
         )
     source = sources[0]
     if source == "datastore_path":
-        raise InvalidInput(f"{where}: {_NO_DATA_STORE}")
+        return {"datastore_path": _data_store_path(spec.data_type, item["datastore_path"], where)}
     if (
         item.get("is_required") is not None or item.get("default_value") is not None
     ) and source != "endpoint_input_name":
@@ -157,6 +158,15 @@ def _input_source(spec: InputSpec, item: dict[str, Any], rule: str) -> dict[str,
     return {"is_null": True}
 
 
+def _data_store_path(data_type: str, path: Any, where: str) -> str:
+    if data_type != "file":
+        raise InvalidInput(
+            f"{where}: a datastore_path maps a file input or output; this one is a {data_type}. "
+            "Map it another way, or declare it as a file."
+        )
+    return object_path(path, f"{where}: datastore_path")
+
+
 def _check_value(spec: InputSpec, value: Any, where: str) -> None:
     if spec.data_type == "file":
         raise InvalidInput(f"{where}: a file input cannot have a constant or default value; it comes with each call.")
@@ -169,7 +179,11 @@ def normalize_outputs_mapping(specs: list[OutputSpec], raw: Any, rule: str) -> l
     """Check ``outputs_mapping`` against the pipeline's outputs for ``rule``; every output, mapped."""
     declared = {spec.name: spec for spec in specs}
     given = _items(
-        raw, "outputs_mapping", "pipeline_output_name", declared, "is_null=True" if rule == "periodic" else None
+        raw,
+        "outputs_mapping",
+        "pipeline_output_name",
+        declared,
+        "a datastore_path or is_null=True" if rule == "periodic" else None,
     )
     mapping = []
     for spec in specs:
@@ -182,19 +196,22 @@ def normalize_outputs_mapping(specs: list[OutputSpec], raw: Any, rule: str) -> l
             found = _given(item, _OUTPUT_DESTINATIONS)
             if len(found) != 1:
                 raise InvalidInput(
-                    f"{where} needs exactly one destination: endpoint_output_name or is_null=True "
-                    f"(got {', '.join(found) or 'none'})."
+                    f"{where} needs exactly one destination: endpoint_output_name, datastore_path or "
+                    f"is_null=True (got {', '.join(found) or 'none'})."
                 )
             if found[0] == "datastore_path":
-                raise InvalidInput(f"{where}: {_NO_DATA_STORE}")
-            if found[0] == "is_null":
+                destination = {"datastore_path": _data_store_path(spec.data_type, item["datastore_path"], where)}
+            elif found[0] == "is_null":
                 if item["is_null"] is not True:
                     raise InvalidInput(f"{where}: is_null must be true.")
                 destination = {"is_null": True}
             else:
                 name = item["endpoint_output_name"]
                 if rule != "endpoint":
-                    raise InvalidInput(f"{where}: only endpoint deployments have endpoint outputs; use is_null=True.")
+                    raise InvalidInput(
+                        f"{where}: only endpoint deployments have endpoint outputs; "
+                        "use a datastore_path or is_null=True."
+                    )
                 if not isinstance(name, str) or not name.isidentifier():
                     raise InvalidInput(f"{where}: endpoint_output_name {name!r} must be a valid identifier.")
                 destination = {"endpoint_output_name": name}
@@ -287,6 +304,8 @@ def gather_inputs(
                     raise InvalidInput(f"Input {sent_as!r}: {reason}.")
         elif kind == "constant":
             value = item["constant_value"]
+        elif kind == "datastore":  # read by the process that runs the execution, when it starts
+            value = DataStoreFile(item["datastore_path"])
         elif kind == "environment_variable":
             value = environment.get(item["environment_variable_name"])
             if value is None:
@@ -306,7 +325,7 @@ def gather_inputs(
                 "data_type": data_type,
                 "mapping_type": kind,
                 "mapping_value": mapping_value(item),
-                "value": None if kind == "environment_variable" else _recorded(value),
+                "value": None if kind in ("environment_variable", "datastore") else _recorded(value),
             }
         )
     return values, records
@@ -332,12 +351,13 @@ def place_outputs(
     mapping: list[dict[str, Any]], outputs: dict[str, Any]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """What the caller gets (keyed by endpoint output name, or output name for ``run``) and the
-    execution's output records, from the function's checked outputs. Null destinations drop the value."""
+    execution's output records, from the function's checked outputs. Null destinations drop the
+    value; the data store's get the file (``to_data_store``), and the record describes it."""
     returned, records = {}, []
     for item in mapping:
         name, kind = item["pipeline_output_name"], mapping_type(item)
         value = None if kind == "is_null" else outputs.get(name)
-        if kind != "is_null":
+        if kind not in ("is_null", "datastore"):
             returned[item.get("endpoint_output_name", name)] = value
         records.append(
             {
@@ -352,11 +372,22 @@ def place_outputs(
 
 
 def kept_files(records: list[dict[str, Any]], outputs: dict[str, Any]) -> dict[str, FileValue]:
-    """The file outputs to store with the execution (by pipeline output name): not the dropped ones."""
+    """The file outputs to store with the execution (by pipeline output name): not the dropped
+    ones, nor those that go to the data store."""
     return {
         record["pipeline_output_name"]: outputs[record["pipeline_output_name"]]
         for record in records
-        if record["mapping_type"] != "is_null" and isinstance(outputs.get(record["pipeline_output_name"]), FileValue)
+        if record["mapping_type"] not in ("is_null", "datastore")
+        and isinstance(outputs.get(record["pipeline_output_name"]), FileValue)
+    }
+
+
+def to_data_store(mapping: list[dict[str, Any]], outputs: dict[str, Any]) -> dict[str, FileValue]:
+    """The file outputs to write to the data store, by their path there."""
+    return {
+        item["datastore_path"]: outputs[item["pipeline_output_name"]]
+        for item in mapping
+        if "datastore_path" in item and isinstance(outputs.get(item["pipeline_output_name"]), FileValue)
     }
 
 
@@ -371,7 +402,11 @@ def _returned_name(record: dict[str, Any]) -> str:
 def returned_outputs(records: list[dict[str, Any]]) -> dict[str, Any]:
     """What a caller gets back, from an execution's output records (see ``place_outputs``); a
     file is described there, and kept apart (see ``returned_files``)."""
-    return {_returned_name(record): record.get("value") for record in records if record["mapping_type"] != "is_null"}
+    return {
+        _returned_name(record): record.get("value")
+        for record in records
+        if record["mapping_type"] not in ("is_null", "datastore")
+    }
 
 
 def returned_files(records: list[dict[str, Any]]) -> dict[str, str]:
@@ -379,5 +414,7 @@ def returned_files(records: list[dict[str, Any]]) -> dict[str, str]:
     return {
         _returned_name(record): record["pipeline_output_name"]
         for record in records
-        if record["mapping_type"] != "is_null" and record["data_type"] == "file" and record.get("value")
+        if record["mapping_type"] not in ("is_null", "datastore")
+        and record["data_type"] == "file"
+        and record.get("value")
     }

@@ -8,7 +8,7 @@ from typing import Any
 
 from rayline.domain.files import FileValue
 from rayline.domain.io_types import OutputSpec, check_outputs
-from rayline.domain.mappings import kept_files, place_outputs
+from rayline.domain.mappings import kept_files, place_outputs, to_data_store
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class Settled:
     returned: dict[str, Any]  # what the endpoint's caller gets
     records: list[dict[str, Any]]  # the execution record's outputs
     files: dict[str, FileValue] = field(default_factory=dict)  # file outputs kept, by output name
+    to_data_store: dict[str, FileValue] = field(default_factory=dict)  # by their path in the data store
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class OutputContract:
         """Raises (InvalidInput, TypeError...) when the function returned what it did not declare."""
         values = check_outputs(self.specs, returned, self.max_file_bytes)
         caller, records = place_outputs(self.mapping, values)
-        return Settled(caller, records, kept_files(records, values))
+        return Settled(caller, records, kept_files(records, values), to_data_store(self.mapping, values))
 
 
 def failure_text(error: BaseException) -> str:

@@ -28,6 +28,7 @@ from ray.exceptions import (
     WorkerCrashedError,
 )
 
+from rayline.domain.code_credentials import code_environment
 from rayline.domain.deployments import timed_out_error
 from rayline.domain.failures import NODE_LOST_ERROR
 from rayline.domain.jobs import ExecutionJob
@@ -90,12 +91,14 @@ class ElasticRunner:
         db: Database,
         execution_credential: Callable[[str, float], str] | None = None,
         resources: dict[str, float] | None = None,
+        environment_url: str | None = None,
     ) -> None:
         self._db = db
         self._resources = dict(resources or {})  # RAYLINE_USER_CODE_RESOURCES
         # What a worker streams its logs with (this execution's only, until it ends): workers
         # run user code, so they never get the database URL.
         self._execution_credential = execution_credential
+        self._environment_url = environment_url  # where the execution's SDK clients reach the API
         self._recorder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rayline-record")
         self._tasks: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()  # LRU, by environment
         self._tasks_lock = threading.Lock()
@@ -120,6 +123,8 @@ class ElasticRunner:
         """Start the execution; the returned future is done once it has ended and is recorded."""
         if self._execution_credential is not None:
             job.log_credential = self._execution_credential(job.execution_id, (job.timeout_s or CREDENTIAL_TTL_S) + 60)
+            if self._environment_url:
+                job.code_environment = code_environment(self._environment_url, job.log_credential, job.execution_id)
         ref = self._task(package_uri, requirements).options(name=f"rayline-execution:{job.execution_id}").remote(job)
 
         recorded: Future = Future()

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rayline.domain.deployments import ReplicaConfig, timed_out_error
-from rayline.domain.files import FileValue, materialize
+from rayline.domain.files import DataStoreFile, FileValue, materialize
 from rayline.domain.mappings import gather_inputs
 from rayline.domain.outcomes import Busy, Ended, Outcome, Refused
 from rayline.domain.results import OutputContract, failure_text
 from rayline.domain.statuses import ExecutionStatus
 from rayline.errors import InvalidInput, Unavailable
 from rayline.execution_context import ExecutionScope, current_scope
+from rayline.runtime.data_store_files import fetch_inputs, store_outputs
 from rayline.runtime.execution_ids import ExecutionIds
 from rayline.runtime.execution_slots import ExecutionSlots
 from rayline.runtime.user_code import argument_filler, call_function
@@ -159,8 +160,11 @@ class ExecutionEngine:
         )
         folder: Path | None = None
         try:
-            if any(isinstance(value, FileValue) for value in values.values()):  # the function gets paths
+            if any(isinstance(value, FileValue) for value in values.values()):  # kept with the execution
                 self._records.files(execution_id, "input", values)
+            if any(isinstance(value, DataStoreFile) for value in values.values()):  # off the loop: HTTP
+                values = await asyncio.to_thread(fetch_inputs, values, config.max_file_bytes)
+            if any(isinstance(value, FileValue) for value in values.values()):  # the function gets paths
                 folder = Path(tempfile.mkdtemp(prefix=f"rayline-{execution_id}-"))
                 values = materialize(values, folder)
             call = self._start_call(scope, values)
@@ -168,10 +172,17 @@ class ExecutionEngine:
             self.slots.release()
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
-            failure = f"The execution could not start: {type(exc).__name__}: {exc}"
+            # A data store input that cannot be read is the user's to fix (Failed), not the platform's.
+            status = ExecutionStatus.FAILED if isinstance(exc, InvalidInput) else ExecutionStatus.ERROR
+            failure = (
+                exc.message
+                if isinstance(exc, InvalidInput)
+                else f"The execution could not start: {type(exc).__name__}: {exc}"
+            )
+            self._records.execution_log(execution_id, "stderr", failure)
             self._unfinished.discard(execution_id)
-            self._records.execution_finished(execution_id, ExecutionStatus.ERROR, None, failure)
-            return Ended(execution_id, ExecutionStatus.ERROR, error=failure)
+            self._records.execution_finished(execution_id, status, None, failure)
+            return Ended(execution_id, status, error=failure)
         began = time.monotonic()
         call.add_done_callback(lambda _: self._call_ended(call, scope, time.monotonic() - began))
         timeout_s = config.execution_timeout_s
@@ -184,6 +195,8 @@ class ExecutionEngine:
             return self._ended(scope, ExecutionStatus.FAILED, error=error, timed_out=True)
         try:
             settled = self._contract.settle(call.result())
+            if settled.to_data_store:
+                await asyncio.to_thread(store_outputs, settled.to_data_store)
         except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
             for line in traceback.format_exc().rstrip().split("\n"):
                 self._records.execution_log(execution_id, "stderr", line)

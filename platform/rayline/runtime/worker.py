@@ -32,6 +32,7 @@ from rayline.domain.files import FileValue, materialize
 from rayline.domain.jobs import ExecutionJob
 from rayline.domain.results import OutputContract, failure_text
 from rayline.domain.statuses import ExecutionStatus
+from rayline.runtime.data_store_files import fetch_inputs, store_outputs
 from rayline.runtime.forks import receive, send
 from rayline.runtime.log_capture import (
     Lines,
@@ -121,9 +122,11 @@ def execute(
         capture_output(log, job.execution_id, originals),
     ):
         try:
-            inputs = materialize(job.inputs, scratch / "inputs")
+            inputs = materialize(fetch_inputs(job.inputs, job.max_file_bytes), scratch / "inputs")
             function = load(workdir, job.function_path, job.function_name)
-            settled = contract.settle(call_function(function, inputs))
+            returned = contract.settle(call_function(function, inputs))
+            store_outputs(returned.to_data_store)  # its failure fails the execution
+            settled = returned
         except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit too
             traceback.print_exc()
             error = failure_text(exc)

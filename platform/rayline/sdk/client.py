@@ -10,6 +10,7 @@ import io
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -775,6 +776,26 @@ class RaylineSdk:
     def delete_environment_variable(self, environment_variable_name: str) -> dict:
         return self._request("DELETE", f"/environment-variables/{environment_variable_name}")
 
+    # --- Resource metrics ------------------------------------------------------------------------
+
+    def get_resource_metrics(self, start_date: datetime, end_date: datetime, csv: bool = False) -> dict | bytes:
+        """What the platform's Ray nodes used from ``start_date`` to ``end_date`` (naive dates
+        are UTC; at most 31 days): ``{"additional_data": {"total_disk", "total_ram"[,
+        "total_vram"]} (bytes), "metrics": {"cpu_usage", "disk_usage", "ram_usage"[,
+        "vram_usage", "gpu_usage"] (percent), "network_input_usage", "network_output_usage"
+        (bytes per second): [{"metric": {"worker": <Ray node id>, ...}, "values": [[timestamp in
+        seconds, value], ...]}]}}``. With ``csv=True``, the same series as CSV bytes."""
+        if not isinstance(start_date, datetime) or not isinstance(end_date, datetime):
+            raise ValueError("start_date and end_date must be datetime.datetime objects.")
+        start, end = _epoch_ms(start_date), _epoch_ms(end_date)
+        assert start is not None and end is not None  # never None for a datetime
+        if start > end:
+            raise ValueError("start_date must be at or before end_date.")
+        params = {"start": start, "end": end, "download": "true" if csv else "false"}
+        if csv:
+            return self._file("/resource-metrics", params=params)
+        return self._request("GET", "/resource-metrics", params=params)
+
     # --- Data store ------------------------------------------------------------------------------
     # The platform answers signed URLs; the bytes go to them directly (S3 itself with an S3 data
     # store), without the SDK token. Objects from _MULTIPART_THRESHOLD bytes on go in parts.
@@ -885,6 +906,102 @@ class RaylineSdk:
     def delete_data_store_object(self, object_path_in_datastore: str) -> dict:
         """``{"path"}`` of the object deleted."""
         return self._request("DELETE", "/data-store/delete", json={"path_to_object": object_path_in_datastore})
+
+    # --- Pipeline metrics ------------------------------------------------------------------------
+    # Recorded from inside an execution, where RaylineSdk() finds the platform's URL and the
+    # execution's credential in its environment; read back from anywhere with the SDK token.
+
+    _METRICS_PAGE = 5000
+    _LIST_VALUES_PER_CALL = 10_000
+
+    @staticmethod
+    def _execution_id() -> str | None:
+        # A warm pod runs many executions at once: each call's own, from its context; an elastic
+        # execution's process runs only one: its environment says which.
+        from rayline.execution_context import current_execution_id
+
+        return current_execution_id() or os.environ.get("RAYLINE_EXECUTION_ID") or None
+
+    def _outside_execution(self) -> bool:
+        if self._execution_id() is not None:
+            return False
+        warnings.warn(
+            "You cannot send a metric outside a pipeline code, the metric has not been sent "
+            "(metrics are recorded from inside an execution).",
+            stacklevel=3,
+        )
+        return True
+
+    def record_metric_value(self, name: str, value: float) -> bool:
+        """Set the metric ``name`` of the current execution (the last value recorded wins); False,
+        with a warning, outside an execution."""
+        if self._outside_execution():
+            return False
+        self._request(
+            "PUT", f"/metrics/single-value/{name}", json={"value": value, "execution_id": self._execution_id()}
+        )
+        return True
+
+    def record_list_metric_values(self, name: str, values: float | list[float]) -> bool:
+        """Append ``values`` to the list metric ``name`` of the current execution; False, with a
+        warning, outside an execution."""
+        if self._outside_execution():
+            return False
+        values = values if isinstance(values, list) else [values]
+        for start in range(0, max(len(values), 1), self._LIST_VALUES_PER_CALL):
+            self._request(
+                "POST",
+                f"/metrics/list-values/{name}",
+                json={
+                    "values": values[start : start + self._LIST_VALUES_PER_CALL],
+                    "execution_id": self._execution_id(),
+                },
+            )
+        return True
+
+    def _metrics(self, kind: str, name: str | None, filters: dict[str, str | None]) -> list[dict]:
+        given = {key: value for key, value in filters.items() if value is not None}
+        if len(given) > 1:
+            raise ValueError(
+                f"Filter metrics by one of pipeline_name, deployment_name, execution_id; got {sorted(given)}."
+            )
+        params: dict[str, Any] = {f"filters[{key}]": value for key, value in given.items()}
+        if name is not None:
+            params["filters[name]"] = name
+        metrics: list[dict] = []
+        page = 1
+        while True:
+            answer = self._request(
+                "GET", f"/metrics/{kind}", params={**params, "page": page, "items_per_page": self._METRICS_PAGE}
+            )
+            metrics.extend(answer["metrics"])
+            if not answer["metrics"] or len(metrics) >= answer["total_count"]:
+                return metrics
+            page += 1
+
+    def get_metrics(
+        self,
+        name: str | None = None,
+        pipeline_name: str | None = None,
+        deployment_name: str | None = None,
+        execution_id: str | None = None,
+    ) -> list[dict]:
+        """Single-value metrics ``{"name", "value", "created_at", "execution_id", "deployment_name",
+        "pipeline_name"}``, of one pipeline, deployment or execution at most."""
+        filters = {"pipeline_name": pipeline_name, "deployment_name": deployment_name, "execution_id": execution_id}
+        return self._metrics("single-value", name, filters)
+
+    def get_list_metrics(
+        self,
+        name: str | None = None,
+        pipeline_name: str | None = None,
+        deployment_name: str | None = None,
+        execution_id: str | None = None,
+    ) -> list[dict]:
+        """List metrics ``{"name", "values", "created_at", "execution_id", "deployment_name",
+        "pipeline_name"}`` (values in the order recorded), of one pipeline, deployment or execution at most."""
+        filters = {"pipeline_name": pipeline_name, "deployment_name": deployment_name, "execution_id": execution_id}
+        return self._metrics("list-values", name, filters)
 
 
 def _execution_status(response: httpx.Response) -> str:

@@ -35,7 +35,7 @@ from rayline.services.credentials import SecretBox
 from rayline.services.executions import ExecutionService
 from rayline.services.pipelines import READY, PipelineService, pipeline_specs
 from rayline.store.db import Database, rowcount
-from rayline.store.executions import add_deployment_log, deployment_log_line, log_window
+from rayline.store.executions import add_deployment_log, deployment_log_line, log_tail, log_window
 from rayline.store.models import Deployment, DeploymentLog, Pipeline, Pod, utcnow
 from rayline.store.pods import wait_until_no_pod
 
@@ -118,10 +118,12 @@ class DeploymentService:
         box: SecretBox,
         serve_runtime: ServeRuntime,
         pod_credential: Callable[[str], str],
+        code_environment: Callable[[str], dict[str, str]] = lambda name: {},
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         self._pod_credential = pod_credential  # what a deployment's pods record with (no database URL)
+        self._code_environment = code_environment  # how their user code reaches the API (its metrics)
         self._on_change = on_change  # wakes the pods that follow a deployment's row
         self._settings = settings
         self._pipelines = pipelines
@@ -146,17 +148,31 @@ class DeploymentService:
         """The deployment, its status refreshed from Serve for a low-latency one."""
         row = self._row(name)
         if row.mode == Mode.LOW_LATENCY and row.is_enabled:
-            state = self._serve.states().get(name)
-            status = _status_from_serve(state, row.has_been_up, scaling_of(row))
-            if status != row.status or (status == rules.UP and not row.has_been_up):
-                with self._db.session() as session:
-                    if status == rules.CREATION_FAILED:
-                        self._tell_failure(session, name, state)
-                    current = session.get(Deployment, name)
-                    if current is not None:
-                        current.status = status
-                        current.has_been_up = current.has_been_up or status == rules.UP
-                        row = current
+            row = self._observed(row, self._serve.states())
+        return row
+
+    def list_observed(self) -> builtins.list[Deployment]:
+        """``list``, each low-latency status refreshed as ``get`` does, from one look at Serve."""
+        rows = self.list()
+        if not any(row.mode == Mode.LOW_LATENCY and row.is_enabled for row in rows):
+            return rows
+        states = self._serve.states()
+        return [self._observed(row, states) if row.mode == Mode.LOW_LATENCY and row.is_enabled else row for row in rows]
+
+    def _observed(self, row: Deployment, states: dict[str, Any]) -> Deployment:
+        """An enabled low-latency row with the status Serve's ``states`` imply, written back."""
+        name = row.name
+        state = states.get(name)
+        status = _status_from_serve(state, row.has_been_up, scaling_of(row))
+        if status != row.status or (status == rules.UP and not row.has_been_up):
+            with self._db.session() as session:
+                if status == rules.CREATION_FAILED:
+                    self._tell_failure(session, name, state)
+                current = session.get(Deployment, name)
+                if current is not None:
+                    current.status = status
+                    current.has_been_up = current.has_been_up or status == rules.UP
+                    row = current
         return row
 
     @staticmethod
@@ -212,6 +228,10 @@ class DeploymentService:
     ) -> builtins.list[DeploymentLog]:
         self.get(name)  # a low-latency deployment's status, refreshed: a failure found now is logged first
         return log_window(self._db, DeploymentLog, DeploymentLog.deployment_name == name, from_ts, to_ts, limit)
+
+    def log_tail(self, name: str, after_id: int | None = None, limit: int = 500) -> builtins.list[DeploymentLog]:
+        """Its log lines after the cursor ``after_id`` (a row id), or its last ``limit`` lines."""
+        return log_tail(self._db, DeploymentLog, DeploymentLog.deployment_name == name, after_id, limit)
 
     # --- calling -------------------------------------------------------------------------------
 
@@ -364,6 +384,7 @@ class DeploymentService:
             function_path=pipeline.function_path,
             function_name=pipeline.function_name,
             credential=self._pod_credential(row.name),
+            code_environment=self._code_environment(row.name),
             route_prefix=f"{ENDPOINT_PREFIX}/{row.endpoint_url_path}" if row.endpoint_url_path else None,
             version=row.version,
             outputs=pipeline.outputs,

@@ -23,12 +23,20 @@ from rayline.domain.mappings import (
     returned_files,
     returned_outputs,
 )
-from rayline.domain.statuses import Mode
+from rayline.domain.statuses import ExecutionStatus, Mode
 from rayline.errors import Conflict, InvalidInput, NotFound, PlatformFailure, Unavailable
 from rayline.services.pipelines import READY, PipelineService, pipeline_specs
 from rayline.store import executions as store
 from rayline.store.db import Database
-from rayline.store.models import Deployment, Execution, ExecutionFile, ExecutionLog, Pipeline
+from rayline.store.models import (
+    Deployment,
+    Execution,
+    ExecutionFile,
+    ExecutionLog,
+    ListMetricBatch,
+    MetricValue,
+    Pipeline,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +250,23 @@ class ExecutionService:
         self._flush_pods(Deployment.name == deployment_name)
         return self._latest(Execution.deployment_name == deployment_name)
 
+    def page_for_pipeline(
+        self, pipeline_name: str, status: str | None = None, offset: int = 0, limit: int = 50
+    ) -> tuple[list[Execution], int]:
+        """One page of a pipeline's executions, newest first, and their number (of ``status``
+        when given), for the console: no pod is asked to commit (what it answered is at most a
+        second late)."""
+        if status is not None and status not in tuple(ExecutionStatus):
+            raise InvalidInput(f"status must be one of {', '.join(ExecutionStatus)}, not {status!r}.")
+        return store.executions_page(self._db, Execution.pipeline_name == pipeline_name, status, offset, limit)
+
+    def recent_for_deployment(self, deployment_name: str, limit: int = 30, flush: bool = False) -> list[Execution]:
+        """A deployment's latest executions, newest first (the console's charts); ``flush``: its
+        pods commit what they answered first (a deployment's own page, not the overview's rows)."""
+        if flush:
+            self._flush_pods(Deployment.name == deployment_name)
+        return store.executions_page(self._db, Execution.deployment_name == deployment_name, limit=limit)[0]
+
     def _latest(self, where: Any) -> Execution | None:
         with self._db.session() as session:
             return session.scalars(
@@ -299,6 +324,10 @@ class ExecutionService:
             self._db, ExecutionLog, ExecutionLog.execution_id == execution_id, from_ts, to_ts, limit
         )
 
+    def log_tail(self, execution_id: str, after_id: int | None = None, limit: int = 500) -> list[ExecutionLog]:
+        """Its log lines after the cursor ``after_id`` (a row id), or its last ``limit`` lines."""
+        return store.log_tail(self._db, ExecutionLog, ExecutionLog.execution_id == execution_id, after_id, limit)
+
     def delete(self, execution_id: str) -> None:
         row = self.get(execution_id)
         if row.status not in store.FINAL_STATUSES:
@@ -306,4 +335,6 @@ class ExecutionService:
         with self._db.session() as session:
             session.execute(delete(ExecutionLog).where(ExecutionLog.execution_id == execution_id))
             session.execute(delete(ExecutionFile).where(ExecutionFile.execution_id == execution_id))
+            session.execute(delete(MetricValue).where(MetricValue.execution_id == execution_id))
+            session.execute(delete(ListMetricBatch).where(ListMetricBatch.execution_id == execution_id))
             session.execute(delete(Execution).where(Execution.execution_id == execution_id))

@@ -9,7 +9,8 @@ a credential that allows only that:
 - a pod credential (``pod:<deployment>:<mac>``) lets a pod of that deployment record that
   deployment's executions and logs, take its execution numbers and report its own pods;
 - an execution credential (``execution:<id>:<expiry>:<mac>``) lets an elastic worker append
-  logs to that one execution, while it runs and until the expiry.
+  logs to that one execution, while it runs and until the expiry (its user code gets it too, for
+  the API calls an execution may make: ``rayline.domain.code_credentials``).
 
 The MACs use a key derived from the platform's secret key, which stays in the control plane.
 Plain Python over the store: the control plane's Serve methods are thin wrappers around this.
@@ -17,7 +18,6 @@ Plain Python over the store: the control plane's Serve methods are thin wrappers
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import re
@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from rayline.domain.code_credentials import CodeCredentials
 from rayline.domain.statuses import PodStatus
 from rayline.errors import InvalidInput, Unauthorized
 from rayline.store import executions as store
@@ -67,10 +68,6 @@ _STARTED_KEYS = {
 }
 
 
-def _mac(key: bytes, message: str) -> str:
-    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
-
-
 class PodGateway:
     def __init__(
         self,
@@ -80,7 +77,7 @@ class PodGateway:
         wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
-        self._key = hmac.new(secret_key, b"rayline pod and execution credentials", hashlib.sha256).digest()
+        self.credentials = CodeCredentials(secret_key)
         self._open = open_secret  # decrypts stored environment variable values
         self._sink = sql_sink(db)
         self._wake = wake  # answers the pods' long polls at once (what they follow is unchanged)
@@ -95,26 +92,16 @@ class PodGateway:
     # --- credentials -------------------------------------------------------------------------
 
     def pod_credential(self, deployment_name: str) -> str:
-        return f"pod:{deployment_name}:{_mac(self._key, 'pod:' + deployment_name)}"
+        return f"pod:{deployment_name}:{self.credentials.mac('pod:' + deployment_name)}"
 
     def execution_credential(self, execution_id: str, ttl_s: float) -> str:
-        expires = int(time.time() + ttl_s) + 1
-        return f"execution:{execution_id}:{expires}:{_mac(self._key, f'execution:{execution_id}:{expires}')}"
+        return self.credentials.for_execution(execution_id, ttl_s)
 
     def check_pod(self, credential: str, deployment_name: str) -> None:
         if not isinstance(credential, str) or not hmac.compare_digest(
             credential.encode(), self.pod_credential(deployment_name).encode()
         ):
             raise Unauthorized(f"This credential does not belong to a pod of deployment {deployment_name!r}.")
-
-    def _check_execution(self, credential: str, execution_id: str) -> None:
-        _, _, rest = credential.partition(f"execution:{execution_id}:") if isinstance(credential, str) else ("", "", "")
-        expires, _, mac = rest.partition(":")
-        expected = _mac(self._key, f"execution:{execution_id}:{expires}")
-        if not expires.isdigit() or not hmac.compare_digest(mac.encode(), expected.encode()):
-            raise Unauthorized(f"This credential does not belong to execution {execution_id!r}.")
-        if int(expires) < time.time():
-            raise Unauthorized(f"The credential of execution {execution_id!r} has expired.")
 
     # --- what a pod does ---------------------------------------------------------------------
 
@@ -239,7 +226,7 @@ class PodGateway:
     def append_execution_logs(
         self, credential: str, execution_id: str, records: list[tuple[datetime, str, str]]
     ) -> None:
-        self._check_execution(credential, execution_id)
+        self.credentials.check_execution(credential, execution_id)
         status = store.status_of(self._db, execution_id)
         if status not in store.UNFINISHED_STATUSES:
             raise Unauthorized(f"Execution {execution_id!r} has ended; its credential no longer works.")

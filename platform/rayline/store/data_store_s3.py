@@ -123,7 +123,17 @@ class S3Storage:
         arguments: dict[str, Any] = {"Bucket": self._bucket, "Prefix": self._prefix + prefix, "MaxKeys": limit}
         if continuation_token:
             arguments["ContinuationToken"] = continuation_token
-        page = self._s3.list_objects_v2(**arguments)
+        from botocore.exceptions import ClientError
+
+        try:
+            page = self._s3.list_objects_v2(**arguments)
+        except ClientError as error:
+            if continuation_token and self._error(error, "Code") == "InvalidArgument":
+                raise InvalidInput(
+                    "continuation_token is not one a listing of this folder gave; list from the start "
+                    "(without continuation_token) and pass the one each page answers."
+                ) from None
+            raise
         items: list[ObjectInformation] = [
             {
                 "path": item["Key"][len(self._prefix) :],

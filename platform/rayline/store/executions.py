@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -224,3 +224,28 @@ def log_window(
         query = query.where(model.timestamp <= to_ts)
     with db.session() as session:
         return list(session.scalars(query.order_by(model.timestamp, model.id).limit(limit or MAX_LOG_LIMIT)))
+
+
+def log_tail(db: Database, model: Any, owner: Any, after_id: int | None = None, limit: int = 500) -> list[Any]:
+    """Log rows of one owner in the order they were written (their ids): those after ``after_id``
+    (a live tail's cursor: a row committed later always has a higher id, whatever its
+    timestamp), or else the last ``limit``. Oldest first either way."""
+    query = select(model).where(owner)
+    with db.session() as session:
+        if after_id is not None:
+            return list(session.scalars(query.where(model.id > after_id).order_by(model.id).limit(limit)))
+        return list(reversed(list(session.scalars(query.order_by(model.id.desc()).limit(limit)))))
+
+
+def executions_page(
+    db: Database, where: Any, status: str | None = None, offset: int = 0, limit: int = 50
+) -> tuple[list[Execution], int]:
+    """One page of executions (newest first) and how many there are in all, ``where`` (a
+    where-clause: a pipeline's, a deployment's) and of ``status`` when given."""
+    clauses = [where] if status is None else [where, Execution.status == status]
+    with db.session() as session:
+        total = session.scalar(select(func.count()).select_from(Execution).where(*clauses)) or 0
+        rows = session.scalars(
+            select(Execution).where(*clauses).order_by(Execution.created_at.desc()).offset(offset).limit(limit)
+        )
+        return list(rows), total

@@ -26,7 +26,10 @@ def _config() -> Config:
 
 
 # The schema that Rayline had just before migrations, and what came after it.
-FIRST_REVISION, ADDED_SINCE = "0001", {"packages"}  # tables; and columns:
+FIRST_REVISION, ADDED_SINCE = (
+    "0001",
+    {"packages", "resource_samples", "metric_values", "list_metric_batches"},
+)  # tables; and columns:
 COLUMNS_ADDED_SINCE = {
     ("deployments", "min_pods"),
     ("deployments", "max_pods"),
@@ -34,6 +37,13 @@ COLUMNS_ADDED_SINCE = {
     ("deployments", "standby_after_s"),
     ("pods", "flushed"),
     ("pods", "node_id"),
+}
+# Indexes on tables of the first revision (0007: the console's pages).
+INDEXES_ADDED_SINCE = {
+    "ix_executions_pipeline_created",
+    "ix_executions_pipeline_status_created",
+    "ix_executions_deployment_created",
+    "ix_deployment_logs_name_id",
 }
 
 
@@ -56,7 +66,7 @@ def _adopt(context: MigrationContext) -> None:
         d
         for d in compare_metadata(context, Base.metadata)
         if not (d[0] == "add_table" and d[1].name in ADDED_SINCE)
-        and not (d[0] == "add_index" and d[1].table.name in ADDED_SINCE)
+        and not (d[0] == "add_index" and (d[1].table.name in ADDED_SINCE or d[1].name in INDEXES_ADDED_SINCE))
         and not (d[0] == "add_column" and (d[2], d[3].name) in COLUMNS_ADDED_SINCE)
     ]
     if differences:

@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -85,6 +97,13 @@ class Execution(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     start_date: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     end_date: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    # The console's pages: a pipeline's (of one status) or a deployment's executions, newest first.
+    __table_args__ = (
+        Index("ix_executions_pipeline_created", "pipeline_name", "created_at"),
+        Index("ix_executions_pipeline_status_created", "pipeline_name", "status", "created_at"),
+        Index("ix_executions_deployment_created", "deployment_name", "created_at"),
+    )
 
 
 class ExecutionLog(Base):
@@ -168,7 +187,10 @@ class DeploymentLog(Base):
     pod_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     type: Mapped[str] = mapped_column(String(16), default="deployment")
 
-    __table_args__ = (Index("ix_deployment_logs_name_time", "deployment_name", "timestamp"),)
+    __table_args__ = (
+        Index("ix_deployment_logs_name_time", "deployment_name", "timestamp"),
+        Index("ix_deployment_logs_name_id", "deployment_name", "id"),  # the console's live tail
+    )
 
 
 class Pod(Base):
@@ -194,3 +216,62 @@ class Pod(Base):
     flushed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ResourceSample(Base):
+    """What one Ray node used at one sampling round of the control plane (every node of a round
+    has the round's ``sampled_at``); kept RAYLINE_RESOURCE_METRICS_RETENTION_S. The network
+    columns are the node's counters since its boot: rates are made from two samples when read."""
+
+    __tablename__ = "resource_samples"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sampled_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    node_id: Mapped[str] = mapped_column(String(64))
+    node_ip: Mapped[str] = mapped_column(String(64))
+    is_head: Mapped[bool] = mapped_column(default=False)
+    cpu_percent: Mapped[float] = mapped_column(Double)
+    ram_used_bytes: Mapped[int] = mapped_column(BigInteger)
+    ram_total_bytes: Mapped[int] = mapped_column(BigInteger)
+    disk_used_bytes: Mapped[int] = mapped_column(BigInteger)
+    disk_total_bytes: Mapped[int] = mapped_column(BigInteger)
+    network_received_bytes: Mapped[int] = mapped_column(BigInteger)
+    network_sent_bytes: Mapped[int] = mapped_column(BigInteger)
+    # Only on a node with GPUs: their mean utilization, and their memory summed.
+    gpu_percent: Mapped[float | None] = mapped_column(Double, nullable=True)
+    vram_used_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    vram_total_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class MetricValue(Base):
+    """A pipeline metric of one value, recorded by an execution: the last value recorded wins.
+    Not tied to the execution's row by a foreign key: a warm pod's execution may record a metric
+    before the pod's batch of records has reached the database."""
+
+    __tablename__ = "metric_values"
+    execution_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[float] = mapped_column(Double)
+    pipeline_name: Mapped[str] = mapped_column(String(63), index=True)
+    deployment_name: Mapped[str | None] = mapped_column(String(63), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_metric_values_name", "name"),)
+
+
+class ListMetricBatch(Base):
+    """The values one call appended to a pipeline list metric; an execution's batches of a name,
+    in ``id`` order, are the list. A row per call, not per value: 10,000 values are one insert."""
+
+    __tablename__ = "list_metric_batches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(String(160))
+    name: Mapped[str] = mapped_column(String(128))
+    values: Mapped[list] = mapped_column(JSON)
+    pipeline_name: Mapped[str] = mapped_column(String(63), index=True)
+    deployment_name: Mapped[str | None] = mapped_column(String(63), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_list_metric_batches_execution_name", "execution_id", "name"),
+        Index("ix_list_metric_batches_name", "name"),
+    )

@@ -21,11 +21,6 @@ UNSUPPORTED = [
     (["GET"], "/pipelines/{pipeline_name}/download", "downloading a pipeline's folder"),
     (["GET"], "/pipeline-templates", "pipeline templates"),
     (["GET"], "/pipeline-templates/{template_name}", "pipeline templates"),
-    (["GET"], "/resource-metrics", "resource metrics (the Ray dashboard shows them)"),
-    (["GET", "PUT"], "/metrics/single-value", "pipeline metrics"),
-    (["PUT"], "/metrics/single-value/{name}", "pipeline metrics"),
-    (["GET", "POST"], "/metrics/list-values", "pipeline metrics"),
-    (["POST"], "/metrics/list-values/{name}", "pipeline metrics"),
 ]
 
 

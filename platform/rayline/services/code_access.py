@@ -1,0 +1,75 @@
+"""What an execution's code may still do with its credential (``rayline.domain.code_credentials``):
+its credential is checked by its MAC, and here against the records: an execution that has ended,
+or a deployment that is gone, no longer lets its code in."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from rayline.domain.code_credentials import CodeCredentials, CodeScope
+from rayline.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from rayline.store import executions as store
+from rayline.store import pods
+from rayline.store.db import Database
+from rayline.store.models import Execution
+
+
+class CodeAccess:
+    def __init__(self, db: Database, credentials: CodeCredentials) -> None:
+        self._db = db
+        self.credentials = credentials
+
+    def scope_of(self, credential: str) -> CodeScope:
+        return self.credentials.scope_of(credential)
+
+    def check_alive(self, scope: CodeScope) -> None:
+        """Refuse the credential of an execution that has ended, or of a deleted deployment's pods."""
+        if scope.execution_id is not None:
+            status = store.status_of(self._db, scope.execution_id)
+            if status not in store.UNFINISHED_STATUSES:
+                raise Unauthorized(_ended(scope.execution_id))
+        elif pods.deployment_origin(self._db, str(scope.deployment_name)) is None:
+            raise Unauthorized(
+                f"Deployment {scope.deployment_name!r} is deleted; its pods' credential no longer works."
+            )
+
+    def owner_of(self, scope: CodeScope | None, execution_id: object) -> tuple[str, str | None]:
+        """(pipeline, deployment) of the execution a metric is recorded for, once the caller may
+        record it: ``scope`` None is the SDK token's holder (any execution that exists); an
+        execution's code only its own execution while it runs. A warm pod's execution may not be
+        in the database yet (its pod sends its records in batches): its deployment then says."""
+        if not isinstance(execution_id, str) or not execution_id:
+            raise InvalidInput(
+                "execution_id is required: the execution the metric is recorded for (the clients send it "
+                "from inside an execution)."
+            )
+        if scope is not None and not scope.covers(execution_id):
+            mine = scope.execution_id or f"the executions of deployment {scope.deployment_name!r}"
+            raise Forbidden(f"This credential records metrics of {mine} only, not of {execution_id!r}.")
+        with self._db.session() as session:
+            row = session.execute(
+                select(Execution.pipeline_name, Execution.deployment_name, Execution.status).where(
+                    Execution.execution_id == execution_id
+                )
+            ).first()
+        if row is None:
+            if scope is None or scope.deployment_name is None:
+                raise NotFound(f"Execution {execution_id!r} does not exist.")
+            origin = pods.deployment_origin(self._db, scope.deployment_name)
+            if origin is None:
+                raise Unauthorized(
+                    f"Deployment {scope.deployment_name!r} is deleted; its pods' credential no longer works."
+                )
+            return origin[0], scope.deployment_name
+        if scope is not None:
+            if scope.deployment_name is not None and row.deployment_name != scope.deployment_name:
+                raise Forbidden(
+                    f"Execution {execution_id!r} is not one of deployment {scope.deployment_name!r}'s executions."
+                )
+            if row.status not in store.UNFINISHED_STATUSES:
+                raise Unauthorized(_ended(execution_id))
+        return row.pipeline_name, row.deployment_name
+
+
+def _ended(execution_id: str) -> str:
+    return f"Execution {execution_id!r} has ended; the credential of its code no longer works."
