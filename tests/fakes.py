@@ -121,7 +121,7 @@ class FakeRunner:
     def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> Future:
         self.submissions.append(Submission(job, package_uri, list(requirements)))
         if self._execution_credential is not None:
-            job.log_credential = self._execution_credential(job.execution_id, (job.timeout_s or CREDENTIAL_TTL_S) + 60)
+            job.log_credential = self._execution_credential(job.execution_id, CREDENTIAL_TTL_S + (job.timeout_s or 0))
         recorded: Future = Future()
         if not self.threaded:
             self._record(job, self._execute(job, capture=True))

@@ -74,8 +74,8 @@ def assemble(
         box,
         serve_runtime,
         pod_credential=gateway.pod_credential,
-        code_environment=lambda name: code_environment(
-            settings.user_code_url, gateway.credentials.for_deployment(name)
+        code_environment=lambda name, created_at: code_environment(
+            settings.user_code_url, gateway.credentials.for_deployment(name, created_at)
         ),
         on_change=on_change,
     )

@@ -65,6 +65,12 @@ RECORDER = {
                         report[name] = "allowed"
                     except Exception as error:
                         report[name] = f"{getattr(error, 'status_code', '?')} {error}"
+                import httpx
+
+                url = os.environ["RAYLINE_ENVIRONMENT_URL"] + "/api/v1"
+                access = httpx.post(url + "/auth/refresh", json={"refresh_token": token}).json()["access_token"]
+                listed = httpx.get(url + "/pipelines", headers={"Authorization": "Bearer " + access})
+                report["access_token_list_pipelines"] = listed.status_code
                 path = "metrics-probe/" + os.environ.get("RAYLINE_EXECUTION_ID", "pod") + ".txt"
                 import io
 
@@ -163,6 +169,7 @@ def test_an_executions_code_gets_its_own_credential_only_and_loses_it_when_it_en
     assert credential != platform.token and report["token_kind"] == "execution" and report["craft_token_is_it"]
     assert report["list_pipelines"].startswith("401") and "metrics" in report["list_pipelines"], report
     assert report["other_execution"].startswith("403"), report
+    assert report["access_token_list_pipelines"] == 401, report  # an access token keeps the scope
     # The data store works from inside the execution.
     assert sdk.get_data_store_object_information(report["data_store_path"])["size"] == len(b"from inside")
     # It never appears in the execution's record or logs.
@@ -177,9 +184,8 @@ def test_an_executions_code_gets_its_own_credential_only_and_loses_it_when_it_en
         assert answer.status_code == 401 and "ended" in answer.json()["message"], answer.text
         answer = bare.post("/data-store/download", json={"path_to_object": report["data_store_path"]}, headers=headers)
         assert answer.status_code == 401, answer.text
-        access = bare.post("/auth/refresh", json={"refresh_token": credential}).json()["access_token"]
-        answer = bare.get("/pipelines", headers={"Authorization": f"Bearer {access}"})
-        assert answer.status_code == 401, answer.text
+        answer = bare.post("/auth/refresh", json={"refresh_token": credential})
+        assert answer.status_code == 401 and "ended" in answer.json()["message"], answer.text
         tampered = credential[:-1] + ("0" if credential[-1] != "0" else "1")
         answer = bare.post("/auth/refresh", json={"refresh_token": tampered})
         assert answer.status_code == 401, answer.text

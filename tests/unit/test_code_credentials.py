@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 import pytest
 
 from rayline.domain.access_tokens import AccessTokens
-from rayline.domain.code_credentials import CodeCredentials, CodeScope, code_environment, is_code_credential
+from rayline.domain.code_credentials import (
+    CodeCredentials,
+    CodeScope,
+    code_environment,
+    epoch_ms,
+    is_code_credential,
+)
 from rayline.domain.metrics import check_metric_name, check_metric_value, check_metric_values, one_filter
 from rayline.errors import InvalidInput, Unauthorized
 
@@ -30,15 +37,23 @@ def test_an_execution_credential_is_that_execution_s_until_it_expires():
         CodeCredentials(b"another-key-entirely-of-32-bytes").scope_of(credential)
 
 
+CREATED = datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
 def test_a_deployment_credential_covers_its_executions_only():
     credentials = CodeCredentials(KEY)
-    scope = credentials.scope_of(credentials.for_deployment("shop"))
-    assert scope == CodeScope(deployment_name="shop")
+    credential = credentials.for_deployment("shop", CREATED)
+    scope = credentials.scope_of(credential)
+    assert scope == CodeScope(deployment_name="shop", deployment_created_ms=epoch_ms(CREATED))
+    assert epoch_ms(CREATED.replace(tzinfo=None)) == epoch_ms(CREATED)  # as SQLite gives it back
     assert scope.covers("shop-12") and not scope.covers("shop-eu-12") and not scope.covers("shop-")
     assert not scope.covers("shopping-3")
-    with pytest.raises(Unauthorized):
-        credentials.scope_of("code:shop-eu:" + credentials.for_deployment("shop").rsplit(":", 1)[1])
-    assert is_code_credential(credentials.for_deployment("shop")) and not is_code_credential("a-plain-sdk-token")
+    mac = credential.rsplit(":", 1)[1]
+    for forged in (f"code:shop-eu:{epoch_ms(CREATED)}:{mac}", f"code:shop:{epoch_ms(CREATED) + 1}:{mac}"):
+        with pytest.raises(Unauthorized):
+            credentials.scope_of(forged)  # another deployment, or a later one of the same name
+    assert CodeScope.of_subject(scope.subject, None) == scope
+    assert is_code_credential(credential) and not is_code_credential("a-plain-sdk-token")
 
 
 def test_an_access_token_keeps_the_scope_and_expiry_of_the_credential_it_was_exchanged_for():
@@ -65,7 +80,7 @@ def test_bad_metric_names_are_refused(name):
 
 def test_metric_values_are_finite_numbers():
     assert check_metric_value(3) == 3.0 and check_metric_values(0.5) == [0.5]
-    for bad in (math.nan, math.inf, -math.inf, True, "1", None, [1]):
+    for bad in (math.nan, math.inf, -math.inf, True, "1", None, [1], 10**400):
         with pytest.raises(InvalidInput):
             check_metric_value(bad)
     with pytest.raises(InvalidInput, match=r"values\[1\]"):

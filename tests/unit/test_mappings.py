@@ -243,3 +243,10 @@ def test_a_bad_datastore_path_is_refused_naming_the_mapping(path, fragment):
     with pytest.raises(InvalidInput, match=fragment) as info:
         normalize_inputs_mapping(FILE_INPUTS, [{"pipeline_input_name": "source", "datastore_path": path}], "endpoint")
     assert "inputs_mapping['source']" in info.value.message
+
+
+def test_two_outputs_cannot_go_to_the_same_data_store_path():
+    outputs = parse_output_specs([{"name": "a", "data_type": "file"}, {"name": "b", "data_type": "file"}])
+    mapping = [{"pipeline_output_name": name, "datastore_path": "out/same.csv"} for name in ("a", "b")]
+    with pytest.raises(InvalidInput, match="same datastore_path"):
+        normalize_outputs_mapping(outputs, mapping, "endpoint")

@@ -220,3 +220,31 @@ def test_a_flush_waits_for_every_serving_pod_to_report_it(gateway, monkeypatch):
 
     monkeypatch.setattr(pod_gateway, "FLUSH_TIMEOUT_S", 0.3)
     assert gw.flush_pods("report") is False  # nobody reports this one
+
+
+def test_a_pods_code_records_metrics_of_its_own_deployments_numbers_only(gateway):
+    from rayline.errors import Forbidden, NotFound
+    from rayline.services.code_access import CodeAccess
+    from rayline.store import pods
+
+    gw, db = gateway
+    access = CodeAccess(db, gw.credentials)
+    created_at = pods.deployment_origin(db, "report")[1]
+    scope = access.scope_of(gw.credentials.for_deployment("report", created_at))
+    store.take_numbers(db, store.execution_counter("report"), 20)  # what its pods have taken
+    # Not in SQL yet (a pod's batch on its way): one of the numbers its pods took.
+    assert access.owner_of(scope, "report-12") == ("pipe", "report")
+    with pytest.raises(NotFound):
+        access.owner_of(scope, "report-999")  # a number no pod has taken
+    with pytest.raises(Forbidden):
+        access.owner_of(scope, "report-7")  # a pipeline run of the same name
+    with pytest.raises(Forbidden):
+        access.owner_of(scope, "other-1")
+    with pytest.raises(Forbidden):
+        access.owner_of(scope, "report-3")  # an execution of a deleted deployment of the same name
+    with pytest.raises(InvalidInput, match="at most 160"):
+        access.owner_of(scope, "report-" + "1" * 200)
+    # A later deployment of the same name does not take the old one's credential.
+    stale = access.scope_of(gw.credentials.for_deployment("report", created_at - timedelta(seconds=5)))
+    with pytest.raises(Unauthorized, match="deleted"):
+        access.owner_of(stale, "report-12")

@@ -102,7 +102,7 @@ def require_live_caller(request: Request, context: AppContext = Depends(get_cont
     still runs (of a deployment that still exists, for a warm pod's)."""
     scope = request_caller(request, context)
     if scope is not None:
-        context.code_access.check_alive(scope)
+        context.code_access.check_alive(scope)  # an SQL read: FastAPI runs a sync dependency in a thread
 
 
 def sdk_token_gate(

@@ -6,8 +6,9 @@ gets the SDK token. What it gets depends on where it runs:
 - an elastic execution runs alone in its process: ``execution:<id>:<expires>:<mac>``, valid for
   that execution only, while it runs and until ``expires`` (the same credential streams its logs);
 - a warm pod runs every execution of its deployment in one process, with one environment:
-  ``code:<deployment>:<mac>``, valid for the executions of that deployment while they run (each
-  call names its execution, which is checked to be one of them and not ended).
+  ``code:<deployment>:<created>:<mac>``, valid for the executions of that deployment (the one
+  created at ``created``, epoch ms: not a later one of the same name) while they run (each call
+  names its execution, which is checked to be one of them and not ended).
 
 Both are HMACs under a key derived from the platform's secret key, which only the control plane
 holds. ``code_environment`` is how the code finds the API: the variables both clients read.
@@ -20,6 +21,7 @@ import hmac
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from rayline.errors import Unauthorized
 
@@ -33,6 +35,7 @@ class CodeScope:
 
     execution_id: str | None = None
     deployment_name: str | None = None
+    deployment_created_ms: int | None = None  # which deployment of that name (epoch milliseconds)
     expires_at: int | None = None  # seconds since the epoch; None: while the executions run
 
     @property
@@ -40,7 +43,7 @@ class CodeScope:
         """How an access token issued for this scope names it (``sub``)."""
         if self.execution_id is not None:
             return EXECUTION_PREFIX + self.execution_id
-        return f"{DEPLOYMENT_PREFIX}{self.deployment_name}"
+        return f"{DEPLOYMENT_PREFIX}{self.deployment_name}:{self.deployment_created_ms}"
 
     def covers(self, execution_id: str) -> bool:
         """Whether ``execution_id`` may be this scope's (a deployment's ids are ``<name>-<n>``;
@@ -54,8 +57,15 @@ class CodeScope:
         if subject.startswith(EXECUTION_PREFIX):
             return CodeScope(execution_id=subject[len(EXECUTION_PREFIX) :], expires_at=expires_at)
         if subject.startswith(DEPLOYMENT_PREFIX):
-            return CodeScope(deployment_name=subject[len(DEPLOYMENT_PREFIX) :], expires_at=expires_at)
+            name, _, created = subject[len(DEPLOYMENT_PREFIX) :].rpartition(":")
+            if name and created.isdigit():
+                return CodeScope(deployment_name=name, deployment_created_ms=int(created), expires_at=expires_at)
         return None
+
+
+def epoch_ms(moment: datetime) -> int:
+    """A deployment's creation time as its credential names it (naive datetimes are UTC)."""
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def is_code_credential(token: str) -> bool:
@@ -75,8 +85,9 @@ class CodeCredentials:
         expires = int(time.time() + ttl_s) + 1
         return f"{EXECUTION_PREFIX}{execution_id}:{expires}:{self.mac(f'{EXECUTION_PREFIX}{execution_id}:{expires}')}"
 
-    def for_deployment(self, deployment_name: str) -> str:
-        return f"{DEPLOYMENT_PREFIX}{deployment_name}:{self.mac(DEPLOYMENT_PREFIX + deployment_name)}"
+    def for_deployment(self, deployment_name: str, created_at: datetime) -> str:
+        message = f"{DEPLOYMENT_PREFIX}{deployment_name}:{epoch_ms(created_at)}"
+        return f"{message}:{self.mac(message)}"
 
     def check_execution(self, credential: object, execution_id: str) -> None:
         """Refuse a credential that is not ``execution_id``'s, or has expired."""
@@ -96,10 +107,11 @@ class CodeCredentials:
                 raise Unauthorized(f"The credential of execution {execution_id!r} has expired.")
             return CodeScope(execution_id=execution_id, expires_at=int(expires))
         if credential.startswith(DEPLOYMENT_PREFIX):
-            name, _, mac = credential[len(DEPLOYMENT_PREFIX) :].rpartition(":")
-            if not name or not hmac.compare_digest(mac.encode(), self.mac(DEPLOYMENT_PREFIX + name).encode()):
+            message, _, mac = credential.rpartition(":")
+            name, _, created = message[len(DEPLOYMENT_PREFIX) :].rpartition(":")
+            if not name or not created.isdigit() or not hmac.compare_digest(mac.encode(), self.mac(message).encode()):
                 raise Unauthorized("This pod credential was not issued by this platform (or was altered).")
-            return CodeScope(deployment_name=name)
+            return CodeScope(deployment_name=name, deployment_created_ms=int(created))
         raise Unauthorized("Not a credential of user code.")
 
 

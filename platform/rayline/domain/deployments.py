@@ -277,12 +277,12 @@ class ReplicaConfig:
     function_name: str
     # Lets its pods record this deployment's executions through the control plane, and nothing
     # else: a pod runs user code, so it holds no database URL, key or token (services/pod_gateway).
-    credential: str
+    credential: str = field(repr=False)
     route_prefix: str | None  # None: a periodic deployment, called by the scheduler only
     version: int
     # What the pods set in os.environ for their user code: the API's URL and a credential that only
     # records this deployment's executions' metrics and uses the data store (code_credentials).
-    code_environment: dict[str, str] = field(default_factory=dict)
+    code_environment: dict[str, str] = field(default_factory=dict, repr=False)
     outputs: list[dict[str, Any]] = field(default_factory=list)  # the pipeline's declared outputs
     inputs_mapping: list[dict[str, Any]] = field(default_factory=list)  # normalized (rayline.domain.mappings)
     outputs_mapping: list[dict[str, Any]] = field(default_factory=list)

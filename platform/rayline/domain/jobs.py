@@ -21,7 +21,8 @@ class ExecutionJob:
     timeout_s: float | None = None  # enforced by the runner, which stops the worker past it
     environment: dict[str, str] = field(default_factory=dict)  # the platform's environment variables
     max_file_bytes: int = 50 * 1024**2  # the largest file output
-    log_credential: str = ""  # appends to this execution's logs only, until it ends (set by the runner)
+    # Appends to this execution's logs only, until it ends (set by the runner); not in a repr.
+    log_credential: str = field(default="", repr=False)
     # The API's URL, the execution's id and its credential, for its user code (code_credentials).
-    code_environment: dict[str, str] = field(default_factory=dict)
+    code_environment: dict[str, str] = field(default_factory=dict, repr=False)
     control_plane_app: str = CONTROL_PLANE_APP

@@ -217,6 +217,9 @@ def normalize_outputs_mapping(specs: list[OutputSpec], raw: Any, rule: str) -> l
                 destination = {"endpoint_output_name": name}
         mapping.append({"pipeline_output_name": spec.name, "data_type": spec.data_type, **destination})
     _check_unique_endpoint_names(mapping, "outputs_mapping", "endpoint_output_name")
+    paths = [item["datastore_path"] for item in mapping if "datastore_path" in item]
+    if len(paths) != len(set(paths)):
+        raise InvalidInput("outputs_mapping: two outputs go to the same datastore_path; give each its own.")
     exposed = [item for item in mapping if "endpoint_output_name" in item]
     if any(item["data_type"] == "file" for item in exposed) and len(exposed) > 1:
         raise InvalidInput(

@@ -14,6 +14,7 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # What one request may add to a list metric: craft-ai-sdk sends them in batches of this many.
 MAX_LIST_VALUES_PER_CALL = 10_000
 MAX_ITEMS_PER_PAGE = 5_000
+MAX_PAGE = 1_000_000_000  # keeps the offset within what databases take
 FILTERS = ("pipeline_name", "deployment_name", "execution_id")
 
 
@@ -30,7 +31,10 @@ def check_metric_value(value: Any, field: str = "value") -> float:
     # bool is an int in Python: True is not a metric value.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(f"{field} must be a number, not {type(value).__name__} ({value!r:.40}).")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        number = math.inf
     if not math.isfinite(number):
         raise InvalidInput(f"{field} must be a finite number (not NaN or infinity); got {value!r}.")
     return number
@@ -63,7 +67,7 @@ def one_filter(pipeline_name: str | None, deployment_name: str | None, execution
 
 
 def check_page(page: int, items_per_page: int) -> None:
-    if page < 1:
-        raise InvalidInput(f"page must be 1 or more; got {page}.")
+    if not 1 <= page <= MAX_PAGE:
+        raise InvalidInput(f"page must be from 1 to {MAX_PAGE}; got {page}.")
     if not 1 <= items_per_page <= MAX_ITEMS_PER_PAGE:
         raise InvalidInput(f"items_per_page must be from 1 to {MAX_ITEMS_PER_PAGE}; got {items_per_page}.")

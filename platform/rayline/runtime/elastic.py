@@ -41,8 +41,8 @@ from rayline.store.models import Execution, utcnow
 
 logger = logging.getLogger(__name__)
 
-# How long an execution without execution_timeout_s may stream its logs (its credential's life;
-# past it, its logs still come with its result).
+# How long an execution's credential lives at most, beyond its execution_timeout_s (past it, its
+# logs still come with its result; its end ends it sooner).
 CREDENTIAL_TTL_S = 24 * 3600.0
 # The task stops a child past execution_timeout_s itself; its worker is ended only if the task
 # has not returned this long after that (a worker that hangs, or queued that long for a CPU).
@@ -122,7 +122,9 @@ class ElasticRunner:
     def submit(self, job: ExecutionJob, package_uri: str, requirements: list[str]) -> Future:
         """Start the execution; the returned future is done once it has ended and is recorded."""
         if self._execution_credential is not None:
-            job.log_credential = self._execution_credential(job.execution_id, (job.timeout_s or CREDENTIAL_TTL_S) + 60)
+            # Past a day (and its timeout: it may wait for a CPU first) at most; the execution's
+            # end ends it sooner (every use checks that it still runs).
+            job.log_credential = self._execution_credential(job.execution_id, CREDENTIAL_TTL_S + (job.timeout_s or 0))
             if self._environment_url:
                 job.code_environment = code_environment(self._environment_url, job.log_credential, job.execution_id)
         ref = self._task(package_uri, requirements).options(name=f"rayline-execution:{job.execution_id}").remote(job)

@@ -124,9 +124,10 @@ def run_in_child(job: ExecutionJob) -> ExecutionResult:
             # The environment of this task (Ray sets e.g. CUDA_VISIBLE_DEVICES per task), not
             # the template's; no log credential: the child records nothing itself. Its user code
             # gets the API's URL and its execution's credential (a platform variable of the same
-            # name, e.g. CRAFT_AI_ENVIRONMENT_URL, wins: the user chose it).
+            # name, e.g. CRAFT_AI_ENVIRONMENT_URL, wins: the user chose it); the child's own data
+            # store transfers use them from its job.
             environment = {**os.environ, **job.code_environment, **job.environment}
-            request = ChildRequest(replace(job, log_credential="", code_environment={}), environment, scratch)
+            request = ChildRequest(replace(job, log_credential=""), environment, scratch)
             deadline = time.monotonic() + job.timeout_s if job.timeout_s else None
             largest = job.max_file_bytes * max(1, len(job.outputs)) + MESSAGE_MARGIN_BYTES
             try:

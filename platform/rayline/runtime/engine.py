@@ -163,7 +163,7 @@ class ExecutionEngine:
             if any(isinstance(value, FileValue) for value in values.values()):  # kept with the execution
                 self._records.files(execution_id, "input", values)
             if any(isinstance(value, DataStoreFile) for value in values.values()):  # off the loop: HTTP
-                values = await asyncio.to_thread(fetch_inputs, values, config.max_file_bytes)
+                values = await asyncio.to_thread(fetch_inputs, values, config.max_file_bytes, config.code_environment)
             if any(isinstance(value, FileValue) for value in values.values()):  # the function gets paths
                 folder = Path(tempfile.mkdtemp(prefix=f"rayline-{execution_id}-"))
                 values = materialize(values, folder)
@@ -196,7 +196,7 @@ class ExecutionEngine:
         try:
             settled = self._contract.settle(call.result())
             if settled.to_data_store:
-                await asyncio.to_thread(store_outputs, settled.to_data_store)
+                await asyncio.to_thread(store_outputs, settled.to_data_store, self._config.code_environment)
         except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
             for line in traceback.format_exc().rstrip().split("\n"):
                 self._records.execution_log(execution_id, "stderr", line)

@@ -122,10 +122,10 @@ def execute(
         capture_output(log, job.execution_id, originals),
     ):
         try:
-            inputs = materialize(fetch_inputs(job.inputs, job.max_file_bytes), scratch / "inputs")
+            inputs = materialize(fetch_inputs(job.inputs, job.max_file_bytes, job.code_environment), scratch / "inputs")
             function = load(workdir, job.function_path, job.function_name)
             returned = contract.settle(call_function(function, inputs))
-            store_outputs(returned.to_data_store)  # its failure fails the execution
+            store_outputs(returned.to_data_store, job.code_environment)  # its failure fails the execution
             settled = returned
         except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit too
             traceback.print_exc()

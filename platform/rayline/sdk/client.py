@@ -948,7 +948,7 @@ class RaylineSdk:
         if self._outside_execution():
             return False
         values = values if isinstance(values, list) else [values]
-        for start in range(0, max(len(values), 1), self._LIST_VALUES_PER_CALL):
+        for start in range(0, len(values), self._LIST_VALUES_PER_CALL):  # nothing to send for []
             self._request(
                 "POST",
                 f"/metrics/list-values/{name}",

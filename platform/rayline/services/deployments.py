@@ -118,7 +118,7 @@ class DeploymentService:
         box: SecretBox,
         serve_runtime: ServeRuntime,
         pod_credential: Callable[[str], str],
-        code_environment: Callable[[str], dict[str, str]] = lambda name: {},
+        code_environment: Callable[[str, datetime], dict[str, str]] = lambda name, created_at: {},
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
@@ -384,7 +384,7 @@ class DeploymentService:
             function_path=pipeline.function_path,
             function_name=pipeline.function_name,
             credential=self._pod_credential(row.name),
-            code_environment=self._code_environment(row.name),
+            code_environment=self._code_environment(row.name, row.created_at),
             route_prefix=f"{ENDPOINT_PREFIX}/{row.endpoint_url_path}" if row.endpoint_url_path else None,
             version=row.version,
             outputs=pipeline.outputs,

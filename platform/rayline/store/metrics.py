@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.exc import IntegrityError
 
 from rayline.store.db import Database
 from rayline.store.models import ListMetricBatch, MetricValue, utcnow
@@ -15,17 +16,15 @@ from rayline.store.models import ListMetricBatch, MetricValue, utcnow
 def record_value(
     db: Database, execution_id: str, name: str, value: float, pipeline_name: str, deployment_name: str | None
 ) -> None:
-    with db.session() as session:
-        session.merge(
-            MetricValue(
-                execution_id=execution_id,
-                name=name,
-                value=value,
-                pipeline_name=pipeline_name,
-                deployment_name=deployment_name,
-                created_at=utcnow(),
-            )
-        )
+    row = {"value": value, "pipeline_name": pipeline_name, "deployment_name": deployment_name}
+    for attempt in range(2):
+        try:
+            with db.session() as session:
+                session.merge(MetricValue(execution_id=execution_id, name=name, created_at=utcnow(), **row))
+            return
+        except IntegrityError:  # the same first value recorded at once by another thread: replace it
+            if attempt:
+                raise
 
 
 def record_list_values(
@@ -69,7 +68,7 @@ def _public(row: Any, created_at: datetime) -> dict[str, Any]:
 def list_values(
     db: Database, name: str | None, filters: dict[str, str], offset: int, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """A page of single-value metrics, oldest execution first, and how many there are."""
+    """A page of single-value metrics, by execution id and name, and how many there are."""
     where = _where(MetricValue, name, filters)
     with db.session() as session:
         total = session.scalar(select(func.count()).select_from(MetricValue).where(*where)) or 0
@@ -90,27 +89,30 @@ def list_lists(
     were recorded), and how many there are."""
     table = ListMetricBatch
     where = _where(table, name, filters)
+    # One list per (execution, name); min() keeps each column's type (created_at: aware UTC).
     groups = (
         select(
             table.execution_id,
             table.name,
-            table.pipeline_name,
-            table.deployment_name,
-            func.min(table.created_at).label("created_at"),  # min() keeps the column's type: aware UTC
+            func.min(table.pipeline_name).label("pipeline_name"),
+            func.min(table.deployment_name).label("deployment_name"),
+            func.min(table.created_at).label("created_at"),
         )
         .where(*where)
-        .group_by(table.execution_id, table.name, table.pipeline_name, table.deployment_name)
+        .group_by(table.execution_id, table.name)
     )
     with db.session() as session:
         total = session.scalar(select(func.count()).select_from(groups.subquery())) or 0
         page = session.execute(groups.order_by(table.execution_id, table.name).offset(offset).limit(limit)).all()
-        metrics = []
-        for group in page:
-            batches = session.scalars(
-                select(table.values)
-                .where(table.execution_id == group.execution_id, table.name == group.name)
+        values: dict[tuple[str, str], list[float]] = {(group.execution_id, group.name): [] for group in page}
+        if values:  # the page's batches, in one query, in the order they were recorded
+            batches = session.execute(
+                select(table.execution_id, table.name, table.values)
+                .where(tuple_(table.execution_id, table.name).in_(list(values)))
                 .order_by(table.id)
-            ).all()
-            values = [value for batch in batches for value in batch]
-            metrics.append({**_public(group, group.created_at), "values": values})
-    return metrics, total
+            )
+            for batch in batches:
+                values[(batch.execution_id, batch.name)].extend(batch.values)
+    return [
+        {**_public(group, group.created_at), "values": values[(group.execution_id, group.name)]} for group in page
+    ], total

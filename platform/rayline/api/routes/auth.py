@@ -29,5 +29,6 @@ def refresh(body: RefreshRequest = Body(default_factory=RefreshRequest), context
         # Inside an execution, craft-ai-sdk's "SDK token" is the execution's credential: its
         # access tokens keep that scope, and its expiry.
         scope = context.code_access.scope_of(token)
+        context.code_access.check_alive(scope)
         return AccessTokenPublic(access_token=context.access_tokens.issue(scope.subject, scope.expires_at))
     raise Unauthorized("Invalid refresh_token: send the platform's SDK token ($RAYLINE_HOME/sdk-token).")
