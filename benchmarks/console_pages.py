@@ -9,7 +9,11 @@ both deployments and plain runs, with every status, a few log lines each. Then e
 is fetched ``--repeat`` times through a TestClient with a signed-in session, and its render time
 reported (p50/p95 ms; ``baseline_health`` is the API's health route, the floor of a request here).
 
-Usage: python benchmarks/console_pages.py [--executions 10000] [--repeat 50]
+Then ``--deployments`` (100) more deployments of the pipeline (every other one low-latency, with
+one pod row), ``--executions-each`` (40) executions each, and the overview again
+(``overview_<n>_deployments``): its queries must not grow with the number of deployments.
+
+Usage: python benchmarks/console_pages.py [--executions 10000] [--repeat 50] [--deployments 100]
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ sys.path.insert(0, str(ROOT))  # tests.fakes
 
 from sqlalchemy import insert  # noqa: E402
 
-from rayline.store.models import Execution, ExecutionLog, utcnow  # noqa: E402
+from rayline.store.models import Execution, ExecutionLog, Pod, utcnow  # noqa: E402
 from tests.fakes import build_platform  # noqa: E402
 
 STATUSES = ("Succeeded", "Succeeded", "Succeeded", "Failed", "Error", "Running")
@@ -81,10 +85,69 @@ def fill(platform, count: int) -> list[str]:
     return [executions[-1]["execution_id"], executions[count // 2]["execution_id"]]
 
 
+def many_deployments(platform, count: int, each: int) -> None:
+    """``count`` more endpoint deployments of ``bench`` (every other one low-latency, with one
+    running pod), ``each`` executions apiece, written straight into SQL."""
+    began, executions, pods = utcnow() - timedelta(hours=1), [], []
+    for index in range(count):
+        name, mode = f"bench-many-{index}", ("low_latency" if index % 2 else "elastic")
+        created = platform.client.post("/api/v1/endpoints", json={"pipeline_name": "bench", "name": name, "mode": mode})
+        assert created.status_code == 201, created.text
+        if mode == "low_latency":
+            pods.append({"pod_id": f"{name}-pod", "deployment_name": name, "version": 1, "status": "running"})
+        for number in range(each):
+            at = began + timedelta(seconds=number)
+            executions.append(
+                {
+                    "execution_id": f"{name}-{number + 1}",
+                    "pipeline_name": "bench",
+                    "deployment_name": name,
+                    "status": STATUSES[number % len(STATUSES)],
+                    "inputs": [],
+                    "outputs": [],
+                    "created_at": at,
+                    "start_date": at,
+                    "end_date": at + timedelta(milliseconds=20),
+                }
+            )
+    with platform.context.db.session() as session:
+        session.execute(insert(Execution), executions)
+        if pods:
+            session.execute(insert(Pod), pods)
+
+
+def measure(client, path: str, repeat: int) -> dict:
+    samples = []
+    for _ in range(repeat + 3):
+        began = time.perf_counter()
+        answer = client.get(path)
+        samples.append((time.perf_counter() - began) * 1000)
+        assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
+    return summary(samples[3:])  # the first three warm the caches
+
+
+def count_queries(platform, client, path: str) -> int:
+    from sqlalchemy import event
+
+    seen = []
+
+    def counted(*args) -> None:
+        seen.append(1)
+
+    event.listen(platform.context.db.engine, "before_cursor_execute", counted)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(platform.context.db.engine, "before_cursor_execute", counted)
+    return len(seen)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--executions", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--deployments", type=int, default=100)
+    parser.add_argument("--executions-each", type=int, default=40)
     args = parser.parse_args()
     for name in [name for name in os.environ if name.startswith("RAYLINE_")]:
         del os.environ[name]
@@ -111,13 +174,13 @@ def main() -> None:
             }
             results: dict = {"executions": args.executions}
             for label, path in pages.items():
-                samples = []
-                for _ in range(args.repeat + 3):
-                    began = time.perf_counter()
-                    answer = client.get(path)
-                    samples.append((time.perf_counter() - began) * 1000)
-                    assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
-                results[label] = summary(samples[3:])  # the first three warm the caches
+                results[label] = measure(client, path, args.repeat)
+            results["overview_queries"] = count_queries(platform, client, "/")
+            if args.deployments:
+                many_deployments(platform, args.deployments, args.executions_each)
+                label = f"overview_{args.deployments + 2}_deployments"
+                results[label] = measure(client, "/", max(5, args.repeat // 5))
+                results[f"{label}_queries"] = count_queries(platform, client, "/")
             results["slowest_p95_ms"] = max(
                 value["p95_ms"] for key, value in results.items() if isinstance(value, dict)
             )

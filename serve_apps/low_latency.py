@@ -33,6 +33,7 @@ from starlette.responses import Response
 from rayline.api.http_errors import error_response, outcome_response, rayline_error_response
 from rayline.api.http_io import read_inputs
 from rayline.domain.deployments import ReplicaConfig
+from rayline.domain.names import POD_SERVE_DEPLOYMENT as POD_DEPLOYMENT  # the app's one Serve deployment
 from rayline.domain.outcomes import Outcome
 from rayline.domain.statuses import PodStatus
 from rayline.domain.tokens import ENDPOINT_TOKEN_REFUSED, bearer_of, token_matches
@@ -49,8 +50,6 @@ from rayline.store.record_writer import Event, RecordWriter, replay_orphans
 
 logger = logging.getLogger(__name__)
 
-# The name of the one Serve deployment in a low-latency deployment's application.
-POD_DEPLOYMENT = "pipeline"
 # Room above running + waiting for calls being refused, so that a refusal is never queued by Serve.
 REFUSALS_IN_FLIGHT = 16
 # How long a pod that goes waits for the calls it has, when its deployment has no execution_timeout_s.

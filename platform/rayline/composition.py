@@ -96,7 +96,9 @@ def assemble(
             settings.max_data_store_object_bytes,
             settings.data_store_url_ttl_s,
         ),
-        resource_metrics=ResourceMetricsService(db, settings.resource_metrics_retention_s),
+        resource_metrics=ResourceMetricsService(
+            db, settings.resource_metrics_retention_s, interval_s=settings.resource_metrics_interval_s
+        ),
         code_access=code_access,
         metrics=MetricsService(db, code_access),
     )

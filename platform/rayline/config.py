@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from rayline.domain.resource_metrics import MAX_WINDOW_S
 from rayline.domain.tokens import MIN_CHOSEN_TOKEN_LENGTH
 
 MAX_ACCESS_TOKEN_TTL_S = 24 * 3600
@@ -57,7 +58,9 @@ class Settings(BaseSettings):
     resource_metrics_retention_s: float = Field(
         7 * 24 * 3600.0,
         gt=0,
-        description="How long resource samples are kept in SQL (older ones are deleted as new ones come).",
+        description="How long resource samples are kept in SQL (older ones are deleted as new ones "
+        "come): at least twice RAYLINE_RESOURCE_METRICS_INTERVAL_S, at most 31 days (the widest "
+        "window a query may ask for).",
     )
     data_store_url: str | None = Field(
         None,
@@ -190,6 +193,19 @@ class Settings(BaseSettings):
     @property
     def token_path(self) -> Path:
         return self.home_dir / "sdk-token"
+
+    @model_validator(mode="after")
+    def _resource_metrics_retention_is_bounded(self) -> Settings:
+        # Past the widest window nothing could ask for them, and the table only grows; under two
+        # intervals, no two samples of a node would be kept at once to make a network rate.
+        interval, retention = self.resource_metrics_interval_s, self.resource_metrics_retention_s
+        if not 2 * interval <= retention <= MAX_WINDOW_S:
+            raise ValueError(
+                f"RAYLINE_RESOURCE_METRICS_RETENTION_S ({retention:.15g} s) must be at least twice "
+                f"RAYLINE_RESOURCE_METRICS_INTERVAL_S ({interval:.15g} s) and at most {MAX_WINDOW_S} "
+                f"({MAX_WINDOW_S // 86400} days, the widest window a query may ask for)."
+            )
+        return self
 
     @model_validator(mode="after")
     def _package_downloads_need_their_token(self) -> Settings:

@@ -27,6 +27,7 @@ from tests.integration.conftest import unique, write_folder
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
 SCRIPT_LINE = '<script>alert("from the logs")</script>'
+LIVE_SCRIPT_LINE = '<script>alert("from the live tail")</script>'  # written after the pause
 PIPELINE = {
     "main.py": f"""
         import sys
@@ -40,6 +41,8 @@ PIPELINE = {
             if pause:
                 time.sleep(pause)
                 print("after the pause")
+                print({LIVE_SCRIPT_LINE!r})
+                time.sleep(1)  # the page shows it live a moment before the end reloads it
             if x == 13:
                 raise ValueError("unlucky 13")
             return {{"y": x * 2}}
@@ -212,8 +215,10 @@ def test_cross_site_actions_are_refused(platform, elastic):
 
 def test_pages_carry_a_strict_content_security_policy_and_no_inline_code(platform, elastic, pipeline):
     client = sign_in(platform)
-    for path in ("/", f"/deployments/{elastic['name']}", f"/pipelines/{pipeline}", "/login", "/pipelines/none-such"):
+    paths = ("/", f"/deployments/{elastic['name']}", f"/pipelines/{pipeline}", "/login", "/pipelines/none-such")
+    for path in (*paths, "/no-such-console-page", "/logout"):  # the last two: 404 and 405, as pages
         answer = client.get(path, follow_redirects=True)
+        assert answer.headers["content-type"].startswith("text/html") and answer.headers["cache-control"] == "no-store"
         policy = answer.headers["content-security-policy"]
         assert "script-src 'self'" in policy and "style-src 'self'" in policy and "frame-ancestors 'none'" in policy
         assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
@@ -264,17 +269,21 @@ def test_logs_are_shown_as_text_and_failures_with_their_traceback(platform, elas
     assert SCRIPT_LINE not in page
     assert "Succeeded" in page and "<code>8</code>" in page  # the output y
 
-    failing = httpx.post(
-        f"{platform.url}/endpoints/{elastic['endpoint_url_path']}",
-        json={"x": 13},
-        headers={"Authorization": f"EndpointToken {elastic['endpoint_token']}"},
-        timeout=120,
-        follow_redirects=True,
-    )
-    failed = failing.json().get("execution_id") or failing.json()["additional_data"]["execution_id"]
+    failed = failing_call(platform, elastic)
     page = client.get(f"/executions/{failed}").text
     assert "Failed" in page and "unlucky 13" in page
     assert "Traceback (most recent call last):" in page and "ValueError: unlucky 13" in page
+
+
+def failing_call(platform, deployment: dict) -> str:
+    answer = httpx.post(
+        f"{platform.url}/endpoints/{deployment['endpoint_url_path']}",
+        json={"x": 13},
+        headers={"Authorization": f"EndpointToken {deployment['endpoint_token']}"},
+        timeout=120,
+        follow_redirects=True,
+    )
+    return answer.json().get("execution_id") or answer.json()["additional_data"]["execution_id"]
 
 
 def test_a_pipeline_page_filters_its_executions_by_status(platform, pipeline, elastic):
@@ -282,10 +291,11 @@ def test_a_pipeline_page_filters_its_executions_by_status(platform, pipeline, el
     done = sdk.run_pipeline(pipeline, {"x": 1})["execution_id"]
     client = sign_in(platform)
     call(platform, elastic, x=2)
+    failed = failing_call(platform, elastic)
     everything = client.get(f"/pipelines/{pipeline}").text
-    assert done in everything and elastic["name"] in everything
-    succeeded_only = client.get(f"/pipelines/{pipeline}", params={"status": "Failed"}).text
-    assert done not in succeeded_only
+    assert done in everything and failed in everything and elastic["name"] in everything
+    failed_only = client.get(f"/pipelines/{pipeline}", params={"status": "Failed"}).text
+    assert failed in failed_only and done not in failed_only
     bad = client.get(f"/pipelines/{pipeline}", params={"status": "Sleeping"})
     assert bad.status_code == 400 and "status must be one of" in bad.text
 
@@ -309,7 +319,7 @@ def test_an_execution_log_is_streamed_live_through_serve(platform, pipeline):
             elif line.startswith("data: ") and kind == "end":
                 assert json.loads(line[6:])["status"] == "Succeeded"
                 break
-    assert {"handling 3", SCRIPT_LINE, "after the pause"} <= set(arrivals)
+    assert {"handling 3", SCRIPT_LINE, "after the pause", LIVE_SCRIPT_LINE} <= set(arrivals)
     # The first lines came while the function was still sleeping its 4 s (an elastic execution
     # writes its lines to SQL from its first second on: rayline.runtime.elastic_task).
     assert arrivals["after the pause"] - arrivals["handling 3"] > 1.5, arrivals
@@ -414,6 +424,9 @@ def test_a_user_signs_in_watches_a_deployment_and_its_executions_then_signs_out(
         page.goto(f"{platform.url}/executions/{running}")
         expect(page.locator(".logs")).to_contain_text("handling 5", timeout=20_000)
         expect(page.locator(".logs")).to_contain_text("after the pause", timeout=20_000)
+        # Appended by the live tail (written after the page was rendered): as text, not markup.
+        expect(page.locator(".logs")).to_contain_text(LIVE_SCRIPT_LINE)
+        expect(page.locator(".logs script")).to_have_count(0)
         expect(page.locator("[data-live-status]")).to_have_text("Succeeded", timeout=20_000)
 
         # The overview: the deployment with its chart of recent executions.

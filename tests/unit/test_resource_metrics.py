@@ -1,7 +1,8 @@
 """Resource metrics without Ray: the Prometheus text of Ray's metrics agents (real text captured
 from a Ray 2.60 head and worker, in tests/unit/ray_metrics), the window a query may ask for,
-how samples become craft-ai-sdk's series and CSV, their retention in SQL (SQLite and
-PostgreSQL), the sampling loop, and the route over the real application (tests/fakes.py)."""
+how samples become craft-ai-sdk's series and CSV in SQL, and their retention (SQLite and
+PostgreSQL), the sampling loop, the settings, and the route over the real application
+(tests/fakes.py)."""
 
 from __future__ import annotations
 
@@ -10,25 +11,29 @@ import http.server
 import io
 import logging
 import threading
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from rayline import RaylineSdk
+from rayline.config import Settings, describe_settings_error
 from rayline.domain.resource_metrics import (
     MAX_POINTS_PER_SERIES,
     NodeSample,
     Window,
     parse_download,
     parse_window,
-    report,
     to_csv,
 )
 from rayline.errors import InvalidInput
 from rayline.ports import free_port
 from rayline.runtime.node_metrics import RayNodeMetrics, node_sample, parse_prometheus
 from rayline.services.resource_metrics import ResourceMetricsService, ResourceSampler
+from rayline.store.resource_metrics import add as store_add
 from tests.fakes import platform_factory
 
 CAPTURED = Path(__file__).resolve().parent / "ray_metrics"
@@ -53,6 +58,14 @@ def sample(node_id: str, **fields) -> NodeSample:
 
 def ms(moment: datetime) -> str:
     return str(int(moment.timestamp() * 1000))
+
+
+def answer(db, timed: list[tuple[datetime, NodeSample]], window: Window, interval_s: float = 10.0) -> dict:
+    """The answer over ``window`` once ``timed`` (each sample at the time its node was read) is
+    recorded: the series are made in SQL."""
+    service = ResourceMetricsService(db, retention_s=31 * 86400, clock=lambda: window.end, interval_s=interval_s)
+    service.record([replace(node, sampled_at=at) for at, node in timed])
+    return service.report(window)
 
 
 # --- Ray's metrics agent -------------------------------------------------------------------------
@@ -114,6 +127,48 @@ def test_an_agent_that_exports_no_node_numbers_yet_gives_no_sample():
     assert node_sample("n", "192.0.2.2", False, "") is None
 
 
+def test_rays_placeholder_disk_in_a_kubernetes_pod_is_an_unknown_disk():
+    # Without RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE=1 in a pod, Ray reports a disk of 1 byte, none used.
+    text = "\n".join(
+        line
+        for line in (CAPTURED / "worker.prom").read_text().splitlines()
+        if not line.startswith(("ray_node_disk_usage", "ray_node_disk_free"))
+    )
+    text += '\nray_node_disk_usage{ip="192.0.2.2"} 0.0\nray_node_disk_free{ip="192.0.2.2"} 1.0\n'
+    node = node_sample("pod", "192.0.2.2", False, text)
+    assert node is not None and (node.disk_used_bytes, node.disk_total_bytes) == (0, 0)
+    assert node.ram_total_bytes > 0  # the rest of the node is read as ever
+
+
+def test_a_node_of_unknown_disk_has_no_disk_series_and_adds_nothing_to_total_disk(any_database):
+    unknown = sample("pod", disk_used_bytes=0, disk_total_bytes=0)
+    got = answer(any_database, [(T0, unknown), (T0, sample("vm"))], Window(T0, T0 + timedelta(minutes=1)))
+    assert [item["metric"]["worker"] for item in got["metrics"]["disk_usage"]] == ["vm"]
+    assert {item["metric"]["worker"] for item in got["metrics"]["ram_usage"]} == {"pod", "vm"}
+    assert got["additional_data"] == {"total_disk": 100 * GiB, "total_ram": 32 * GiB}
+
+
+def serve(handler_body) -> tuple[http.server.ThreadingHTTPServer, int]:
+    """A real HTTP server on 127.0.0.1 whose GET runs ``handler_body(handler)``."""
+
+    class Agent(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            handler_body(self)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Agent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def ray_node(node_id: str, port: int, head: bool = False, **fields) -> dict:
+    resources = {"CPU": 1.0, **({"node:__internal_head__": 1.0} if head else {})}
+    entry = {"NodeID": node_id, "Alive": True, "NodeManagerAddress": "127.0.0.1", "MetricsExportPort": port}
+    return {**entry, "Resources": resources, **fields}
+
+
 @pytest.fixture
 def agent():
     """A real HTTP server on 127.0.0.1 answering /metrics with the captured head's text, as
@@ -168,8 +223,88 @@ def test_each_live_node_is_read_from_its_agent_and_a_silent_one_is_named_once(ag
         first, second = read(), read()
     for samples in (first, second):
         assert [(s.node_id, s.is_head, s.cpu_percent) for s in samples] == [("h" * 56, True, 58.9)]
+    # Each sample is at the time its node was read (not one time for the round).
+    assert first[0].sampled_at is not None and first[0].sampled_at < second[0].sampled_at
+    assert abs((datetime.now(UTC) - second[0].sampled_at).total_seconds()) < 60
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "s" * 56 in warnings[0] and f"127.0.0.1:{silent_port}" in warnings[0]
+
+
+def test_a_node_whose_read_fails_in_any_way_is_left_out_alone_and_named_once(agent, monkeypatch, caplog):
+    good = ray_node("g" * 56, agent)
+    odd = ray_node("o" * 56, agent, Resources=1)  # an entry Ray never gives: a TypeError in the read
+    monkeypatch.setattr("ray.nodes", lambda: [good, odd])
+    read = RayNodeMetrics(timeout_s=2)
+    with caplog.at_level(logging.WARNING, logger="rayline.runtime.node_metrics"):
+        rounds = [read(), read()]
+    assert all([s.node_id for s in samples] == ["g" * 56] for samples in rounds)
+    [warning] = caplog.records
+    assert "o" * 56 in warning.getMessage() and "TypeError" in warning.getMessage() and warning.exc_info
+
+
+def test_a_node_that_left_the_cluster_is_forgotten_and_named_again_if_it_comes_back_silent(monkeypatch, caplog):
+    silent = ray_node("s" * 56, free_port())  # nothing listens there
+    listed = [[silent], [], [silent], [silent]]  # gone from ray.nodes() in the second round
+    monkeypatch.setattr("ray.nodes", lambda: listed.pop(0))
+    read = RayNodeMetrics(timeout_s=2)
+    with caplog.at_level(logging.WARNING, logger="rayline.runtime.node_metrics"):
+        for _ in range(4):
+            assert read() == []
+    assert len(caplog.records) == 2 and read._silent == {"s" * 56}
+
+
+def test_an_answer_past_the_byte_cap_or_the_deadline_is_cut_off(agent, monkeypatch, caplog):
+    def drip(handler):  # a line every 0.2 s, without end (until the client leaves)
+        handler.send_response(200)
+        handler.end_headers()
+        try:
+            while True:
+                handler.wfile.write(b"# slow\n")
+                handler.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
+    server, slow_port = serve(drip)
+    try:
+        nodes = [ray_node("h" * 56, agent)]
+        monkeypatch.setattr("ray.nodes", lambda: nodes)
+        with caplog.at_level(logging.WARNING, logger="rayline.runtime.node_metrics"):
+            # The captured head's text is 11 kB: a 1 KiB cap cuts it off.
+            assert RayNodeMetrics(timeout_s=5, max_bytes=1024)() == []
+            nodes.append(ray_node("d" * 56, slow_port))
+            began = time.monotonic()
+            [sample] = RayNodeMetrics(timeout_s=1)()
+            took = time.monotonic() - began
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sample.node_id == "h" * 56 and took < 4  # each read waits 1 s at most, the answer 1 s in all
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("h" * 56 in m and "was cut off: it answered more than 1 KiB" in m for m in messages), messages
+    assert any("d" * 56 in m and "was cut off: its answer took more than 1 s" in m for m in messages), messages
+
+
+def test_the_agents_are_read_without_the_environments_proxy(agent, monkeypatch):
+    proxied = []
+
+    def proxy(handler):  # what a read through the environment's proxy would reach
+        proxied.append(handler.path)
+        handler.send_response(502)
+        handler.end_headers()
+
+    server, proxy_port = serve(proxy)
+    try:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy_port}")
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setattr("ray.nodes", lambda: [ray_node("h" * 56, agent, head=True)])
+        assert [s.node_id for s in RayNodeMetrics(timeout_s=2)()] == ["h" * 56]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proxied == []
 
 
 # --- the window ----------------------------------------------------------------------------------
@@ -218,77 +353,109 @@ def test_download_is_pythons_true_or_false_in_any_case():
 # --- series, totals and CSV ----------------------------------------------------------------------
 
 
-def test_each_node_is_a_series_in_percent_and_the_network_in_bytes_per_second():
+def test_each_node_is_a_series_in_percent_and_the_network_in_bytes_per_second(any_database):
+    t = [T0 + timedelta(seconds=seconds) for seconds in (0, 10, 20, 120)]
     samples = [
-        (T0, sample("a", is_head=True, cpu_percent=20.0, network_received_bytes=1000, network_sent_bytes=50)),
-        (T0, sample("b", cpu_percent=50.0, ram_used_bytes=8 * GiB)),
-        (T0 + timedelta(seconds=10), sample("a", is_head=True, cpu_percent=40.0, network_received_bytes=6000)),
-        (T0 + timedelta(seconds=10), sample("b", cpu_percent=70.0, ram_used_bytes=12 * GiB)),
-        # b restarted: its counters start again from 0 (no rate across that), a keeps counting.
-        (T0 + timedelta(seconds=20), sample("a", is_head=True, network_received_bytes=8000, network_sent_bytes=150)),
+        (t[0], sample("a", is_head=True, cpu_percent=20.0, network_received_bytes=1000, network_sent_bytes=50)),
+        (t[0], sample("b", cpu_percent=50.0, ram_used_bytes=8 * GiB, network_received_bytes=5000)),
+        # a's sent counter goes back (no rate across it); b is read 2 s after a (its own time).
+        (t[1], sample("a", is_head=True, cpu_percent=40.0, network_received_bytes=6000)),
+        (
+            t[1] + timedelta(seconds=2),
+            sample("b", cpu_percent=70.0, ram_used_bytes=12 * GiB, network_received_bytes=6200),
+        ),
+        # b restarted: its received counter starts again from 0, no rate across that.
+        (t[2], sample("a", is_head=True, network_received_bytes=8000, network_sent_bytes=150)),
+        (t[2], sample("b", network_received_bytes=100)),
+        # a, 100 s after its last sample (the control plane was away): counters that grew, but
+        # more than 3 intervals (3 x 10 s) apart, so no rate. b is gone.
+        (t[3], sample("a", is_head=True, network_received_bytes=9000, network_sent_bytes=1150)),
     ]
-    answer = report(samples, Window(T0, T0 + timedelta(minutes=1)))
+    got = answer(any_database, samples, Window(T0, T0 + timedelta(minutes=5)), interval_s=10)
     t0 = T0.timestamp()
-    assert list(answer["metrics"]) == [
+    assert list(got["metrics"]) == [
         "cpu_usage",
         "disk_usage",
         "ram_usage",
         "network_input_usage",
         "network_output_usage",
     ]  # no GPU in the window: no vram_usage nor gpu_usage
-    cpu = {item["metric"]["worker"]: item for item in answer["metrics"]["cpu_usage"]}
+    cpu = {item["metric"]["worker"]: item for item in got["metrics"]["cpu_usage"]}
+    assert list(cpu) == ["a", "b"]  # in the order they first appear
     assert cpu["a"]["metric"] == {"worker": "a", "node_ip": "10.0.0.1", "is_head": True}
-    assert cpu["a"]["values"] == [[t0, 20.0], [t0 + 10, 40.0], [t0 + 20, 10.0]]
-    assert cpu["b"]["values"] == [[t0, 50.0], [t0 + 10, 70.0]]
-    ram_b = next(item for item in answer["metrics"]["ram_usage"] if item["metric"]["worker"] == "b")
-    assert ram_b["values"] == [[t0, 50.0], [t0 + 10, 75.0]]
-    assert all(v == 25.0 for item in answer["metrics"]["disk_usage"] for _, v in item["values"])
-    received = {item["metric"]["worker"]: item["values"] for item in answer["metrics"]["network_input_usage"]}
-    assert received == {"a": [[t0 + 10, 500], [t0 + 20, 200]], "b": [[t0 + 10, 0]]}
-    sent = {item["metric"]["worker"]: item["values"] for item in answer["metrics"]["network_output_usage"]}
+    assert cpu["a"]["values"] == [[t0, 20.0], [t0 + 10, 40.0], [t0 + 20, 10.0], [t0 + 120, 10.0]]
+    assert cpu["b"]["values"] == [[t0, 50.0], [t0 + 12, 70.0], [t0 + 20, 10.0]]
+    ram_b = next(item for item in got["metrics"]["ram_usage"] if item["metric"]["worker"] == "b")
+    assert ram_b["values"] == [[t0, 50.0], [t0 + 12, 75.0], [t0 + 20, 25.0]]
+    assert all(v == 25.0 for item in got["metrics"]["disk_usage"] for _, v in item["values"])
+    received = {item["metric"]["worker"]: item["values"] for item in got["metrics"]["network_input_usage"]}
+    # a: 5000 B in 10 s, 2000 B in 10 s, none over the 100 s gap; b: 1200 B in 12 s, then reset.
+    assert received == {"a": [[t0 + 10, 500], [t0 + 20, 200]], "b": [[t0 + 12, 100]]}
+    sent = {item["metric"]["worker"]: item["values"] for item in got["metrics"]["network_output_usage"]}
     assert sent["a"] == [[t0 + 20, 15]]  # 50 -> 0 went back: no rate at t0 + 10
-    # The totals are the last round's nodes (a alone), not every node the window saw.
-    assert answer["additional_data"] == {"total_disk": 100 * GiB, "total_ram": 16 * GiB}
+    assert sent["b"] == [[t0 + 12, 0], [t0 + 20, 0]]
+    # The totals are those of the nodes still sampled at the window's end (a alone), not every
+    # node the window saw.
+    assert got["additional_data"] == {"total_disk": 100 * GiB, "total_ram": 16 * GiB}
 
 
-def test_gpu_series_and_total_vram_come_with_a_node_that_has_gpus():
+def test_a_node_that_missed_a_round_is_still_in_the_totals(any_database):
+    samples = [(T0, sample("a")), (T0, sample("b")), (T0 + timedelta(seconds=10), sample("a"))]
+    got = answer(any_database, samples, Window(T0, T0 + timedelta(minutes=1)), interval_s=10)
+    assert got["additional_data"] == {"total_disk": 200 * GiB, "total_ram": 32 * GiB}
+
+
+def test_gpu_series_and_total_vram_come_with_a_node_that_has_gpus(any_database):
     gpu = {"gpu_percent": 80.0, "vram_used_bytes": 30 * GiB, "vram_total_bytes": 120 * GiB}
     samples = [(T0, sample("cpu-node")), (T0, sample("gpu-node", **gpu))]
-    answer = report(samples, Window(T0, T0 + timedelta(minutes=1)))
-    assert answer["additional_data"] == {"total_disk": 200 * GiB, "total_ram": 32 * GiB, "total_vram": 120 * GiB}
-    assert [item["metric"]["worker"] for item in answer["metrics"]["gpu_usage"]] == ["gpu-node"]
-    assert answer["metrics"]["gpu_usage"][0]["values"] == [[T0.timestamp(), 80.0]]
-    assert answer["metrics"]["vram_usage"][0]["values"] == [[T0.timestamp(), 25.0]]
-    assert len(answer["metrics"]["cpu_usage"]) == 2
+    got = answer(any_database, samples, Window(T0, T0 + timedelta(minutes=1)))
+    assert got["additional_data"] == {"total_disk": 200 * GiB, "total_ram": 32 * GiB, "total_vram": 120 * GiB}
+    assert [item["metric"]["worker"] for item in got["metrics"]["gpu_usage"]] == ["gpu-node"]
+    assert got["metrics"]["gpu_usage"][0]["values"] == [[T0.timestamp(), 80.0]]
+    assert got["metrics"]["vram_usage"][0]["values"] == [[T0.timestamp(), 25.0]]
+    assert len(got["metrics"]["cpu_usage"]) == 2
 
 
-def test_an_empty_window_has_empty_series_and_zero_totals():
-    answer = report([], Window(T0, T0))
-    assert answer["additional_data"] == {"total_disk": 0, "total_ram": 0}
-    assert all(series == [] for series in answer["metrics"].values())
+def test_an_empty_window_has_empty_series_and_zero_totals(any_database):
+    got = answer(any_database, [], Window(T0, T0))
+    assert got["additional_data"] == {"total_disk": 0, "total_ram": 0}
+    assert all(series == [] for series in got["metrics"].values())
 
 
-def test_a_long_window_is_answered_in_at_most_a_thousand_points_each_a_mean():
+def test_a_long_window_is_answered_in_at_most_a_thousand_points_each_a_mean(any_database):
     count = 3 * MAX_POINTS_PER_SERIES
-    samples = [(T0 + timedelta(seconds=i), sample("a", cpu_percent=float(i % 2) * 100)) for i in range(count)]
-    answer = report(samples, Window(T0, T0 + timedelta(seconds=count)))
-    values = answer["metrics"]["cpu_usage"][0]["values"]
+    samples = [
+        (T0 + timedelta(seconds=i), sample("a", cpu_percent=float(i % 2) * 100, network_received_bytes=i * (i % 3)))
+        for i in range(count)
+    ]
+    few = [(T0 + timedelta(seconds=10 * i), sample("few", cpu_percent=float(i))) for i in range(5)]
+    got = answer(any_database, samples + few, Window(T0, T0 + timedelta(seconds=count)), interval_s=1)
+    cpu = {item["metric"]["worker"]: item["values"] for item in got["metrics"]["cpu_usage"]}
+    values = cpu["a"]
     assert len(values) == MAX_POINTS_PER_SERIES
     assert {value for _, value in values} == {33.33, 66.67}  # 3 samples a step: 0, 100, 0 or 100, 0, 100
     times = [at for at, _ in values]
     assert times == sorted(times) and times[-1] == (T0 + timedelta(seconds=count - 1)).timestamp()
+    assert times[:2] == [T0.timestamp() + 2, T0.timestamp() + 5]  # each step's last sample
+    # Rates are made from consecutive samples, then averaged over a step: the received counter
+    # goes 0, 3k+1, 2(3k+2), then 3(k+1) * 0: a reset every third second.
+    received = next(item["values"] for item in got["metrics"]["network_input_usage"] if item["metric"]["worker"] == "a")
+    assert len(received) == MAX_POINTS_PER_SERIES
+    assert received[1] == [T0.timestamp() + 5, round(((4 - 0) + (10 - 4)) / 2)]  # 4 B/s and 6 B/s; the reset left out
+    # A node with no more samples than a series may have points keeps each.
+    assert cpu["few"] == [[T0.timestamp() + 10 * i, float(i)] for i in range(5)]
 
 
-def test_the_csv_has_one_row_per_timestamp_worker_and_metric():
+def test_the_csv_has_one_row_per_timestamp_worker_and_metric(any_database):
     samples = [
         (T0, sample("b", network_received_bytes=0)),
         (T0, sample("a")),
         (T0 + timedelta(seconds=15), sample("b", network_received_bytes=1500)),
         (T0 + timedelta(seconds=15), sample("a")),
     ]
-    answer = report(samples, Window(T0, T0 + timedelta(minutes=1)))
-    rows = list(csv.DictReader(io.StringIO(to_csv(answer).decode())))
-    points = sum(len(item["values"]) for series in answer["metrics"].values() for item in series)
+    got = answer(any_database, samples, Window(T0, T0 + timedelta(minutes=1)))
+    rows = list(csv.DictReader(io.StringIO(to_csv(got).decode())))
+    points = sum(len(item["values"]) for series in got["metrics"].values() for item in series)
     assert len(rows) == points == 2 * 3 * 2 + 2 * 2  # 3 gauges each round, 2 rates at the second
     assert list(rows[0]) == ["timestamp", "date", "worker", "metric", "value"]
     assert rows[0] == {
@@ -346,6 +513,33 @@ def test_the_sampler_goes_on_after_a_failing_round_and_stops_when_asked(any_data
     assert not thread.is_alive() and len(calls) >= 3
     answer = service.report(Window(datetime.now(UTC) - timedelta(minutes=1), datetime.now(UTC)))
     assert len(answer["metrics"]["cpu_usage"][0]["values"]) >= 2
+
+
+def test_a_window_older_than_the_retention_is_read_from_what_can_be_kept(any_database):
+    now = T0 + timedelta(days=2)
+    service = ResourceMetricsService(any_database, retention_s=86400, clock=lambda: now)
+    store_add(any_database, T0, [sample("a")])  # older than the retention, not yet deleted
+    assert service.report(Window(T0 - timedelta(hours=1), T0 + timedelta(hours=1)))["metrics"]["cpu_usage"] == []
+    service.record([sample("a", cpu_percent=42.0)])
+    got = service.report(Window(T0, now))
+    assert got["metrics"]["cpu_usage"][0]["values"] == [[now.timestamp(), 42.0]]
+
+
+@pytest.mark.parametrize(
+    ("interval", "retention", "ok"),
+    [("15", "30", True), ("15", "29", False), ("1", str(31 * 86400), True), ("1", str(31 * 86400 + 1), False)],
+)
+def test_the_retention_is_from_two_intervals_to_31_days(monkeypatch, interval, retention, ok):
+    monkeypatch.setenv("RAYLINE_RESOURCE_METRICS_INTERVAL_S", interval)
+    monkeypatch.setenv("RAYLINE_RESOURCE_METRICS_RETENTION_S", retention)
+    if ok:
+        Settings()
+        return
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    [line] = describe_settings_error(info.value)
+    assert line.startswith(f"RAYLINE_RESOURCE_METRICS_RETENTION_S ({retention} s) must be at least twice ")
+    assert f"RAYLINE_RESOURCE_METRICS_INTERVAL_S ({interval} s) and at most 2678400 (31 days" in line
 
 
 def test_our_sdk_refuses_a_start_after_the_end_before_any_request():

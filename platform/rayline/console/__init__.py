@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from rayline.api.context import AppContext
-from rayline.console.sessions import Sessions
+from rayline.console.sessions import Sessions, SqlRevocations
+from rayline.console.snapshot import StatusSnapshot
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,10 +29,18 @@ class ConsoleState:
         self._context = context
 
     @cached_property
+    def statuses(self) -> StatusSnapshot:
+        """The deployments' statuses, one look shared by every live tail (``rayline.console.live``)."""
+        return StatusSnapshot(self._context.deployments.list_observed)
+
+    @cached_property
     def sessions(self) -> Sessions:
         settings = self._context.settings
         return Sessions(
-            settings.secret_key_path.read_bytes().strip(), self._context.sdk_token_hash, settings.console_session_ttl_s
+            settings.secret_key_path.read_bytes().strip(),
+            self._context.sdk_token_hash,
+            settings.console_session_ttl_s,
+            SqlRevocations(self._context.db),
         )
 
 
@@ -39,9 +48,11 @@ def install(app: FastAPI, context: AppContext) -> None:
     """Add the console's pages, actions, live tails and static files to the control plane's app
     (none of them in the OpenAPI document)."""
     from rayline.console import actions, live, pages
+    from rayline.console.guard import install_error_pages
     from rayline.console.views import STATIC_PREFIX
 
     app.state.console = ConsoleState(context)
+    install_error_pages(app)
     app.include_router(pages.router)
     app.include_router(actions.router)
     app.include_router(live.router)

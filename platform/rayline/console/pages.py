@@ -4,6 +4,7 @@ the services (``rayline.console.summaries``), rendered by ``rayline.console.view
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -17,6 +18,7 @@ from rayline.console.guard import ConsoleRoute, PageNotFound, session_of
 from rayline.console.sessions import Session
 from rayline.console.views import page
 from rayline.domain.files import FileValue
+from rayline.domain.names import POD_SERVE_DEPLOYMENT
 from rayline.domain.statuses import ExecutionStatus, Mode
 from rayline.errors import NotFound
 from rayline.store.executions import UNFINISHED_STATUSES
@@ -24,6 +26,7 @@ from rayline.store.executions import UNFINISHED_STATUSES
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 T = TypeVar("T")
 EXECUTIONS_PER_PAGE = 50
+PAGE_NUMBER = re.compile(r"[0-9]{1,6}", re.ASCII)
 DEPLOYMENT_LOG_LINES = 300
 EXECUTION_LOG_LINES = 2000
 # What an action's redirect (?done=...) tells: fixed texts, so no request puts words on the page.
@@ -47,7 +50,7 @@ def found(what: str, name: str, read: Callable[[], T]) -> T:
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, session: Session = Depends(session_of), context: AppContext = Depends(get_context)):
     pipelines = context.pipelines.list()
-    deployments = [summaries.summarize(context, row) for row in context.deployments.list_observed()]
+    deployments = summaries.summarize_all(context, context.deployments.list_observed())
     counts: dict[str, int] = {}
     for summary in deployments:
         counts[summary.row.pipeline_name] = counts.get(summary.row.pipeline_name, 0) + 1
@@ -90,7 +93,7 @@ def deployment_page(
         curl=curl,
         scaling=summaries.scaling_fields(row) if row.mode == Mode.LOW_LATENCY else None,
         notice=NOTICES.get(done or ""),
-        pod_deployment=summaries.POD_SERVE_DEPLOYMENT,
+        pod_deployment=POD_SERVE_DEPLOYMENT,
     )
 
 
@@ -115,7 +118,7 @@ def execution_page(
         logs=logs,
         cursor=logs[-1].id if logs else 0,
         traceback=summaries.traceback_of(logs) if execution.status not in UNFINISHED_STATUSES else None,
-        pod_deployment=summaries.POD_SERVE_DEPLOYMENT,
+        pod_deployment=POD_SERVE_DEPLOYMENT,
     )
 
 
@@ -147,18 +150,25 @@ def pipeline_page(
 ):
     pipeline = found("pipeline", name, lambda: context.pipelines.get(name))
     status = status or None
-    number = int(page_number) if page_number.isdigit() and int(page_number) > 0 else 1
+    # Digits only (int() takes "²" and "١", isdigit() passes them); past the last page, the last.
+    number = max(1, int(page_number)) if PAGE_NUMBER.fullmatch(page_number) else 1
     executions, total = context.executions.page_for_pipeline(
         name, status, (number - 1) * EXECUTIONS_PER_PAGE, EXECUTIONS_PER_PAGE
     )
     pages = max(1, -(-total // EXECUTIONS_PER_PAGE))
+    if number > pages:
+        number = pages
+        executions, total = context.executions.page_for_pipeline(
+            name, status, (number - 1) * EXECUTIONS_PER_PAGE, EXECUTIONS_PER_PAGE
+        )
+        pages = max(1, -(-total // EXECUTIONS_PER_PAGE))
     return page(
         request,
         "pipeline.html",
         session,
         title=f"Pipeline {name}",
         p=pipeline,
-        deployments=[row for row in context.deployments.list() if row.pipeline_name == name],
+        deployments=context.deployments.list_for_pipeline(name),
         executions=executions,
         total=total,
         status=status,

@@ -1,5 +1,6 @@
 """What the console's pages show of a deployment, an execution and a pipeline, gathered from the
-services (``rayline.services``: no SQL here) into plain values for the templates."""
+services (``rayline.services``) into plain values for the templates. The overview's rows take two
+queries whatever their number (``summarize_all``): their pods, and their latest executions."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+
 from rayline.api.context import AppContext
 from rayline.console.charts import Chart, recent_executions_chart
 from rayline.domain.schedules import human_readable
-from rayline.domain.statuses import ExecutionRule, Mode
+from rayline.domain.statuses import LISTED_POD_STATUSES, ExecutionRule, Mode
 from rayline.services.deployments import scaling_of
 from rayline.store.models import Deployment, Execution, ExecutionLog, Pod
 
-# serve_apps.low_latency.POD_DEPLOYMENT: the Serve deployment of a pod's application (that
-# module imports Ray, which the console must not need).
-POD_SERVE_DEPLOYMENT = "pipeline"
 TRACEBACK_START = "Traceback (most recent call last):"
 SAMPLE_VALUES = {"number": 1, "string": "text", "boolean": True, "json": {}, "array": []}
 
@@ -50,9 +50,41 @@ def rule_of(row: Deployment) -> str:
 
 
 def summarize(context: AppContext, row: Deployment, recent: int = 30, flush: bool = False) -> DeploymentSummary:
-    """``flush``: have its pods commit what they answered first (its own page, not the overview)."""
-    pods = context.deployments.pods(row.name) if row.mode == Mode.LOW_LATENCY else []
-    executions = context.executions.recent_for_deployment(row.name, recent, flush=flush and row.is_enabled)
+    """One deployment's summary (its own page); ``flush``: have its pods commit what they
+    answered first."""
+    return summarize_all(context, [row], recent, flush=flush and row.is_enabled)[0]
+
+
+def summarize_all(
+    context: AppContext, rows: list[Deployment], recent: int = 30, flush: bool = False
+) -> list[DeploymentSummary]:
+    """The summaries of ``rows``, in their order: one query for the pods of all the low-latency
+    ones, one for the latest ``recent`` executions of each."""
+    pods = pods_of(context, [row for row in rows if row.mode == Mode.LOW_LATENCY])
+    executions = context.executions.recent_for_deployment([row.name for row in rows], recent, flush=flush)
+    return [_summary(row, pods.get(row.name, []), executions.get(row.name, [])) for row in rows]
+
+
+def pods_of(context: AppContext, rows: list[Deployment]) -> dict[str, list[Pod]]:
+    """The listed pods of these deployments, newest first, as ``DeploymentService.pods`` lists
+    one deployment's (the same statuses, the same bound), in one query."""
+    if not rows:
+        return {}
+    bound = context.settings.max_pods_per_deployment + 4  # with a reload's new pods
+    found: dict[str, list[Pod]] = {row.name: [] for row in rows}
+    with context.db.session() as session:
+        query = (
+            select(Pod)
+            .where(Pod.deployment_name.in_(list(found)), Pod.status.in_(LISTED_POD_STATUSES))
+            .order_by(Pod.started_at.desc())
+        )
+        for pod in session.scalars(query):
+            if len(found[pod.deployment_name]) < bound:
+                found[pod.deployment_name].append(pod)
+    return found
+
+
+def _summary(row: Deployment, pods: list[Pod], executions: list[Execution]) -> DeploymentSummary:
     return DeploymentSummary(
         row=row,
         rule=rule_of(row),

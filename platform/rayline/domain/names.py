@@ -12,6 +12,9 @@ _NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
 # The control plane's Serve application: pods and elastic workers reach it by this name.
 CONTROL_PLANE_APP = "rayline"
+# The one Serve deployment in a low-latency deployment's application (serve_apps.low_latency
+# builds it; the console links to its replicas in Ray's dashboard).
+POD_SERVE_DEPLOYMENT = "pipeline"
 
 
 def validate_name(field: str, value: object) -> str:

@@ -9,17 +9,18 @@ milliseconds), as Prometheus gives them. CPU, RAM, disk, GPU and VRAM are percen
 network is in bytes per second, averaged between two samples.
 
 Plain Python: the samples are taken by ``rayline.runtime.node_metrics`` and kept by
-``rayline.store.resource_metrics``.
+``rayline.store.resource_metrics``, which also makes the points of a window (each sample's
+percentages and rates, and the means of a step of a wide window) in SQL, so that a wide window
+is not read into Python row by row.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import pairwise
 from typing import Any
 
 from rayline.errors import InvalidInput
@@ -29,14 +30,28 @@ from rayline.errors import InvalidInput
 MAX_WINDOW_S = 31 * 24 * 3600
 MAX_POINTS_PER_SERIES = 1000
 MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last date Python can represent
+# Two samples of a node further apart than this many sampling intervals make no network rate (a
+# control plane away for an hour must not answer an hour's mean as the rate at its return), and
+# a node not sampled for that long before the window's last sample is out of the totals.
+MAX_GAP_INTERVALS = 3
 
 CSV_COLUMNS = ("timestamp", "date", "worker", "metric", "value")
+
+# The series of the answer, in its order: percentages, those of GPUs (only when a node of the
+# window has GPUs), and the network's bytes per second, made from two samples of a node.
+GAUGES = ("cpu_usage", "disk_usage", "ram_usage")
+GPU_GAUGES = ("vram_usage", "gpu_usage")
+RATES = ("network_input_usage", "network_output_usage")
+METRICS = (*GAUGES, *GPU_GAUGES, *RATES)
 
 
 @dataclass(frozen=True)
 class NodeSample:
     """What one Ray node used at one moment. The network numbers are the node's counters since
-    its boot; the GPU ones are None on a node without GPUs."""
+    its boot; the GPU ones are None on a node without GPUs. A disk of 0 bytes is one whose size
+    the node does not report (Ray's dummy disk in a Kubernetes pod): it has no disk series and
+    adds nothing to ``total_disk``. ``sampled_at``: when the node was read (None: when the
+    sampling round is recorded)."""
 
     node_id: str
     node_ip: str
@@ -51,9 +66,7 @@ class NodeSample:
     gpu_percent: float | None = None
     vram_used_bytes: int | None = None
     vram_total_bytes: int | None = None
-
-
-TimedSample = tuple[datetime, NodeSample]  # a sample and the time of its sampling round
+    sampled_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -61,28 +74,34 @@ class Window:
     start: datetime
     end: datetime
 
+    @property
+    def step_s(self) -> float:
+        """The step of the window's points once a node has more samples than a series may have."""
+        return max((self.end - self.start).total_seconds(), 1.0) / MAX_POINTS_PER_SERIES
 
-def _percent(used: int | None, total: int | None) -> float | None:
-    if used is None or not total:
-        return None
-    return min(100.0, max(0.0, 100.0 * used / total))
+
+@dataclass(frozen=True)
+class Bucket:
+    """One point of each of a node's series over one step of a window: the mean of the values of
+    the node's samples in the step, at the time of the step's last sample having one (or one
+    sample's, when the node has no more samples in the window than a series may have points).
+    A metric without a value in the step is absent."""
+
+    node_id: str
+    node_ip: str  # node_ip and is_head: as of the node's last sample of the window
+    is_head: bool
+    values: dict[str, tuple[datetime, float]]
 
 
-# Each metric's value at one sample, in the answer's order; None where the node has no such value.
-GAUGES: dict[str, Callable[[NodeSample], float | None]] = {
-    "cpu_usage": lambda s: min(100.0, max(0.0, s.cpu_percent)),
-    "disk_usage": lambda s: _percent(s.disk_used_bytes, s.disk_total_bytes),
-    "ram_usage": lambda s: _percent(s.ram_used_bytes, s.ram_total_bytes),
-}
-GPU_GAUGES: dict[str, Callable[[NodeSample], float | None]] = {
-    "vram_usage": lambda s: _percent(s.vram_used_bytes, s.vram_total_bytes),
-    "gpu_usage": lambda s: None if s.gpu_percent is None else min(100.0, max(0.0, s.gpu_percent)),
-}
-# Counters, answered as rates: bytes per second between two samples of a node.
-COUNTERS: dict[str, Callable[[NodeSample], int]] = {
-    "network_input_usage": lambda s: s.network_received_bytes,
-    "network_output_usage": lambda s: s.network_sent_bytes,
-}
+@dataclass(frozen=True)
+class LastSample:
+    """A node's last sample of a window: its part of the totals."""
+
+    node_id: str
+    sampled_at: datetime
+    ram_total_bytes: int
+    disk_total_bytes: int
+    vram_total_bytes: int | None
 
 
 def _epoch_ms(field: str, value: str | None) -> datetime:
@@ -134,67 +153,41 @@ def _seconds(moment: datetime) -> float:
     return round(moment.timestamp(), 3)
 
 
-def _downsampled(points: list[tuple[float, float]], start_s: float, step_s: float) -> list[tuple[float, float]]:
-    """At most ``MAX_POINTS_PER_SERIES``: past it, each point is the mean of the points of one
-    step, at the time of the step's last one."""
-    if len(points) <= MAX_POINTS_PER_SERIES:
-        return points
-    buckets: dict[int, list[tuple[float, float]]] = {}
-    for point in points:
-        step = min(max(int((point[0] - start_s) // step_s), 0), MAX_POINTS_PER_SERIES - 1)
-        buckets.setdefault(step, []).append(point)
-    return [(bucket[-1][0], sum(value for _, value in bucket) / len(bucket)) for bucket in buckets.values()]
-
-
-def _rates(samples: Sequence[TimedSample], counter: Callable[[NodeSample], int]) -> list[tuple[float, float]]:
-    """Bytes per second between consecutive samples; none across a counter that went back (the
-    node restarted), nor for a node's first sample."""
-    rates = []
-    for (before_at, before), (at, sample) in pairwise(samples):
-        seconds, grown = (at - before_at).total_seconds(), counter(sample) - counter(before)
-        if seconds > 0 and grown >= 0:
-            rates.append((_seconds(at), grown / seconds))
-    return rates
-
-
-def report(samples: Sequence[TimedSample], window: Window) -> dict[str, Any]:
-    """The answer to a query over ``window``: ``samples`` are those of the window, oldest first.
+def report(buckets: Sequence[Bucket], last: Sequence[LastSample], max_gap_s: float) -> dict[str, Any]:
+    """The answer to a query over a window: ``buckets`` are its points, node by node (in the
+    order the nodes first appear in the window), ``last`` each node's last sample of it.
 
     A series per Ray node (``worker`` is its node id); VRAM and GPU series, and ``total_vram``,
-    only when a node of the window has GPUs. The totals are those of the nodes of the window's
-    last sampling round: the environment as it was at the window's end (0 for an empty window).
+    only when a node of the window has GPUs. The totals are those of the nodes sampled in the
+    ``max_gap_s`` before the window's last sample: the environment as it was at the window's end
+    (a node that missed a round or two still in it; 0 for an empty window).
     """
-    by_worker: dict[str, list[TimedSample]] = {}
-    for timed in samples:
-        by_worker.setdefault(timed[1].node_id, []).append(timed)
-    has_gpu = any(sample.vram_total_bytes or sample.gpu_percent is not None for _, sample in samples)
-    gauges = {**GAUGES, **(GPU_GAUGES if has_gpu else {})}
-    metrics: dict[str, list[dict[str, Any]]] = {name: [] for name in (*gauges, *COUNTERS)}
-    start_s = window.start.timestamp()
-    step_s = max((window.end - window.start).total_seconds(), 1.0) / MAX_POINTS_PER_SERIES
-    for worker, timed_samples in by_worker.items():
-        last = timed_samples[-1][1]
-        label = {"worker": worker, "node_ip": last.node_ip, "is_head": last.is_head}
-        series = {
-            name: [(_seconds(at), value) for at, sample in timed_samples if (value := gauge(sample)) is not None]
-            for name, gauge in gauges.items()
-        }
-        series.update({name: _rates(timed_samples, counter) for name, counter in COUNTERS.items()})
-        for name, points in series.items():
-            if points:
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    labels: dict[str, dict[str, Any]] = {}
+    for bucket in buckets:
+        labels[bucket.node_id] = {"worker": bucket.node_id, "node_ip": bucket.node_ip, "is_head": bucket.is_head}
+        of_node = series.setdefault(bucket.node_id, {})
+        for name, (at, value) in bucket.values.items():
+            of_node.setdefault(name, []).append((_seconds(at), value))
+    has_gpu = any(name in GPU_GAUGES for of_node in series.values() for name in of_node) or any(
+        sample.vram_total_bytes for sample in last
+    )
+    names = [name for name in METRICS if has_gpu or name not in GPU_GAUGES]
+    metrics: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for worker, of_node in series.items():
+        for name in names:
+            if points := sorted(of_node.get(name, [])):
                 # Percentages to 0.01; rates in whole bytes per second.
-                values = [
-                    [at, round(value) if name in COUNTERS else round(value, 2)]
-                    for at, value in _downsampled(points, start_s, step_s)
-                ]
-                metrics[name].append({"metric": label, "values": values})
-    last_round = [sample for at, sample in samples if at == samples[-1][0]] if samples else []
+                values = [[at, round(value) if name in RATES else round(value, 2)] for at, value in points]
+                metrics[name].append({"metric": labels[worker], "values": values})
+    latest = max((sample.sampled_at for sample in last), default=None)
+    present = [s for s in last if latest is not None and (latest - s.sampled_at).total_seconds() <= max_gap_s]
     totals: dict[str, int] = {
-        "total_disk": sum(s.disk_total_bytes for s in last_round),
-        "total_ram": sum(s.ram_total_bytes for s in last_round),
+        "total_disk": sum(s.disk_total_bytes for s in present),
+        "total_ram": sum(s.ram_total_bytes for s in present),
     }
     if has_gpu:
-        totals["total_vram"] = sum(s.vram_total_bytes or 0 for s in last_round)
+        totals["total_vram"] = sum(s.vram_total_bytes or 0 for s in present)
     return {"additional_data": totals, "metrics": metrics}
 
 

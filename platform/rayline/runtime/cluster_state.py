@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import ray
 
 # The resource Ray gives the head node alone (the control plane is placed with it).
@@ -23,6 +25,12 @@ def nodes() -> dict[str, bool]:
     """Every node the cluster has known, by id: whether it is alive (Ray keeps lost nodes in its
     node table, dead)."""
     return {node["NodeID"]: bool(node["Alive"]) for node in ray.nodes()}
+
+
+def live_nodes() -> list[dict[str, Any]]:
+    """The entries of ``ray.nodes()`` of the nodes alive now (Ray keeps lost nodes in its node
+    table, dead)."""
+    return [node for node in ray.nodes() if node.get("Alive")]
 
 
 def replica_id_of(actor_name: str, deployment_name: str) -> str | None:

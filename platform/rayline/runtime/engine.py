@@ -167,7 +167,10 @@ class ExecutionEngine:
             if any(isinstance(value, FileValue) for value in values.values()):  # the function gets paths
                 folder = Path(tempfile.mkdtemp(prefix=f"rayline-{execution_id}-"))
                 values = materialize(values, folder)
-            call = self._start_call(scope, values)
+            # An `async def` without a timeout runs in this very task: no second task to create,
+            # wake and wait for (profiled: a sixth of the engine's time per call).
+            inline = self.is_coroutine and config.execution_timeout_s is None
+            call = None if inline else self._start_call(scope, values)
         except BaseException as exc:  # it never started: its slot is free again and its record ends
             self.slots.release()
             if folder is not None:
@@ -184,9 +187,21 @@ class ExecutionEngine:
             self._records.execution_finished(execution_id, status, None, failure)
             return Ended(execution_id, status, error=failure)
         began = time.monotonic()
-        call.add_done_callback(lambda _: self._call_ended(call, scope, time.monotonic() - began))
         timeout_s = config.execution_timeout_s
-        done, _ = await asyncio.wait({call}, timeout=timeout_s)
+        if call is None:
+            call = await self._run_inline(scope, values)
+            self._call_ended(call, scope, time.monotonic() - began)
+            done = True
+        else:
+            ran = call  # for the callback: a name the type checker knows is set
+            call.add_done_callback(lambda _: self._call_ended(ran, scope, time.monotonic() - began))
+            if timeout_s is None:  # what asyncio.wait does, without its sets and timer (a tenth of the engine's time)
+                ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                call.add_done_callback(lambda _: None if ended.done() else ended.set_result(None))
+                await ended
+                done = True
+            else:
+                done = bool((await asyncio.wait({call}, timeout=timeout_s))[0])
         if folder is not None:  # the input files: once outputs are read, or once a timed-out call ends
             call.add_done_callback(lambda _: shutil.rmtree(folder, ignore_errors=True))
         if not done:
@@ -244,6 +259,24 @@ class ExecutionEngine:
         if self.is_coroutine:
             return loop.create_task(self._await_function(values), context=context)
         return loop.run_in_executor(self._threads, context.run, call_function, self._function, values, self._fill)
+
+    async def _run_inline(self, scope: ExecutionScope, values: dict[str, Any]) -> asyncio.Future:
+        """The coroutine function run in the calling task, in the execution's scope; its outcome
+        as a done future, as a task of its own would have ended."""
+        outcome: asyncio.Future = asyncio.get_running_loop().create_future()
+        token = current_scope.set(scope)
+        try:
+            outcome.set_result(await self._await_function(values))
+        except asyncio.CancelledError:
+            outcome.cancel()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # this task is cancelled, not just the user's code
+                raise
+        except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything: settled by the caller
+            outcome.set_exception(exc)
+        finally:
+            current_scope.reset(token)
+        return outcome
 
     async def _await_function(self, values: dict[str, Any]) -> Any:
         # Called inside the task, so that wrong arguments fail the execution like any user error.

@@ -14,15 +14,17 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import ray
 
 from rayline.domain.resource_metrics import NodeSample
+from rayline.runtime import cluster_state
 from rayline.runtime.cluster_state import HEAD_RESOURCE
 
 logger = logging.getLogger(__name__)
@@ -31,8 +33,15 @@ PREFIX = "ray_node_"
 # Ray records GPU memory in MiB (its GPU providers divide NVML's bytes by 1024**2), though the
 # gauges' description says bytes.
 GRAM_UNIT_BYTES = 1024**2
+# A node's read ends once it has taken this long (each connect or read waits as long at most,
+# so a read stops within twice this) or past this many bytes: an agent's text is some tens of kB
+# (a few hundred bytes a line, a few lines per worker process), and a node that hangs or sends
+# without end must not hold up the round nor fill the control plane's memory.
 SCRAPE_TIMEOUT_S = 3.0
+MAX_SCRAPE_BYTES = 4 * 1024**2
 MAX_PARALLEL_SCRAPES = 16
+# Ray's dummy disk in a Kubernetes pod without RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE=1: total 1 B.
+UNKNOWN_DISK_MAX_BYTES = 1
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)(?:\s+\S+)?$")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
@@ -82,6 +91,11 @@ def node_sample(node_id: str, node_ip: str, is_head: bool, text: str) -> NodeSam
     needed = ("cpu_utilization", "mem_used", "mem_total", "disk_usage", "disk_free", "network_received", "network_sent")
     if any(name not in node for name in needed):
         return None
+    disk_used, disk_total = int(node["disk_usage"]), int(node["disk_usage"] + node["disk_free"])
+    if disk_total <= UNKNOWN_DISK_MAX_BYTES:
+        # Ray's placeholder where it does not measure the disk (a Kubernetes pod without
+        # RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE=1): unknown, not a full or empty disk of 1 byte.
+        disk_used, disk_total = 0, 0
     utilizations = [gpu["gpus_utilization"] for gpu in gpus.values() if "gpus_utilization" in gpu]
     gram_used = sum(gpu.get("gram_used", 0.0) for gpu in gpus.values())
     gram_total = gram_used + sum(gpu.get("gram_available", 0.0) for gpu in gpus.values())
@@ -92,9 +106,9 @@ def node_sample(node_id: str, node_ip: str, is_head: bool, text: str) -> NodeSam
         cpu_percent=node["cpu_utilization"],
         ram_used_bytes=int(node["mem_used"]),
         ram_total_bytes=int(node["mem_total"]),
-        disk_used_bytes=int(node["disk_usage"]),
+        disk_used_bytes=disk_used,
         # As Ray's own disk_utilization_percentage: used / (used + free), the root's reserved blocks aside.
-        disk_total_bytes=int(node["disk_usage"] + node["disk_free"]),
+        disk_total_bytes=disk_total,
         network_received_bytes=int(node["network_received"]),
         network_sent_bytes=int(node["network_sent"]),
         gpu_percent=sum(utilizations) / len(utilizations) if utilizations else None,
@@ -103,42 +117,76 @@ def node_sample(node_id: str, node_ip: str, is_head: bool, text: str) -> NodeSam
     )
 
 
+class ScrapeRefused(Exception):
+    """A node's agent answered past the limits of a read (``MAX_SCRAPE_BYTES``, the deadline)."""
+
+
 class RayNodeMetrics:
     """Called once per sampling round (on the control plane, where Ray is initialized): a sample
-    of every live node whose agent answers. A node that does not is left out of the round and
-    named in a warning, once until it answers again."""
+    of every live node whose agent answers, each at the time it was read. A node that does not
+    (or whose read fails in any way) is left out of the round and named in a warning, once until
+    it answers again or leaves the cluster."""
 
-    def __init__(self, timeout_s: float = SCRAPE_TIMEOUT_S) -> None:
-        self._client = httpx.Client(timeout=timeout_s)  # for the process's life, shared by the rounds' threads
+    def __init__(self, timeout_s: float = SCRAPE_TIMEOUT_S, max_bytes: int = MAX_SCRAPE_BYTES) -> None:
+        # For the process's life, shared by the rounds' threads. trust_env=False: the nodes'
+        # addresses are the cluster's own, never to be sent through an HTTP(S)_PROXY of the
+        # environment (nor read with its .netrc credentials).
+        self._client = httpx.Client(timeout=timeout_s, trust_env=False)
+        self._timeout_s, self._max_bytes = timeout_s, max_bytes
         self._silent: set[str] = set()  # the nodes already warned about
 
     def __call__(self) -> list[NodeSample]:
-        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        nodes = cluster_state.live_nodes()
+        # A node gone from the cluster is forgotten: warned about again if it ever comes back.
+        self._silent &= {node.get("NodeID") for node in nodes}
         if not nodes:
             return []
         with ThreadPoolExecutor(min(len(nodes), MAX_PARALLEL_SCRAPES), thread_name_prefix="rayline-scrape") as pool:
             found = list(pool.map(self._sample, nodes))
         return [sample for sample in found if sample is not None]
 
+    def _read(self, url: str) -> str:
+        deadline = time.monotonic() + self._timeout_s
+        chunks, size = [], 0
+        with self._client.stream("GET", url) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise ScrapeRefused(f"it answered more than {self._max_bytes // 1024} KiB")
+                if time.monotonic() > deadline:
+                    raise ScrapeRefused(f"its answer took more than {self._timeout_s:g} s")
+                chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8", errors="replace")
+
     def _sample(self, node: dict[str, Any]) -> NodeSample | None:
-        node_id, address, port = node["NodeID"], node.get("NodeManagerAddress"), node.get("MetricsExportPort")
-        url = f"http://{f'[{address}]' if ':' in str(address) else address}:{port}/metrics"  # IPv6 in brackets
-        problem = None
+        # Anything that goes wrong with one node (an answer that does not parse, an entry of
+        # ray.nodes() without a field) leaves that node out, never the whole round.
+        node_id = str(node.get("NodeID"))
+        problem, details = None, False
         sample = None
+        address, port = node.get("NodeManagerAddress"), node.get("MetricsExportPort")
+        url = f"http://{f'[{address}]' if ':' in str(address) else address}:{port}/metrics"  # IPv6 in brackets
         if not address or not port:
             problem = "Ray lists no metrics export port for it"
         else:
             try:
-                response = self._client.get(url)
-                response.raise_for_status()
-                sample = node_sample(node_id, address, HEAD_RESOURCE in node.get("Resources", {}), response.text)
+                text = self._read(url)
+                read_at = datetime.now(UTC)
+                sample = node_sample(node_id, address, HEAD_RESOURCE in (node.get("Resources") or {}), text)
                 if sample is None:
                     problem = f"its metrics agent ({url}) exports no ray_node_* numbers yet"
+                else:
+                    sample = replace(sample, sampled_at=read_at)
             except httpx.HTTPError as error:
                 problem = f"its metrics agent did not answer at {url} ({error or type(error).__name__})"
+            except ScrapeRefused as error:
+                problem = f"its metrics agent's answer at {url} was cut off: {error}"
+            except Exception as error:
+                problem, details = f"reading its metrics agent at {url} failed ({error!r})", True
         if problem is None:
             self._silent.discard(node_id)
         elif node_id not in self._silent:
             self._silent.add(node_id)
-            logger.warning("resource metrics: Ray node %s is left out: %s", node_id, problem)
+            logger.warning("resource metrics: Ray node %s is left out: %s", node_id, problem, exc_info=details)
         return sample

@@ -445,7 +445,8 @@ class RaylineSdk:
         outputs = {}
         for item in body["outputs"]:
             name, value = item["pipeline_output_name"], item.get("value")
-            if item["data_type"] == "file" and item.get("mapping_type") != "is_null" and value is not None:
+            # As craft-ai-sdk: a file that went to the data store is described, not downloaded.
+            if item["data_type"] == "file" and item.get("mapping_type") not in ("is_null", "datastore") and value:
                 value = self._file(f"/executions/{execution_id}/outputs/{name}")
             outputs[name] = value
         return {"execution_id": execution_id, "outputs": outputs}

@@ -11,7 +11,7 @@ import asyncio
 import builtins  # in annotations after a method named list, which shadows the built-in there
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime
@@ -199,6 +199,17 @@ class DeploymentService:
         with self._db.session() as session:
             return list(session.scalars(select(Deployment).order_by(Deployment.created_at.desc())))
 
+    def list_for_pipeline(self, pipeline_name: str) -> builtins.list[Deployment]:
+        """A pipeline's deployments, newest first (their statuses as SQL has them)."""
+        with self._db.session() as session:
+            return list(
+                session.scalars(
+                    select(Deployment)
+                    .where(Deployment.pipeline_name == pipeline_name)
+                    .order_by(Deployment.created_at.desc())
+                )
+            )
+
     def find_by_path(self, path: str) -> Deployment | None:
         with self._db.session() as session:
             return session.scalars(select(Deployment).where(Deployment.endpoint_url_path == path)).first()
@@ -229,9 +240,12 @@ class DeploymentService:
         self.get(name)  # a low-latency deployment's status, refreshed: a failure found now is logged first
         return log_window(self._db, DeploymentLog, DeploymentLog.deployment_name == name, from_ts, to_ts, limit)
 
-    def log_tail(self, name: str, after_id: int | None = None, limit: int = 500) -> builtins.list[DeploymentLog]:
-        """Its log lines after the cursor ``after_id`` (a row id), or its last ``limit`` lines."""
-        return log_tail(self._db, DeploymentLog, DeploymentLog.deployment_name == name, after_id, limit)
+    def log_tail(
+        self, name: str, after_id: int | None = None, limit: int = 500, skip: Collection[int] = ()
+    ) -> builtins.list[DeploymentLog]:
+        """Its log lines after the cursor ``after_id`` (a row id) but those in ``skip`` (a live tail's,
+        ``rayline.store.executions.log_tail``), or its last ``limit`` lines."""
+        return log_tail(self._db, DeploymentLog, DeploymentLog.deployment_name == name, after_id, limit, skip)
 
     # --- calling -------------------------------------------------------------------------------
 
@@ -545,8 +559,7 @@ class DeploymentService:
         return row
 
     def delete_for_pipeline(self, pipeline_name: str, force: bool) -> builtins.list[dict[str, str]]:
-        with self._db.session() as session:
-            rows = list(session.scalars(select(Deployment).where(Deployment.pipeline_name == pipeline_name)))
+        rows = self.list_for_pipeline(pipeline_name)
         if rows and not force:
             names = ", ".join(repr(r.name) for r in rows)
             raise Conflict(

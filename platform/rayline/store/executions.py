@@ -7,7 +7,7 @@ plane's crash report can race).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -226,26 +226,46 @@ def log_window(
         return list(session.scalars(query.order_by(model.timestamp, model.id).limit(limit or MAX_LOG_LIMIT)))
 
 
-def log_tail(db: Database, model: Any, owner: Any, after_id: int | None = None, limit: int = 500) -> list[Any]:
-    """Log rows of one owner in the order they were written (their ids): those after ``after_id``
-    (a live tail's cursor: a row committed later always has a higher id, whatever its
-    timestamp), or else the last ``limit``. Oldest first either way."""
+def log_tail(
+    db: Database,
+    model: Any,
+    owner: Any,
+    after_id: int | None = None,
+    limit: int = 500,
+    skip: Collection[int] = (),
+) -> list[Any]:
+    """Log rows of one owner in the order of their ids: those after ``after_id`` but the ids
+    in ``skip`` (a live tail's cursor, and what it sent already), or else the last ``limit``.
+    Oldest first either way.
+
+    A row id is taken at INSERT, not at COMMIT: on PostgreSQL a row with a lower id can become
+    visible after one with a higher id (another writer's transaction, committed later), so a
+    tail must read a little behind its cursor and skip what it sent (``rayline.console.live``).
+    SQLite has one writer at a time: its ids are visible in order."""
     query = select(model).where(owner)
     with db.session() as session:
         if after_id is not None:
-            return list(session.scalars(query.where(model.id > after_id).order_by(model.id).limit(limit)))
+            query = query.where(model.id > after_id)
+            if skip:
+                query = query.where(model.id.not_in(list(skip)))
+            return list(session.scalars(query.order_by(model.id).limit(limit)))
         return list(reversed(list(session.scalars(query.order_by(model.id.desc()).limit(limit)))))
 
 
 def executions_page(
-    db: Database, where: Any, status: str | None = None, offset: int = 0, limit: int = 50
+    db: Database,
+    where: Any,
+    status: str | None = None,
+    offset: int = 0,
+    limit: int | None = 50,
+    count: bool = True,
 ) -> tuple[list[Execution], int]:
     """One page of executions (newest first) and how many there are in all, ``where`` (a
-    where-clause: a pipeline's, a deployment's) and of ``status`` when given."""
+    where-clause: a pipeline's, a deployment's) and of ``status`` when given. ``limit`` None:
+    all of them; ``count`` False: they are not counted (the number is then -1)."""
     clauses = [where] if status is None else [where, Execution.status == status]
     with db.session() as session:
-        total = session.scalar(select(func.count()).select_from(Execution).where(*clauses)) or 0
-        rows = session.scalars(
-            select(Execution).where(*clauses).order_by(Execution.created_at.desc()).offset(offset).limit(limit)
-        )
+        total = (session.scalar(select(func.count()).select_from(Execution).where(*clauses)) or 0) if count else -1
+        query = select(Execution).where(*clauses).order_by(Execution.created_at.desc()).offset(offset or None)
+        rows = session.scalars(query.limit(limit) if limit is not None else query)
         return list(rows), total

@@ -28,7 +28,7 @@ def _config() -> Config:
 # The schema that Rayline had just before migrations, and what came after it.
 FIRST_REVISION, ADDED_SINCE = (
     "0001",
-    {"packages", "resource_samples", "metric_values", "list_metric_batches"},
+    {"packages", "resource_samples", "metric_values", "list_metric_batches", "console_revoked_sessions"},
 )  # tables; and columns:
 COLUMNS_ADDED_SINCE = {
     ("deployments", "min_pods"),
@@ -44,6 +44,7 @@ INDEXES_ADDED_SINCE = {
     "ix_executions_pipeline_status_created",
     "ix_executions_deployment_created",
     "ix_deployment_logs_name_id",
+    "ix_execution_logs_execution_id",
 }
 
 

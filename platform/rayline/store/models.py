@@ -114,7 +114,10 @@ class ExecutionLog(Base):
     stream: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_execution_logs_execution_time", "execution_id", "timestamp"),)
+    __table_args__ = (
+        Index("ix_execution_logs_execution_time", "execution_id", "timestamp"),
+        Index("ix_execution_logs_execution_id", "execution_id", "id"),  # the console's page and live tail
+    )
 
 
 class ExecutionFile(Base):
@@ -193,6 +196,16 @@ class DeploymentLog(Base):
     )
 
 
+class ConsoleRevokedSession(Base):
+    """A console session signed out of before its expiry (``rayline.console.sessions``): its
+    cookie stays refused, across restarts and replicas, until ``expires_at`` (epoch seconds),
+    when the row is pruned."""
+
+    __tablename__ = "console_revoked_sessions"
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+
+
 class Pod(Base):
     """A low-latency replica, as it reports itself."""
 
@@ -219,8 +232,8 @@ class Pod(Base):
 
 
 class ResourceSample(Base):
-    """What one Ray node used at one sampling round of the control plane (every node of a round
-    has the round's ``sampled_at``); kept RAYLINE_RESOURCE_METRICS_RETENTION_S. The network
+    """What one Ray node used when the control plane read it (``sampled_at``: that node's own read,
+    in a sampling round); kept RAYLINE_RESOURCE_METRICS_RETENTION_S. The network
     columns are the node's counters since its boot: rates are made from two samples when read."""
 
     __tablename__ = "resource_samples"

@@ -40,9 +40,12 @@ class MetricSeries(BaseModel):
     )
 
 
+AT_THE_END = "over the nodes sampled in the last three sampling intervals of the window, each as of its last sample"
+
+
 class ResourceTotals(BaseModel):
-    total_disk: int = Field(description="Bytes, over the nodes of the window's last sampling round.")
-    total_ram: int = Field(description="Bytes, over the nodes of the window's last sampling round.")
+    total_disk: int = Field(description=f"Bytes, {AT_THE_END} (a node whose disk size is unknown adds nothing).")
+    total_ram: int = Field(description=f"Bytes, {AT_THE_END}.")
     total_vram: int | None = Field(None, description="Bytes; only when a node of the window has GPUs.")
 
 
@@ -52,8 +55,12 @@ class ResourceSeries(BaseModel):
     ram_usage: list[MetricSeries] = Field(description="Percent.")
     vram_usage: list[MetricSeries] | None = Field(None, description="Percent; only when a node has GPUs.")
     gpu_usage: list[MetricSeries] | None = Field(None, description="Percent; only when a node has GPUs.")
-    network_input_usage: list[MetricSeries] = Field(description="Bytes per second received.")
-    network_output_usage: list[MetricSeries] = Field(description="Bytes per second sent.")
+    network_input_usage: list[MetricSeries] = Field(
+        description="Bytes per second received, between two consecutive samples of the node."
+    )
+    network_output_usage: list[MetricSeries] = Field(
+        description="Bytes per second sent, between two consecutive samples of the node."
+    )
 
 
 class ResourceMetricsPublic(BaseModel):

@@ -1,6 +1,7 @@
 // Rayline console: the little the pages need beyond HTML. No inline script anywhere (the
 // Content-Security-Policy forbids them): behaviour is attached here, to data-* attributes.
-// - [data-log-stream]: a live tail (Server-Sent Events) appended as text, never as markup;
+// - [data-log-stream]: a live tail (Server-Sent Events) appended as text, never as markup,
+//   open only while the tab is visible;
 // - [data-confirm] forms: asked before they are sent;
 // - [data-reveal-token] / [data-copy]: the endpoint token, fetched only when asked for, and copy.
 "use strict";
@@ -42,29 +43,60 @@ function showStatus(status) {
   holder.replaceChildren(badge);
 }
 
+function setHint(text) {
+  const hint = document.querySelector("[data-live-hint]");
+  if (hint) hint.textContent = text;
+}
+
+// A live tail follows its page while the tab is shown: hidden, its stream is closed (no request
+// held open, no poll on the server); shown again, it reopens from the last line it got.
 function startTail(box) {
   if (!("live" in box.dataset) || typeof EventSource === "undefined") return;
-  const url = box.dataset.logStream + "?after=" + encodeURIComponent(box.dataset.after || "0");
-  const source = new EventSource(url);
+  let cursor = box.dataset.after || "0";
+  let source = null;
+  let finished = false;
+  const stop = () => {
+    if (source) source.close();
+    source = null;
+  };
+  const open = () => {
+    if (source || finished) return;
+    source = new EventSource(box.dataset.logStream + "?after=" + encodeURIComponent(cursor));
+    source.addEventListener("log", (event) => {
+      if (event.lastEventId) cursor = event.lastEventId;
+      appendLine(box, JSON.parse(event.data));
+    });
+    source.addEventListener("status", (event) => showStatus(JSON.parse(event.data).status));
+    source.addEventListener("end", (event) => {
+      finished = true;
+      stop();
+      const status = JSON.parse(event.data).status;
+      showStatus(status);
+      setHint("Ended: " + status + ".");
+      // The page shows the outputs and the error once the execution has ended.
+      if ("reloadOnEnd" in box.dataset && FINAL.has(status)) window.location.reload();
+    });
+    source.addEventListener("signed-out", () => {
+      finished = true;
+      stop();
+      setHint("Your session has ended: sign in again (reload the page) to resume the live tail.");
+    });
+    const opened = source;
+    opened.addEventListener("error", () => {
+      // Closed by the server (a 401 once the session has ended): the browser does not retry.
+      if (opened.readyState === EventSource.CLOSED && source === opened) {
+        finished = true;
+        source = null;
+        setHint("The live tail stopped; reload the page to resume it.");
+      }
+    });
+  };
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") stop();
+    else open();
+  });
   box.scrollTop = box.scrollHeight;
-  source.addEventListener("log", (event) => appendLine(box, JSON.parse(event.data)));
-  source.addEventListener("status", (event) => showStatus(JSON.parse(event.data).status));
-  source.addEventListener("end", (event) => {
-    source.close();
-    const status = JSON.parse(event.data).status;
-    showStatus(status);
-    const hint = document.querySelector("[data-live-hint]");
-    if (hint) hint.textContent = "Ended: " + status + ".";
-    // The page shows the outputs and the error once the execution has ended.
-    if ("reloadOnEnd" in box.dataset && FINAL.has(status)) window.location.reload();
-  });
-  source.addEventListener("error", () => {
-    // Closed by the server (a 401 once the session has ended): the browser does not retry.
-    if (source.readyState === EventSource.CLOSED) {
-      const hint = document.querySelector("[data-live-hint]");
-      if (hint) hint.textContent = "The live tail stopped; reload the page to resume it.";
-    }
-  });
+  if (document.visibilityState !== "hidden") open();
 }
 
 async function revealToken(button) {

@@ -1,6 +1,6 @@
 """Indexes for the console's pages: a pipeline's or a deployment's executions newest first (paged,
-filtered by status) and a deployment's log read by row id (a live tail's cursor), without
-sorting all their rows
+filtered by status), and a deployment's or an execution's log read by row id (a page's last lines,
+a live tail's cursor), without sorting all their rows
 
 Revision ID: 0007
 Revises: 0006
@@ -21,6 +21,7 @@ INDEXES = {
     "ix_executions_pipeline_status_created": ("executions", ["pipeline_name", "status", "created_at"]),
     "ix_executions_deployment_created": ("executions", ["deployment_name", "created_at"]),
     "ix_deployment_logs_name_id": ("deployment_logs", ["deployment_name", "id"]),
+    "ix_execution_logs_execution_id": ("execution_logs", ["execution_id", "id"]),
 }
 
 
