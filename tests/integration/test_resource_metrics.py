@@ -36,10 +36,11 @@ def _complete(answer: dict) -> bool:
 
 
 def _closed_window(sdk) -> tuple[datetime, datetime]:
-    """From an hour ago to the node's last sample seen once every series has points: a window
-    already closed (the node's next samples are later), so that every request over it reads the
-    same samples, whatever rounds are recorded between the requests."""
-    start = datetime.now(UTC) - timedelta(hours=1)
+    """From now to the node's last sample seen once every series has points: a window already
+    closed (the node's next samples are later), so that every request over it reads the same
+    samples, whatever rounds are recorded between the requests. It starts now, not earlier: a
+    test before may have restarted the session's platform, whose Ray node then had another id."""
+    start = datetime.now(UTC)
     seen = wait_until(
         lambda: (answer := sdk.get_resource_metrics(start, datetime.now(UTC))) and _complete(answer) and answer,
         60,
