@@ -6,7 +6,8 @@
   behind the same Serve HTTP entry (HAProxy, or Serve's default proxy): one that answers on its
   event loop (`async def __call__`), and one that runs a `def double(x)` in a thread, as a warm
   pod runs a `def` function (like for like). p50/p99 of sequential calls (wrk, 1 connection)
-  and requests/s with 16 connections (wrk, 2 threads), from a separate process. After the load,
+  and requests/s with 16 connections (wrk, 2 threads), from a separate process, each the median
+  of --rounds rounds taken in turn (this VM's speed drifts). After the load,
   every request must have its execution record.
 - (elastic endpoints: benchmarks/elastic_latency.py.)
 - time from create_deployment to `up` for a low_latency deployment.
@@ -18,7 +19,7 @@ Needs `wrk` (Debian package; `make bench` installs it).
 With ``--reply-after-commit`` pods answer once each call's records are committed, as pods off
 the control plane's node always do (what the durability of their answers costs).
 
-Usage: python benchmarks/endpoint_latency.py [--no-ha-proxy] [--reply-after-commit]
+Usage: python benchmarks/endpoint_latency.py [--no-ha-proxy] [--reply-after-commit] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import re
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,6 +87,19 @@ def wrk(
     }
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The medians of several wrk runs of one target (requests: their sum), with every run's req/s."""
+    return {
+        "p50_ms": round(statistics.median(run["p50_ms"] for run in runs), 3),
+        "p99_ms": round(statistics.median(run["p99_ms"] for run in runs), 3),
+        "requests_per_s": round(statistics.median(run["requests_per_s"] for run in runs), 1),
+        "requests_per_s_of_each_round": [run["requests_per_s"] for run in runs],
+        "requests": sum(run["requests"] for run in runs),
+        "non_2xx": sum(run["non_2xx"] for run in runs),
+        "socket_errors": [run["socket_errors"] for run in runs if run["socket_errors"]] or None,
+    }
+
+
 def deploy_raw_serve(platform: LocalPlatform) -> tuple[str, str]:
     """Trivial Serve deployments on the platform's cluster, behind the same HTTP entry: one that
     answers on its event loop, one that runs a ``def`` function in a thread (URLs, in that order)."""
@@ -134,6 +149,7 @@ def main() -> None:
         help="pods answer once each call's records are committed (RAYLINE_REPLY_AFTER_COMMIT=always), as pods "
         "off the control plane's node always do",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement (medians are kept)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk (or run `make bench`).")
@@ -192,14 +208,25 @@ def main() -> None:
                 for url, token in targets.values():
                     httpx.post(url, json={"x": 1}, headers={"Authorization": f"EndpointToken {token}"} if token else {})
 
-            sequential = {label: wrk(url, token, 1, 1, 10, folder) for label, (url, token) in targets.items()}
-            concurrent = {label: wrk(url, token, 16, 2, 10, folder) for label, (url, token) in targets.items()}
+            # Rounds of every target in turn, each from a quiet start (what the run before left to do,
+            # a pod's records say, is done): this VM's speed drifts by a fifth from minute to
+            # minute, so one run of each would compare moments, not endpoints. Medians of rounds.
+            runs: dict[str, dict[str, list[dict]]] = {"sequential": {}, "concurrent_16": {}}
+            for _ in range(args.rounds):
+                for label, (url, token) in targets.items():
+                    for kind, connections, threads in (("sequential", 1, 1), ("concurrent_16", 16, 2)):
+                        time.sleep(2)
+                        runs[kind].setdefault(label, []).append(wrk(url, token, connections, threads, 8, folder))
+            sequential, concurrent = (
+                {label: median_run(measured) for label, measured in runs[kind].items()}
+                for kind in ("sequential", "concurrent_16")
+            )
             time.sleep(1.5)
             records = {}
             with sqlite3.connect(platform.home / "rayline.db") as db:
                 for name, label in (("warm-0", "low_latency"), ("warm-async", "low_latency_async")):
                     recorded = db.execute("SELECT COUNT(*) FROM executions WHERE deployment_name = ?", (name,))
-                    sent = 50 + sequential[label]["requests"] + concurrent[label]["requests"]
+                    sent = 50 + sum(run["requests"] for kind in runs.values() for run in kind[label])
                     records[name] = {"requests_answered": sent, "executions_recorded": recorded.fetchone()[0]}
 
             def ratios(ours: str, base: str) -> dict:
