@@ -151,6 +151,8 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement (medians are kept)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        sys.exit("--rounds must be 1 or more.")
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk (or run `make bench`).")
     result: dict = {

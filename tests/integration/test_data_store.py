@@ -161,6 +161,32 @@ def test_listing_pages_with_a_continuation_token(tmp_path):
     assert [i["path"] for i in first] == ["a/1", "a/2"] and [i["path"] for i in second] == ["a/3"] and last is None
 
 
+def test_abandoned_uploads_are_swept_and_live_ones_kept(tmp_path):
+    import os
+
+    from rayline.domain.signed_urls import UrlSigner
+    from rayline.store import data_store_folder
+    from rayline.store.data_store_folder import FolderStorage
+
+    now = [1_000_000.0]
+    storage = FolderStorage(tmp_path / "store", UrlSigner(b"k" * 32), clock=lambda: now[0])
+    old = storage.start_multipart("a/old.bin", 100)["upload_id"]
+    live = storage.start_multipart("a/live.bin", 100)["upload_id"]
+    cut_off = tmp_path / "store" / "tmp" / "cut-off-body"
+    cut_off.write_bytes(b"half a body")
+    long_ago = now[0] - data_store_folder.ABANDONED_AFTER_S - 60
+    for stale in (tmp_path / "store" / "uploads" / old, tmp_path / "store" / "uploads" / old / "upload.json", cut_off):
+        os.utime(stale, (long_ago, long_ago))
+    # A part of the live upload arrived within the day: its folder stays, however old it began.
+    os.utime(tmp_path / "store" / "uploads" / live, (long_ago, long_ago))
+    assert storage.sweep() == 0  # swept at most every SWEEP_EVERY_S: the last one was just now
+    now[0] += data_store_folder.SWEEP_EVERY_S
+    assert storage.sweep() == 2
+    assert sorted(p.name for p in (tmp_path / "store" / "uploads").iterdir()) == [live]
+    assert not cut_off.exists()
+    storage.part_target("a/live.bin", {"upload_id": live}, 1, 60, "http://x")  # still usable
+
+
 # --- S3, through a real S3-compatible server ------------------------------------------------------
 
 

@@ -438,3 +438,24 @@ def test_an_execution_still_running_when_the_pod_stops_ends_in_error_once():
     finished = [call for call in records.calls if call[0] == "finished"]
     assert finished == [("finished", "report-1", ERROR, None, "The pod stopped.")]  # not recorded again
     assert outcome.status == ERROR
+
+
+def test_an_async_def_that_cancels_itself_or_exits_ends_failed_and_frees_its_slot():
+    async def wayward(x):
+        if x == 1:
+            asyncio.current_task().cancel()  # what a library that never uncancels leaves behind
+            await asyncio.sleep(0)
+        if x == 2:
+            raise SystemExit(3)  # a task's would stop the pod's event loop
+        return {"y": x}
+
+    async def scenario():
+        records = Records()
+        engine = engine_for(wayward, records)
+        for x in (1, 2):
+            ended = await engine.run({"x": x})
+            assert ended.status == FAILED, ended
+        assert engine.slots.running == 0  # each freed its slot: the next one runs
+        assert await engine.run({"x": 5}) == Ended("report-3", SUCCEEDED, {"y": 5})
+
+    asyncio.run(scenario())

@@ -110,3 +110,22 @@ def test_what_is_recorded_after_close_is_dropped_not_written_to_a_closed_journal
     writer.deployment_log("d", "after", "stdout")  # an abandoned execution's last line, say
     assert [event["row"]["message"] for event in written] == ["before"]
     assert not list(tmp_path.glob("*.journal"))  # committed, removed; nothing written after
+
+
+def test_a_journal_line_holding_line_separators_and_a_torn_last_line_replay(tmp_path):
+    # orjson writes UTF-8 as is: U+2028 and U+0085 are inside a line, never between lines; a
+    # crash mid-character leaves a last line that is not even UTF-8.
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    migrate.upgrade(db)
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    writer = RecordWriter(lambda events, replaying=False: None, journal_path=folder / "pod-b.journal", interval_s=60)
+    writer.execution_started("dep-2", "pipe", "dep", [], utcnow())
+    writer.execution_log("dep-2", "stdout", "before\u2028after\x85end é")
+    journal = next(folder.glob("pod-b.*.journal"))
+    content = journal.read_bytes() + '{"kind": "execution_log", "row": {"message": "cut'.encode() + "é".encode()[:1]
+    writer._journal.close(remove=False)  # as a crash leaves it: files there, lock released
+    journal.write_bytes(content)
+    assert replay_orphans(sql_sink(db), folder) == ["pod-b"]
+    with db.session() as session:
+        assert [log.message for log in session.query(ExecutionLog)] == ["before\u2028after\x85end é"]

@@ -4,7 +4,8 @@ The pod (``serve_apps.low_latency``) is a thin Serve adapter over this: it reads
 maps outcomes to HTTP; everything between (inputs, a slot, the call, the outputs, the records)
 happens here, driven by plain asyncio, so that tests can drive it with a fake record writer.
 
-An ``async def`` function runs as a task on the event loop, a ``def`` one in a thread of a pool;
+An ``async def`` function runs on the event loop (in its execution's own task when it has no
+timeout, else as a task of its own, which a timeout can cancel), a ``def`` one in a thread of a pool;
 ``ExecutionSlots`` lets at most ``max_parallel_executions`` run at once and queues the rest, in
 arrival order, up to ``max_queued_executions``. The slot is held by the running function itself,
 so a timed-out thread (Python cannot stop one) keeps its slot until it really returns.
@@ -189,7 +190,15 @@ class ExecutionEngine:
         began = time.monotonic()
         timeout_s = config.execution_timeout_s
         if call is None:
-            call = await self._run_inline(scope, values)
+            ran: asyncio.Future | None = None
+            try:
+                ran = await self._run_inline(scope, values)
+            finally:
+                if ran is None:  # the coroutine was closed mid-call (GeneratorExit): its slot is free all the same
+                    self.slots.release(time.monotonic() - began)
+                    if folder is not None:
+                        shutil.rmtree(folder, ignore_errors=True)
+            call = ran
             self._call_ended(call, scope, time.monotonic() - began)
             done = True
         else:
@@ -268,10 +277,12 @@ class ExecutionEngine:
         try:
             outcome.set_result(await self._await_function(values))
         except asyncio.CancelledError:
+            # The user's code cancelled itself, or the pod stops: either way the execution ends
+            # (Failed, or as the pod's abandon() recorded it) and frees its slot, as a task's would.
             outcome.cancel()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():  # this task is cancelled, not just the user's code
-                raise
+        except GeneratorExit:
+            outcome.cancel()
+            raise
         except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything: settled by the caller
             outcome.set_exception(exc)
         finally:

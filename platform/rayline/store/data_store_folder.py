@@ -17,7 +17,8 @@ import secrets
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -99,12 +100,46 @@ class BoundedFile:
         self.path.unlink(missing_ok=True)
 
 
+# What a client left behind (a multipart upload it never ended, an upload cut off mid-body) is
+# removed once nothing touched it for this long; looked for at most every SWEEP_EVERY_S.
+ABANDONED_AFTER_S = 24 * 3600.0
+SWEEP_EVERY_S = 600.0
+
+
 class FolderStorage:
-    def __init__(self, root: Path, signer: UrlSigner) -> None:
+    def __init__(self, root: Path, signer: UrlSigner, clock: Callable[[], float] = time.time) -> None:
         self._objects, self._uploads, self._tmp = root / "objects", root / "uploads", root / "tmp"
         for folder in (self._objects, self._uploads, self._tmp):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._signer = signer
+        self._clock = clock
+        self._swept_at = 0.0
+
+    def sweep(self, force: bool = False) -> int:
+        """Remove the uploads nothing touched for ABANDONED_AFTER_S (multipart uploads never
+        ended, files of bodies that never finished arriving); how many. Called as uploads start,
+        so a store that is used is kept clean, at most every SWEEP_EVERY_S."""
+        now = self._clock()
+        if not force and now - self._swept_at < SWEEP_EVERY_S:
+            return 0
+        self._swept_at = now
+        cutoff, removed = now - ABANDONED_AFTER_S, 0
+        for entry in [*self._uploads.iterdir(), *self._tmp.iterdir()]:
+            try:
+                touched = (
+                    max([entry.stat().st_mtime] + [f.stat().st_mtime for f in entry.iterdir()])
+                    if entry.is_dir()
+                    else entry.stat().st_mtime
+                )
+            except FileNotFoundError:  # ended or removed meanwhile
+                continue
+            if touched < cutoff:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def _file(self, path: str) -> Path:
         return self._objects.joinpath(*path.split("/"))
@@ -115,11 +150,13 @@ class FolderStorage:
     # --- signed URLs ---------------------------------------------------------------------------
 
     def upload_target(self, path: str, max_bytes: int, ttl_s: float, base_url: str) -> dict[str, Any]:
+        self.sweep()
         # The grant is in the URL, not in the form, so that it is checked before the body is read.
         signature = self._signer.sign("upload", path, ttl_s, max=max_bytes)
         return {"signed_url": self._url(base_url, "upload", signature), "fields": {"key": path}}
 
     def start_multipart(self, path: str, max_bytes: int) -> dict[str, Any]:
+        self.sweep()
         upload_id = secrets.token_hex(16)
         folder = self._uploads / upload_id
         folder.mkdir(mode=0o700)

@@ -167,13 +167,17 @@ def replay_orphans(sink: Sink, folder: Path) -> list[str]:
             events = []
             for path in files:
                 try:
-                    lines = path.read_text().splitlines()
+                    # Bytes, split at newlines only: a line's JSON may hold U+2028 and the like
+                    # (orjson writes UTF-8), which str.splitlines() would split at too.
+                    lines = path.read_bytes().split(b"\n")
                 except FileNotFoundError:
                     continue
                 for line in lines:
+                    if not line:
+                        continue
                     try:
                         event = json.loads(line)
-                    except ValueError:  # a line cut short by the crash
+                    except ValueError:  # a line cut short by the crash (UnicodeDecodeError is one)
                         continue
                     if event.get("seq", 0) > done:
                         events.append(event)
