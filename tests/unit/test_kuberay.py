@@ -883,7 +883,7 @@ def test_references_resolve(entry):
         assert int(port) in services.get(host, set()), f"{entry}: redisAddress {ft['redisAddress']} is no Service"
 
 
-def test_ingress_routes_the_api_and_the_endpoints_to_the_serve_port():
+def test_ingress_routes_the_api_the_endpoints_and_the_console_to_the_serve_port():
     ingress = the(render(KUBERAY), "Ingress")
     assert ingress["apiVersion"] == "networking.k8s.io/v1"
     routes = {
@@ -894,7 +894,12 @@ def test_ingress_routes_the_api_and_the_endpoints_to_the_serve_port():
         for rule in ingress["spec"]["rules"]
         for path in rule["http"]["paths"]
     }
-    assert routes == {("/api/v1", "Prefix"): ("rayline-serve", 8000), ("/endpoints", "Prefix"): ("rayline-serve", 8000)}
+    console = [("/", "Exact"), ("/login", "Exact"), ("/logout", "Exact"), ("/deployments", "Prefix")]
+    console += [("/executions", "Prefix"), ("/pipelines", "Prefix"), ("/console/static", "Prefix")]
+    assert routes == {
+        (path, kind): ("rayline-serve", 8000)
+        for path, kind in [("/api/v1", "Prefix"), ("/endpoints", "Prefix"), *console]
+    }
     dashboard = the(render(KUBERAY), "Service", "rayline-dashboard")
     assert [p["port"] for p in dashboard["spec"]["ports"]] == [8265]
 
