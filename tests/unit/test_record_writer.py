@@ -123,7 +123,7 @@ def test_a_journal_line_holding_line_separators_and_a_torn_last_line_replay(tmp_
     writer.execution_started("dep-2", "pipe", "dep", [], utcnow())
     writer.execution_log("dep-2", "stdout", "before\u2028after\x85end é")
     journal = next(folder.glob("pod-b.*.journal"))
-    content = journal.read_bytes() + '{"kind": "execution_log", "row": {"message": "cut'.encode() + "é".encode()[:1]
+    content = journal.read_bytes() + b'{"kind": "execution_log", "row": {"message": "cut' + "é".encode()[:1]
     writer._journal.close(remove=False)  # as a crash leaves it: files there, lock released
     journal.write_bytes(content)
     assert replay_orphans(sql_sink(db), folder) == ["pod-b"]
