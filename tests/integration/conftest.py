@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -54,6 +55,24 @@ def api(platform):
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@contextmanager
+def folder_pipeline(platform, folder: Path, prefix: str, files: dict[str, str], function: str, inputs, outputs):
+    """A pipeline of ``files`` (``main.py``'s ``function``), created for the block under a unique
+    name and deleted after it, with its deployments."""
+    name = unique(prefix)
+    with platform.sdk() as sdk:
+        sdk.create_pipeline(
+            name,
+            "main.py",
+            function,
+            container_config={"local_folder": str(write_folder(folder, files))},
+            inputs=inputs,
+            outputs=outputs,
+        )
+        yield name
+        sdk.delete_pipeline(name, force_deployments_deletion=True)
 
 
 def write_folder(root: Path, files: dict[str, str]) -> Path:

@@ -22,7 +22,7 @@ from rayline.config import Settings
 from rayline.console.sessions import COOKIE_NAME, Sessions
 from rayline.domain.tokens import hash_token
 from rayline.ports import free_port
-from tests.integration.conftest import unique, write_folder
+from tests.integration.conftest import folder_pipeline, unique
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
@@ -52,18 +52,10 @@ PIPELINE = {
 
 @pytest.fixture(scope="module")
 def pipeline(platform, tmp_path_factory):
-    sdk = platform.sdk()
-    name = unique("console")
-    sdk.create_pipeline(
-        name,
-        "main.py",
-        "handler",
-        container_config={"local_folder": str(write_folder(tmp_path_factory.mktemp("console"), PIPELINE))},
-        inputs=[Input("x", "number"), Input("pause", "number", is_required=False)],
-        outputs=[Output("y", "number")],
-    )
-    yield name
-    sdk.delete_pipeline(name, force_deployments_deletion=True)
+    inputs = [Input("x", "number"), Input("pause", "number", is_required=False)]
+    folder = tmp_path_factory.mktemp("console")
+    with folder_pipeline(platform, folder, "console", PIPELINE, "handler", inputs, [Output("y", "number")]) as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import io
 import pytest
 
 from rayline import Input, InputSource, Output, OutputDestination, SdkException
-from tests.integration.conftest import unique, write_folder
+from tests.integration.conftest import folder_pipeline, unique
 
 SHOUTER = {
     "main.py": """
@@ -25,18 +25,10 @@ SHOUTER = {
 
 @pytest.fixture(scope="module")
 def shouter(platform, tmp_path_factory):
-    name = unique("shouter")
-    with platform.sdk() as sdk:
-        sdk.create_pipeline(
-            name,
-            "main.py",
-            "run",
-            container_config={"local_folder": str(write_folder(tmp_path_factory.mktemp("shouter"), SHOUTER))},
-            inputs=[Input("source", "file"), Input("suffix", "string", is_required=False)],
-            outputs=[Output("shouted", "file")],
-        )
+    inputs = [Input("source", "file"), Input("suffix", "string", is_required=False)]
+    folder = tmp_path_factory.mktemp("shouter")
+    with folder_pipeline(platform, folder, "shouter", SHOUTER, "run", inputs, [Output("shouted", "file")]) as name:
         yield name
-        sdk.delete_pipeline(name, force_deployments_deletion=True)
 
 
 def _read(sdk, path: str) -> bytes:
@@ -111,3 +103,12 @@ def test_run_pipeline_reads_and_writes_the_data_store_too(sdk, shouter):
     # It went to the data store: the caller gets its description, as craft-ai-sdk shows it.
     assert result["outputs"] == {"shouted": {"filename": "shouted.txt", "size": len(b"RUN ME.")}}
     assert _read(sdk, target) == b"RUN ME."
+    # Larger than a file input may be (the session's RAYLINE_MAX_FILE_BYTES): refused from its size.
+    sdk.upload_data_store_object(io.BytesIO(b"x" * 1_500_000), source)
+    with pytest.raises(SdkException) as info:
+        sdk.run_pipeline(
+            shouter, inputs_mapping=[InputSource("source", datastore_path=source)],
+            outputs_mapping=[OutputDestination("shouted", datastore_path=target)],
+        )  # fmt: skip
+    assert "is 1500000 bytes" in info.value.message and "RAYLINE_MAX_FILE_BYTES" in info.value.message
+    assert _read(sdk, target) == b"RUN ME."  # nothing written

@@ -17,7 +17,7 @@ with warnings.catch_warnings():  # importing the client turns every DeprecationW
 
 from rayline import Input, Output
 from rayline.sdk.errors import SdkException
-from tests.integration.conftest import unique, write_folder
+from tests.integration.conftest import folder_pipeline, unique
 
 RECORDER = {
     "main.py": """
@@ -89,21 +89,10 @@ RECORDING_INPUTS = [
 
 @pytest.fixture(scope="module")
 def recorder(platform, tmp_path_factory):
-    name = unique("metrics")
-    with platform.sdk() as sdk:
-        sdk.create_pipeline(
-            name,
-            "main.py",
-            "run",
-            container_config={"local_folder": str(write_folder(tmp_path_factory.mktemp("recorder"), RECORDER))},
-            inputs=RECORDING_INPUTS,
-            outputs=[Output("report", "json")],
-        )
+    folder = tmp_path_factory.mktemp("recorder")
+    outputs = [Output("report", "json")]
+    with folder_pipeline(platform, folder, "metrics", RECORDER, "run", RECORDING_INPUTS, outputs) as name:
         yield name
-        for deployment in sdk.list_deployments():
-            if deployment["pipeline_name"] == name:
-                sdk.delete_deployment(deployment["name"])
-        sdk.delete_pipeline(name, force_deployments_deletion=True)
 
 
 @pytest.fixture(scope="module")

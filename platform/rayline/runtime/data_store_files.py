@@ -30,16 +30,22 @@ def _client(access: dict[str, str]) -> Any:
 
 
 def _download(client: Any, path: str, limit: int) -> bytes:
-    """The object's bytes, read until ``limit`` at most (it may have grown since it was looked at)."""
+    """The object's bytes, ``limit`` at most: refused from its announced size before any byte is
+    read, or once more than ``limit`` came (a length the server did not announce). Asking for the
+    URL is the existence check (a 404 naming the object)."""
     url = client._request("POST", "/data-store/download", json={"path_to_object": path})["signed_url"]
+    too_large = f"a file input is at most {limit} bytes (RAYLINE_MAX_FILE_BYTES)"
     data = bytearray()
     with httpx.stream("GET", url, timeout=300.0) as response:
         if response.status_code >= 400:
             raise RuntimeError(f"the data store answered {response.status_code}")
+        announced = response.headers.get("content-length", "")
+        if announced.isdigit() and int(announced) > limit:
+            raise InvalidInput(f"it is {announced} bytes; {too_large}")
         for chunk in response.iter_bytes():
             data += chunk
             if len(data) > limit:
-                raise InvalidInput(f"the object is more than {limit} bytes, the most a file input takes")
+                raise InvalidInput(f"it is more than {limit} bytes; {too_large}")
     return bytes(data)
 
 
@@ -53,11 +59,6 @@ def fetch_inputs(values: dict[str, Any], max_file_bytes: int, access: dict[str, 
     with _client(access) as client:
         for name, source in wanted.items():
             try:
-                size = int(client.get_data_store_object_information(source.path)["size"])
-                if size > max_file_bytes:
-                    raise InvalidInput(
-                        f"it is {size} bytes; a file input is at most {max_file_bytes} bytes (RAYLINE_MAX_FILE_BYTES)"
-                    )
                 data = _download(client, source.path, max_file_bytes)
             except Exception as error:  # the user's to fix (a missing object, one too large): Failed
                 reason = error.message if isinstance(error, InvalidInput) else str(error)

@@ -960,7 +960,15 @@ class RaylineSdk:
             )
         return True
 
-    def _metrics(self, kind: str, name: str | None, filters: dict[str, str | None]) -> list[dict]:
+    def _metrics(
+        self,
+        kind: str,
+        name: str | None,
+        pipeline_name: str | None,
+        deployment_name: str | None,
+        execution_id: str | None,
+    ) -> list[dict]:
+        filters = {"pipeline_name": pipeline_name, "deployment_name": deployment_name, "execution_id": execution_id}
         given = {key: value for key, value in filters.items() if value is not None}
         if len(given) > 1:
             raise ValueError(
@@ -989,8 +997,7 @@ class RaylineSdk:
     ) -> list[dict]:
         """Single-value metrics ``{"name", "value", "created_at", "execution_id", "deployment_name",
         "pipeline_name"}``, of one pipeline, deployment or execution at most."""
-        filters = {"pipeline_name": pipeline_name, "deployment_name": deployment_name, "execution_id": execution_id}
-        return self._metrics("single-value", name, filters)
+        return self._metrics("single-value", name, pipeline_name, deployment_name, execution_id)
 
     def get_list_metrics(
         self,
@@ -1001,8 +1008,7 @@ class RaylineSdk:
     ) -> list[dict]:
         """List metrics ``{"name", "values", "created_at", "execution_id", "deployment_name",
         "pipeline_name"}`` (values in the order recorded), of one pipeline, deployment or execution at most."""
-        filters = {"pipeline_name": pipeline_name, "deployment_name": deployment_name, "execution_id": execution_id}
-        return self._metrics("list-values", name, filters)
+        return self._metrics("list-values", name, pipeline_name, deployment_name, execution_id)
 
 
 def _execution_status(response: httpx.Response) -> str:

@@ -28,19 +28,23 @@ class MetricsService:
 
     def record_value(self, scope: CodeScope | None, name: str, body: Any) -> None:
         """Set the execution's metric ``name`` to ``body["value"]``: the last value recorded wins."""
-        check_metric_name(name)
         body = _body(body, "value")
         value = check_metric_value(body["value"])
-        pipeline_name, deployment_name = self._access.owner_of(scope, body.get("execution_id"))
-        store.record_value(self._db, body["execution_id"], name, value, pipeline_name, deployment_name)
+        execution_id, pipeline_name, deployment_name = self._owner(scope, name, body)
+        store.record_value(self._db, execution_id, name, value, pipeline_name, deployment_name)
 
     def record_list_values(self, scope: CodeScope | None, name: str, body: Any) -> None:
         """Append ``body["values"]`` to the execution's list metric ``name``."""
-        check_metric_name(name)
         body = _body(body, "values")
         values = check_metric_values(body["values"])
+        execution_id, pipeline_name, deployment_name = self._owner(scope, name, body)
+        store.record_list_values(self._db, execution_id, name, values, pipeline_name, deployment_name)
+
+    def _owner(self, scope: CodeScope | None, name: str, body: dict[str, Any]) -> tuple[str, str, str | None]:
+        """(execution, pipeline, deployment) of the metric ``name`` the caller records, once it may."""
+        check_metric_name(name)
         pipeline_name, deployment_name = self._access.owner_of(scope, body.get("execution_id"))
-        store.record_list_values(self._db, body["execution_id"], name, values, pipeline_name, deployment_name)
+        return body["execution_id"], pipeline_name, deployment_name
 
     def list(
         self,
