@@ -220,7 +220,7 @@ class ExecutionEngine:
         try:
             settled = self._contract.settle(call.result())
             if settled.to_data_store:
-                await asyncio.to_thread(store_outputs, settled.to_data_store, self._config.code_environment)
+                await asyncio.to_thread(store_outputs, settled.to_data_store, config.code_environment)
         except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
             for line in traceback.format_exc().rstrip().split("\n"):
                 self._records.execution_log(execution_id, "stderr", line)
