@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from rayline import Input, Output
-from tests.integration.conftest import unique, write_folder
+from tests.integration.conftest import folder_pipeline, unique, write_folder
 from tests.integration.test_deployments import logs_text
 from tests.support import wait_until
 
@@ -314,3 +314,32 @@ def test_an_elastic_execution_past_its_timeout_has_its_worker_stopped(platform, 
         assert post(platform, deployment, seconds=0).status_code == 200  # the next call is not affected
     finally:
         sdk.delete_deployment(name)
+
+
+LOOPS = {
+    "main.py": """
+        import threading
+
+        def _separate_user_loop():
+            return any("_run_user_code_event_loop" in thread.name for thread in threading.enumerate())
+
+        def plain(x):
+            return {"separate_user_loop": _separate_user_loop()}
+
+        async def coroutine(x):
+            return {"separate_user_loop": _separate_user_loop()}
+    """,
+}
+
+
+@pytest.mark.parametrize(("function", "separate_loop"), [("plain", False), ("coroutine", True)])
+def test_a_plain_defs_pod_answers_on_serves_main_loop_a_coroutines_keeps_one_for_user_code(
+    platform, sdk, tmp_path, function, separate_loop
+):
+    outputs = [Output("separate_user_loop", "boolean")]
+    with folder_pipeline(platform, tmp_path, "loops", LOOPS, function, [Input("x", "number")], outputs) as name:
+        deployment = sdk.create_deployment(name, unique("loops"), "endpoint", mode="low_latency")
+        assert deployment["status"] == "up"
+        answer = post(platform, deployment, x=1)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["output"] == {"separate_user_loop": separate_loop}

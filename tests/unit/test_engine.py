@@ -85,6 +85,15 @@ class Blocks:
         return numbers
 
 
+async def until(condition: Callable[[], Any], timeout_s: float = 5.0) -> None:
+    """Wait until ``condition()`` is true, or fail the test after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, "the condition never came true"
+        await asyncio.sleep(0.01)
+
+
 def engine_for(
     function: Callable[..., Any],
     records: Records,
@@ -307,6 +316,35 @@ def test_at_most_max_parallel_executions_run_the_next_wait_in_order_and_past_the
     asyncio.run(scenario())
 
 
+def test_a_def_thread_that_ends_an_execution_starts_the_next_waiting_one_without_the_event_loop():
+    first_may_end, ran = threading.Event(), []
+    all_ran = threading.Event()
+
+    def handler(x):
+        if x == 0:
+            assert first_may_end.wait(5)
+        ran.append((x, current_execution_id()))
+        if len(ran) == 3:
+            all_ran.set()
+        return {"y": x}
+
+    async def scenario():
+        records = Records()
+        engine = engine_for(handler, records, queued=2)
+        calls = [asyncio.ensure_future(engine.run({"x": x})) for x in range(3)]
+        await until(records.started)
+        assert (engine.slots.running, engine.slots.waiting) == (1, 2)
+        # The event loop is held from here on: only the execution thread can start the next two.
+        first_may_end.set()
+        assert all_ran.wait(5)
+        assert ran == [(0, "report-1"), (1, "report-2"), (2, "report-3")]
+        outcomes = await asyncio.gather(*calls)
+        assert [outcome.output for outcome in outcomes] == [{"y": 0}, {"y": 1}, {"y": 2}]
+        assert (engine.slots.running, engine.slots.waiting) == (0, 0)
+
+    asyncio.run(scenario())
+
+
 def test_a_timed_out_def_answers_its_caller_but_holds_its_slot_until_its_thread_returns():
     release = threading.Event()
 
@@ -332,6 +370,71 @@ def test_a_timed_out_def_answers_its_caller_but_holds_its_slot_until_its_thread_
         await asyncio.wait_for(freed.wait(), 5)
         assert engine.slots.running == 0
         assert await engine.run({"x": 3}) == Ended("report-2", SUCCEEDED, {"y": 3})
+
+    asyncio.run(scenario())
+
+
+def test_a_queued_defs_timeout_counts_from_the_start_of_its_function_not_from_its_arrival():
+    release = threading.Event()
+
+    def handler(x):
+        if x == 1:
+            assert release.wait(5)
+        return {"y": x}
+
+    async def scenario():
+        records = Records()
+        engine = engine_for(handler, records, queued=1, timeout_s=0.2)
+        first = await engine.run({"x": 1})  # times out, and its thread holds the one slot
+        assert first.timed_out
+        second = asyncio.ensure_future(engine.run({"x": 2}))
+        await asyncio.sleep(1.0)  # five timeouts of waiting for the slot
+        assert not second.done() and engine.slots.waiting == 1
+        release.set()
+        assert await asyncio.wait_for(second, 5) == Ended("report-2", SUCCEEDED, {"y": 2})
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("timeout_s", [None, 5.0])
+def test_a_def_that_cannot_start_frees_its_slot_with_or_without_a_timeout(timeout_s):
+    failing = [True]
+
+    def apply_environment():
+        if failing[0]:
+            failing[0] = False
+            raise OSError("environment refused")
+
+    async def scenario():
+        records = Records()
+        engine = engine_for(lambda x: {"y": x}, records, timeout_s=timeout_s, apply_environment=apply_environment)
+        with pytest.raises(OSError, match="environment refused"):
+            await engine.run({"x": 1})
+        assert engine.slots.running == 0 and records.calls == []
+        assert await engine.run({"x": 2}) == Ended("report-1", SUCCEEDED, {"y": 2})
+
+    asyncio.run(scenario())
+
+
+def test_a_def_still_waiting_when_the_pod_stops_never_starts_nor_is_recorded():
+    release = threading.Event()
+
+    def handler(x):
+        assert release.wait(5)
+        return {"y": x}
+
+    async def scenario():
+        records = Records()
+        engine = engine_for(handler, records, queued=1)
+        running = asyncio.ensure_future(engine.run({"x": 1}))
+        waiting = asyncio.ensure_future(engine.run({"x": 2}))
+        await until(records.started)
+        assert engine.abandon("The pod stopped.") == ["report-1"]
+        release.set()
+        assert (await running).status == ERROR
+        with pytest.raises(Unavailable, match="stopped before this execution could start"):
+            await waiting
+        assert records.started() == ["report-1"]  # the waiting one has no record
 
     asyncio.run(scenario())
 
@@ -427,8 +530,7 @@ def test_an_execution_still_running_when_the_pod_stops_ends_in_error_once():
         records = Records()
         engine = engine_for(handler, records)
         running = asyncio.ensure_future(engine.run({"x": 1}))
-        while not records.started():
-            await asyncio.sleep(0.01)
+        await until(records.started)
         assert engine.abandon("The pod stopped.") == ["report-1"]
         release.set()
         outcome = await running

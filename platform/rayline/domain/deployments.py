@@ -294,4 +294,8 @@ class ReplicaConfig:
     # COMMIT=always); by default only off the control plane's node, where a journal dies with it.
     reply_after_commit: bool = False
     control_plane_app: str = "rayline"  # the Serve application pods send their records to
+    # The function is a plain `def` (known from its source at the pipeline's creation): its code
+    # only ever runs in the pods' execution threads, so Serve may run the pod's own side of each
+    # call on the replica's main event loop (serve_apps.low_latency.build).
+    plain_def: bool = False
     max_file_bytes: int = 20 * 1024**2

@@ -390,8 +390,17 @@ def to_data_store(mapping: list[dict[str, Any]], outputs: dict[str, Any]) -> dic
     return {
         item["datastore_path"]: outputs[item["pipeline_output_name"]]
         for item in mapping
-        if "datastore_path" in item and isinstance(outputs.get(item["pipeline_output_name"]), FileValue)
+        if _to_data_store(item) and isinstance(outputs.get(item["pipeline_output_name"]), FileValue)
     }
+
+
+def writes_to_data_store(mapping: list[dict[str, Any]]) -> bool:
+    """Whether any output of this (normalized) mapping goes to the data store."""
+    return any(_to_data_store(item) for item in mapping)
+
+
+def _to_data_store(item: dict[str, Any]) -> bool:
+    return "datastore_path" in item
 
 
 def _recorded(value: Any) -> Any:

@@ -74,9 +74,10 @@ class ExecutionIds:
             return self._take()
 
     async def next(self) -> str:
-        return await asyncio.to_thread(self._wait)
+        return await asyncio.to_thread(self.wait)
 
-    def _wait(self) -> str:
+    def wait(self) -> str:
+        """The next id, waiting for the next block if need be (blocking: on a thread only)."""
         deadline = time.monotonic() + WAIT_S
         with self._ready:
             while True:

@@ -39,6 +39,7 @@ class PodFollower:
         # The environment variables as last loaded (version, values), and as set in os.environ.
         self._environment: tuple[int, dict[str, str]] = (0, {})
         self._applied_environment: tuple[int, dict[str, str]] = (0, {})
+        self._applying = threading.Lock()
         self._stop = threading.Event()
 
     def update_pod(self, **fields: Any) -> None:
@@ -48,11 +49,15 @@ class PodFollower:
         return self._environment[1]
 
     def apply_environment(self) -> None:
-        """Set the environment variables last loaded in os.environ (at each execution start)."""
-        loaded = self._environment
-        if loaded[0] != self._applied_environment[0]:
-            apply_environment(loaded[1], self._applied_environment[1])
-            self._applied_environment = loaded
+        """Set the environment variables last loaded in os.environ (at each execution start, in
+        the threads of `def` executions too: one thread at a time applies a change)."""
+        if self._environment[0] == self._applied_environment[0]:
+            return  # nothing new: the common case, without the lock
+        with self._applying:
+            loaded = self._environment
+            if loaded[0] != self._applied_environment[0]:
+                apply_environment(loaded[1], self._applied_environment[1])
+                self._applied_environment = loaded
 
     def follow(self, hold_s: float) -> None:
         """Ask what the pod follows, held up to ``hold_s`` while nothing changes; apply it at once

@@ -410,6 +410,7 @@ class DeploymentService:
             journal_dir=str(self._settings.home_dir / "journal" / row.name),
             reply_after_commit=self._settings.reply_after_commit == "always",
             max_file_bytes=self._settings.max_file_bytes,
+            plain_def=bool(pipeline.plain_def),
         )
         try:
             self._serve.deploy(

@@ -49,26 +49,67 @@ def pipeline_specs(pipeline: Pipeline) -> tuple[list[InputSpec], list[OutputSpec
     return [InputSpec(**spec) for spec in pipeline.inputs], [OutputSpec(**spec) for spec in pipeline.outputs]
 
 
-def _check_function_defined(source: str, function_path: str, function_name: str) -> None:
-    """Refuse at creation, not at the first run, a file that does not define the function."""
+def is_plain_def(source: str, function_path: str, function_name: str) -> bool:
+    """Refuse at creation, not at the first run, a file that does not define the function; True
+    when it surely is a plain ``def``, no coroutine function: one undecorated ``def`` at the top
+    level, and nothing else in the file that could bind that name (an ``async def``, a
+    decorator, an import, an assignment in a block, ``globals()``...). A wrong False only costs
+    speed (serve_apps.low_latency.build), a wrong True a pod whose coroutines share Serve's loop."""
     try:
         tree = ast.parse(source, filename=function_path)
     except SyntaxError as error:
         raise InvalidInput(
             f"function_path {function_path!r} has a syntax error at line {error.lineno}: {error.msg}."
         ) from None
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == function_name:
-            return
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == function_name for t in targets):
-                return
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
-            (alias.asname or alias.name.split(".")[0]) == function_name for alias in node.names
-        ):
-            return
-    raise InvalidInput(f"function_name {function_name!r} is not defined at the top level of {function_path!r}.")
+    bindings = [node for node in tree.body if _binds(node, function_name)]
+    if not bindings:
+        raise InvalidInput(f"function_name {function_name!r} is not defined at the top level of {function_path!r}.")
+    # Any other binding, at the top level or below, is one of the nodes the walk finds.
+    first = bindings[0]
+    return (
+        isinstance(first, ast.FunctionDef)
+        and not first.decorator_list
+        and not any(_may_bind(node, function_name) for node in ast.walk(tree) if node is not first)
+    )
+
+
+# Calls through which a module can bind any of its names.
+_NAME_BINDERS = {"globals", "vars", "setattr", "exec", "eval", "locals", "__import__"}
+
+
+def _may_bind(node: ast.AST, name: str) -> bool:
+    """Whether ``node``, anywhere in the module, may bind ``name`` (conservatively)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node.name == name
+    if isinstance(node, ast.Name):
+        return node.id == name and not isinstance(node.ctx, ast.Load)
+    if isinstance(node, ast.Attribute):  # handler.__code__ = ..., module.handler = ...
+        return not isinstance(node.ctx, ast.Load) and (
+            node.attr == name or (isinstance(node.value, ast.Name) and node.value.id == name)
+        )
+    if isinstance(node, ast.alias):
+        return node.name == "*" or _imported_as(node) == name
+    if isinstance(node, (ast.Global, ast.Nonlocal)):
+        return name in node.names
+    if isinstance(node, ast.Call):
+        return isinstance(node.func, ast.Name) and node.func.id in _NAME_BINDERS
+    return False
+
+
+def _binds(node: ast.stmt, name: str) -> bool:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node.name == name
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return any(isinstance(t, ast.Name) and t.id == name for t in targets)
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return any(_imported_as(alias) == name for alias in node.names)
+    return False
+
+
+def _imported_as(alias: ast.alias) -> str:
+    """The name an import binds: ``import a.b`` binds ``a``."""
+    return alias.asname or alias.name.split(".")[0]
 
 
 def _check_no_shadowing(root: Path) -> None:
@@ -124,7 +165,7 @@ class PipelineService:
             extract_archive(archive, root, self._settings.max_unpacked_bytes, self._settings.max_archive_members)
             _check_no_shadowing(root)
             source = read_text_member(root, params.function_path, "function_path")
-            _check_function_defined(source, params.function_path, params.function_name)
+            plain_def = is_plain_def(source, params.function_path, params.function_name)
             requirements: list[str] = []
             if config.get("requirements_path"):
                 requirements = _requirements(read_text_member(root, config["requirements_path"], "requirements_path"))
@@ -143,6 +184,7 @@ class PipelineService:
             requirements=requirements,
             package_uri=package_uri,
             package_sha256=sha,
+            plain_def=plain_def,
             status=READY,
             created_at=utcnow(),
         )

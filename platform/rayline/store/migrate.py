@@ -37,6 +37,7 @@ COLUMNS_ADDED_SINCE = {
     ("deployments", "standby_after_s"),
     ("pods", "flushed"),
     ("pods", "node_id"),
+    ("pipelines", "plain_def"),
 }
 # Indexes on tables of the first revision (0007: the console's pages).
 INDEXES_ADDED_SINCE = {

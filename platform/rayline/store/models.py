@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Double,
     ForeignKey,
@@ -71,6 +72,8 @@ class Pipeline(Base):
     requirements: Mapped[list] = mapped_column(JSON, default=list)
     package_uri: Mapped[str] = mapped_column(String(2048))
     package_sha256: Mapped[str] = mapped_column(String(64))
+    # The function is a plain `def` (services.pipelines.is_plain_def); None: created before this was known.
+    plain_def: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     status: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

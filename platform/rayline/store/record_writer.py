@@ -116,8 +116,10 @@ class Journal:
     def committed(self, seq: int, generation: int) -> None:
         """Everything up to ``seq`` (in ``generation`` and before) is in SQL."""
         os.pwrite(self._done_fd, f"{seq:020d}".encode(), 0)
-        for old in [g for g in self.files if g < generation]:
-            os.close(self.files.pop(old))
+        with self.lock:  # an append may open the next file meanwhile (a rotation)
+            done = {g: self.files.pop(g) for g in [g for g in self.files if g < generation]}
+        for old, fd in done.items():
+            os.close(fd)
             Path(f"{self._base}.{old}.journal").unlink(missing_ok=True)
 
     def close(self, remove: bool) -> None:
